@@ -1,0 +1,7 @@
+"""``python -m dogbreed COMMAND``: the same commands as the container's entry point."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

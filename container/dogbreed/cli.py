@@ -1,0 +1,62 @@
+"""``dogbreed COMMAND``: one entry point for everything the package does."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+
+USAGE = """usage: dogbreed COMMAND [ARGS]
+
+commands:
+  train             train on /opt/ml (or $OPT_ML), as SageMaker runs it
+  hyperparameters   print the hyperparameter reference (Markdown)
+  metrics           print SageMaker metric definitions (JSON)
+  weights           fetch (--download DIR) or check the ImageNet weights
+"""
+
+
+def _train(argv: list[str]) -> int:
+    from .train import main
+
+    return main(argv)
+
+
+def _hyperparameters(_argv: list[str]) -> int:
+    from .hyperparameters import markdown_table
+
+    sys.stdout.write(markdown_table())
+    return 0
+
+
+def _metrics(_argv: list[str]) -> int:
+    from .metrics import METRIC_DEFINITIONS
+
+    print(json.dumps(METRIC_DEFINITIONS, indent=1))
+    return 0
+
+
+def _weights(argv: list[str]) -> int:
+    from .weights import main
+
+    return main(argv)
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "train": _train,
+    "hyperparameters": _hyperparameters,
+    "metrics": _metrics,
+    "weights": _weights,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        return 0
+    command = COMMANDS.get(argv[0])
+    if command is None:
+        print(f"dogbreed: unknown command '{argv[0]}'\n\n{USAGE}", end="", file=sys.stderr)
+        return 2
+    return command(argv[1:])

@@ -1,0 +1,152 @@
+"""Image-folder datasets in the dogImages layout: ``<split>/NNN.Breed_name/*.jpg``.
+
+Class names are the folder names in sorted order; every split must have the
+same classes. Files that are not usable images are found before training
+(:func:`scan_split`), reported, and skipped; a file that still fails to decode
+later (a truncated JPEG passes the header check) is skipped by the loader and
+counted, never crashing an epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from .images import ImageError, check_header, decode
+from .preprocess import Transform
+
+log = logging.getLogger(__name__)
+SHOW_NAMES = 5  # how many offending file names a message lists
+
+
+class DataError(Exception):
+    """The dataset is not usable; the message says what to fix."""
+
+
+@dataclass
+class Split:
+    """One scanned split: its classes, its usable samples and the files skipped."""
+
+    name: str
+    root: Path
+    classes: list[str]
+    samples: list[tuple[str, int]]
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+
+    def counts(self) -> list[int]:
+        out = [0] * len(self.classes)
+        for _, label in self.samples:
+            out[label] += 1
+        return out
+
+    def skipped_summary(self) -> str:
+        names = ", ".join(f"{p} ({why})" for p, why in self.skipped[:SHOW_NAMES])
+        more = f" and {len(self.skipped) - SHOW_NAMES} more" if len(self.skipped) > SHOW_NAMES else ""
+        return f"{self.name}: skipped {len(self.skipped)} unusable file(s): {names}{more}"
+
+
+def display_name(folder: str) -> str:
+    """'001.Affenpinscher' -> 'Affenpinscher'; 'Irish_water_spaniel' -> 'Irish water spaniel'."""
+    return re.sub(r"^\d+[._-]", "", folder).replace("_", " ")
+
+
+def _visible(name: str) -> bool:
+    return not name.startswith(".") and name != "__MACOSX"
+
+
+def find_classes(root: Path) -> list[str]:
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder")
+    classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and _visible(e.name))
+    if not classes:
+        loose = sorted(e.name for e in os.scandir(root) if _visible(e.name))[:SHOW_NAMES]
+        raise DataError(
+            f"no class folders in {root}: expected one sub-folder per breed "
+            f"(e.g. 001.Affenpinscher/*.jpg), found {loose or 'nothing'}"
+        )
+    return classes
+
+
+def _files(class_dir: Path) -> list[Path]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(class_dir):
+        dirnames[:] = sorted(d for d in dirnames if _visible(d))
+        found.extend(Path(dirpath) / f for f in sorted(filenames) if _visible(f))
+    return found
+
+
+def scan_split(name: str, root: Path, *, check: bool = True, threads: int = 8) -> Split:
+    """List ``root``'s classes and images; with ``check``, read every header to skip bad files."""
+    classes = find_classes(root)
+    candidates = [(path, label) for label, c in enumerate(classes) for path in _files(root / c)]
+    reasons: list[str | None] = [None] * len(candidates)
+    if check and candidates:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            reasons = list(pool.map(check_header, (p for p, _ in candidates), chunksize=64))
+    split = Split(name=name, root=root, classes=classes, samples=[])
+    for (path, label), reason in zip(candidates, reasons, strict=True):
+        rel = str(path.relative_to(root))
+        if reason is None:
+            split.samples.append((str(path), label))
+        else:
+            split.skipped.append((rel, reason))
+    empty = [c for c, n in zip(classes, split.counts(), strict=True) if n == 0]
+    if empty:
+        listed = ", ".join(empty[:SHOW_NAMES]) + (" ..." if len(empty) > SHOW_NAMES else "")
+        raise DataError(f"{name}: {len(empty)} class folder(s) without a usable image: {listed}")
+    return split
+
+
+def check_same_classes(reference: Split, other: Split) -> None:
+    if other.classes == reference.classes:
+        return
+    only_ref = sorted(set(reference.classes) - set(other.classes))
+    only_other = sorted(set(other.classes) - set(reference.classes))
+
+    def show(names: list[str]) -> str:
+        return ", ".join(names[:SHOW_NAMES]) + (" ..." if len(names) > SHOW_NAMES else "") or "none"
+
+    raise DataError(
+        f"'{reference.name}' and '{other.name}' must have the same class folders: "
+        f"{len(only_ref)} only in {reference.name} ({show(only_ref)}), "
+        f"{len(only_other)} only in {other.name} ({show(only_other)})"
+    )
+
+
+class ImageFolder(Dataset):
+    """Samples of a :class:`Split`; unreadable images come back as ``(None, path)``."""
+
+    def __init__(self, samples: list[tuple[str, int]], transform: Transform, decode_side: int):
+        self.samples = samples
+        self.transform = transform
+        self.decode_side = decode_side
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        path, label = self.samples[index]
+        try:
+            image = decode(path, self.decode_side)
+        except (ImageError, OSError) as exc:
+            return None, f"{path} ({exc})"
+        return self.transform(image), label
+
+
+def collate(batch: list[tuple[Any, Any]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Stack the good samples; return the unreadable ones' descriptions beside them."""
+    good = [(x, y) for x, y in batch if x is not None]
+    bad = [y for x, y in batch if x is None]
+    if not good:
+        return torch.empty(0), torch.empty(0, dtype=torch.long), bad
+    images = torch.stack([x for x, _ in good])
+    labels = torch.tensor([y for _, y in good], dtype=torch.long)
+    return images, labels, bad

@@ -1,0 +1,215 @@
+"""SageMaker's /opt/ml contract for training containers, in one place.
+
+Everything the training program reads from or writes to /opt/ml goes through
+:class:`OptML`. The root can be moved with the ``OPT_ML`` environment variable,
+so that the same program runs outside a container (tests, local runs).
+
+Layout (SageMaker "How Amazon SageMaker AI provides training information"):
+
+    input/config/hyperparameters.json    {name: "string value"}
+    input/config/inputdataconfig.json    {channel: {"TrainingInputMode": ...}}
+    input/config/resourceconfig.json     {"current_host": ..., "hosts": [...]}
+    input/config/debughookconfig.json    (optional, Debugger)
+    input/config/profilerconfig.json     (optional, Profiler)
+    input/data/<channel>/                train, valid, test (test optional)
+    model/                               artefacts, tarred to S3 by SageMaker
+    checkpoints/                         synced with CheckpointConfig.S3Uri
+    output/failure                       first line = FailureReason
+    output/data/                         extra outputs, tarred to output.tar.gz
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_ROOT = "OPT_ML"
+DEFAULT_ROOT = "/opt/ml"
+REQUIRED_CHANNELS = ("train", "valid")
+OPTIONAL_CHANNELS = ("test",)
+# SageMaker shows at most this many characters of the failure file as FailureReason.
+FAILURE_REASON_LIMIT = 1024
+
+
+class ContractError(Exception):
+    """The /opt/ml layout is not what the program needs; the message says why."""
+
+
+@dataclass(frozen=True)
+class ResourceConfig:
+    """The cluster this container is part of (resourceconfig.json)."""
+
+    current_host: str = "algo-1"
+    hosts: tuple[str, ...] = ("algo-1",)
+    network_interface_name: str | None = None
+    current_instance_type: str | None = None
+
+    @property
+    def host_rank(self) -> int:
+        return sorted(self.hosts).index(self.current_host)
+
+    @property
+    def master_host(self) -> str:
+        return sorted(self.hosts)[0]
+
+
+@dataclass
+class OptML:
+    """Paths and configuration files of one /opt/ml tree."""
+
+    root: Path = field(default_factory=lambda: Path(os.environ.get(ENV_ROOT, DEFAULT_ROOT)))
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+
+    # -- paths -------------------------------------------------------------
+    @property
+    def config_dir(self) -> Path:
+        return self.root / "input" / "config"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "input" / "data"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.root / "output"
+
+    @property
+    def output_data_dir(self) -> Path:
+        return self.output_dir / "data"
+
+    @property
+    def failure_file(self) -> Path:
+        return self.output_dir / "failure"
+
+    @property
+    def hyperparameters_file(self) -> Path:
+        return self.config_dir / "hyperparameters.json"
+
+    @property
+    def inputdataconfig_file(self) -> Path:
+        return self.config_dir / "inputdataconfig.json"
+
+    @property
+    def resourceconfig_file(self) -> Path:
+        return self.config_dir / "resourceconfig.json"
+
+    @property
+    def debughookconfig_file(self) -> Path:
+        return self.config_dir / "debughookconfig.json"
+
+    @property
+    def profilerconfig_file(self) -> Path:
+        return self.config_dir / "profilerconfig.json"
+
+    def channel(self, name: str) -> Path:
+        return self.data_dir / name
+
+    # -- configuration files ----------------------------------------------
+    def _read_json(self, path: Path, default: Any) -> Any:
+        if not path.exists():
+            return default
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ContractError(f"{path} is not valid JSON: {exc}") from exc
+
+    def raw_hyperparameters(self) -> dict[str, str]:
+        """hyperparameters.json as given (SageMaker writes every value as a string)."""
+        data = self._read_json(self.hyperparameters_file, {})
+        if not isinstance(data, dict):
+            raise ContractError(f"{self.hyperparameters_file} must hold a JSON object")
+        return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
+
+    def input_data_config(self) -> dict[str, dict[str, Any]]:
+        data = self._read_json(self.inputdataconfig_file, {})
+        if not isinstance(data, dict):
+            raise ContractError(f"{self.inputdataconfig_file} must hold a JSON object")
+        return data
+
+    def resource_config(self) -> ResourceConfig:
+        data = self._read_json(self.resourceconfig_file, None)
+        if data is None:
+            return ResourceConfig()
+        try:
+            hosts = tuple(str(h) for h in data["hosts"])
+            current = str(data["current_host"])
+        except (KeyError, TypeError) as exc:
+            raise ContractError(
+                f"{self.resourceconfig_file} needs 'current_host' and 'hosts' (got {data!r})"
+            ) from exc
+        if not hosts or current not in hosts:
+            raise ContractError(
+                f"{self.resourceconfig_file}: current_host {current!r} is not among hosts {list(hosts)}"
+            )
+        return ResourceConfig(
+            current_host=current,
+            hosts=hosts,
+            network_interface_name=data.get("network_interface_name"),
+            current_instance_type=data.get("current_instance_type"),
+        )
+
+    def channels(self) -> dict[str, Path]:
+        """The data channels present: required ones must exist, optional ones may."""
+        declared = self.input_data_config()
+        found: dict[str, Path] = {}
+        for name in REQUIRED_CHANNELS + OPTIONAL_CHANNELS:
+            path = self.channel(name)
+            if path.is_dir():
+                found[name] = path
+            elif name in REQUIRED_CHANNELS:
+                hint = "" if not declared or name in declared else (
+                    f" (inputdataconfig.json declares {sorted(declared)})"
+                )
+                raise ContractError(
+                    f"missing data channel '{name}': expected a folder at {path}{hint}; "
+                    f"pass channels {', '.join(REQUIRED_CHANNELS)} (and optionally "
+                    f"{', '.join(OPTIONAL_CHANNELS)})"
+                )
+        mode = {k: v.get("TrainingInputMode", "File") for k, v in declared.items() if isinstance(v, dict)}
+        piped = sorted(k for k, v in mode.items() if v != "File" and k in found)
+        if piped:
+            raise ContractError(
+                f"channels {piped} use input mode {[mode[k] for k in piped]}; this algorithm "
+                "reads image folders and supports only TrainingInputMode 'File'"
+            )
+        return found
+
+    # -- outputs -----------------------------------------------------------
+    def prepare_outputs(self) -> None:
+        for path in (self.model_dir, self.checkpoint_dir, self.output_data_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+    def write_failure(self, reason: str, details: str = "") -> None:
+        """First line: a one-line human reason (what SageMaker shows); then details."""
+        line = " ".join(reason.split()) or "training failed"
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        text = line + "\n" + (details.rstrip() + "\n" if details else "")
+        atomic_write_bytes(self.failure_file, text.encode("utf-8"))
+
+    def clear_failure(self) -> None:
+        self.failure_file.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary name in the same folder, fsync, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{socket.gethostname()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

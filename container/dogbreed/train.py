@@ -1,0 +1,537 @@
+"""``train``: fine-tune ResNet18 on the image folders of SageMaker's /opt/ml contract.
+
+What SageMaker runs as ``docker run IMAGE train``. Reads hyperparameters and
+channels from /opt/ml (or ``$OPT_ML``), prints one metric line per epoch,
+checkpoints every epoch and resumes from the newest checkpoint, writes the
+model to /opt/ml/model and, on any error, a one-line reason to
+/opt/ml/output/failure before exiting non-zero.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import math
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+
+from . import __version__, checkpoint, metrics
+from .data import DataError, ImageFolder, Split, check_same_classes, collate, scan_split
+from .distributed import ENV_FAILURE_FILE, World, init_process_group, launch, worker_world
+from .hardware import HardwareError, Placement, place, processes_per_host
+from .hyperparameters import HyperparameterError, Hyperparameters, parse
+from .images import resize_size
+from .model import ARCHITECTURE, build, freeze_backbone, set_train_mode
+from .opt_ml import ContractError, OptML, atomic_write_bytes
+from .preprocess import decode_side, eval_transform, preprocessing_metadata, train_transform
+from .weights import WeightsError
+
+log = logging.getLogger("dogbreed.train")
+MODEL_FILE = "model.pt"
+CLASSES_FILE = "classes.json"
+METADATA_FILE = "metadata.json"
+# Hyperparameters that do not change the result; a checkpoint made with other values resumes.
+RESULT_NEUTRAL = frozenset({"workers", "progress_seconds"})
+USER_ERRORS = (HyperparameterError, ContractError, DataError, WeightsError, HardwareError)
+
+
+class TrainingStopped(Exception):
+    """SIGTERM arrived (SageMaker stops the job, or spot capacity is reclaimed)."""
+
+
+class CheckpointMismatch(Exception):
+    """The checkpoint folder holds a run with different settings."""
+
+
+class WorkerFailed(Exception):
+    """A launched worker failed; its own reason and details are carried over."""
+
+    def __init__(self, reason: str, details: str):
+        super().__init__(reason)
+        self.details = details
+
+
+# Failures whose message is the whole story: reported as they are, without a traceback.
+EXPLAINED = USER_ERRORS + (CheckpointMismatch, WorkerFailed)
+
+
+def setup_logging(world: World | None = None) -> None:
+    rank = world.rank if world else 0
+    prefix = f"[rank {rank}] " if world and world.distributed else ""
+    logging.basicConfig(
+        level=logging.INFO if rank == 0 else logging.WARNING,
+        format=f"%(asctime)s %(levelname)s {prefix}%(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+        stream=sys.stdout,
+        force=True,
+    )
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """Every epoch's randomness depends on (seed, epoch) only, so a resumed run repeats it."""
+    return (seed * 1_000_003 + epoch) % (2**63)
+
+
+class Trainer:
+    """One training process (the only one, or one rank of DistributedDataParallel)."""
+
+    def __init__(self, opt: OptML, params: Hyperparameters, world: World):
+        self.opt, self.params, self.world = opt, params, world
+        self.head_only = params.finetune == "head"
+        self.placement: Placement = place(
+            world.local_rank, world.local_size, amp=params.amp, workers=params.workers
+        )
+        if params.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = not params.deterministic
+        if world.distributed:
+            init_process_group(world, self.placement.device)
+        self.splits = self._scan()
+        self.classes = self.splits["train"].classes
+        torch.manual_seed(params.seed)
+        self.model = build(len(self.classes), pretrained=params.pretrained)
+        trainable = freeze_backbone(self.model) if self.head_only else list(self.model.parameters())
+        device = self.placement.device
+        fmt = torch.channels_last if self.placement.cuda else torch.contiguous_format
+        self.model.to(device, memory_format=fmt)
+        self.net: nn.Module = self.model
+        if world.distributed:
+            self.net = DistributedDataParallel(
+                self.model, device_ids=[device.index] if self.placement.cuda else None
+            )
+        self.optimizer = torch.optim.AdamW(
+            trainable, lr=params.lr, eps=params.eps, weight_decay=params.weight_decay
+        )
+        fp16 = self.placement.amp_dtype == torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=fp16)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=params.label_smoothing)
+        self.train_set = ImageFolder(
+            self.splits["train"].samples,
+            train_transform(params.image_size, params.augment),
+            decode_side(params.image_size, train=params.augment),
+        )
+        self.steps_per_epoch = math.ceil(
+            math.ceil(len(self.train_set) / world.size) / params.batch_size
+        )
+        self.total_steps = self.steps_per_epoch * params.epochs
+        # State that checkpoints carry:
+        self.step = 0
+        self.history: list[dict[str, float]] = []
+        self.best: dict[str, float] = {"epoch": 0, "valid_acc": -1.0, "valid_loss": math.inf}
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.stale_epochs = 0
+        self.stopped_early = False
+        self.undecodable: set[str] = set()
+
+    # -- data --------------------------------------------------------------
+    def _scan(self) -> dict[str, Split]:
+        channels = self.opt.channels()
+        splits = {name: scan_split(name, path) for name, path in channels.items()}
+        for name in ("valid", "test"):
+            if name in splits:
+                check_same_classes(splits["train"], splits[name])
+        if self.world.is_main:
+            for split in splits.values():
+                counts = split.counts()
+                log.info("%s: %d images in %d classes (%d to %d per class) from %s",
+                         split.name, len(split.samples), len(split.classes), min(counts),
+                         max(counts), split.root)
+                if split.skipped:
+                    log.warning(split.skipped_summary())
+        return splits
+
+    def _eval_loader(self, split: Split) -> DataLoader:
+        size = self.params.image_size
+        dataset = ImageFolder(split.samples, eval_transform(size), resize_size(size))
+        shard = Subset(dataset, range(self.world.rank, len(dataset), self.world.size))
+        return self._loader(shard, shuffle_seed=None)
+
+    def _loader(self, dataset: Any, shuffle_seed: int | None, sampler: Any = None) -> DataLoader:
+        workers = self.placement.loader_workers
+        generator = torch.Generator()
+        generator.manual_seed(shuffle_seed if shuffle_seed is not None else self.params.seed)
+        return DataLoader(
+            dataset,
+            batch_size=self.params.batch_size,
+            sampler=sampler,
+            shuffle=False,
+            num_workers=workers,
+            collate_fn=collate,
+            pin_memory=self.placement.cuda,
+            generator=generator,
+            prefetch_factor=4 if workers else None,
+        )
+
+    def _note_undecodable(self, bad: list[str]) -> None:
+        new = [b for b in bad if b not in self.undecodable]
+        self.undecodable.update(new)
+        for description in new:
+            log.warning("skipped an image that could not be decoded: %s", description)
+
+    # -- steps -------------------------------------------------------------
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        dtype = self.placement.amp_dtype
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=dtype)
+
+    def _lr_at(self, step: int) -> float:
+        if self.params.lr_schedule == "constant" or self.total_steps == 0:
+            return self.params.lr
+        progress = min(step, self.total_steps) / self.total_steps
+        return self.params.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    def _to_device(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        device = self.placement.device
+        fmt = torch.channels_last if self.placement.cuda else torch.contiguous_format
+        return (images.to(device, non_blocking=True, memory_format=fmt),
+                labels.to(device, non_blocking=True))
+
+    def _all_sum(self, values: list[float]) -> list[float]:
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.placement.device)
+        if self.world.distributed:
+            dist.all_reduce(tensor)
+        return tensor.tolist()
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        seed = epoch_seed(self.params.seed, epoch)
+        torch.manual_seed(seed)
+        sampler = DistributedSampler(self.train_set, num_replicas=self.world.size,
+                                     rank=self.world.rank, shuffle=True, seed=self.params.seed)
+        sampler.set_epoch(epoch)
+        loader = self._loader(self.train_set, shuffle_seed=seed, sampler=sampler)
+        set_train_mode(self.model, self.head_only)
+        device = self.placement.device
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        seen = 0
+        started = last_report = time.monotonic()
+        join = (self.net.join() if self.world.distributed else contextlib.nullcontext())
+        with join:
+            for batch_index, (images, labels, bad) in enumerate(loader, 1):
+                if bad:
+                    self._note_undecodable(bad)
+                if images.numel() == 0:
+                    continue
+                images, labels = self._to_device(images, labels)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = self._lr_at(self.step)
+                with self._autocast():
+                    logits = self.net(images)
+                    loss = self.criterion(logits, labels)
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.step += 1
+                loss_sum += loss.detach().double() * labels.numel()
+                correct += (logits.detach().argmax(1) == labels).sum()
+                seen += labels.numel()
+                now = time.monotonic()
+                if (self.params.progress_seconds and self.world.is_main
+                        and now - last_report >= self.params.progress_seconds):
+                    last_report = now
+                    self._progress(epoch, batch_index, len(loader), loss_sum.item() / seen,
+                                   correct.item() / seen, seen / (now - started))
+        seconds = time.monotonic() - started
+        total_loss, total_correct, total_seen, seconds_sum = self._all_sum(
+            [loss_sum.item(), float(correct.item()), float(seen), seconds]
+        )
+        return {
+            "train_loss": total_loss / max(1.0, total_seen),
+            "train_acc": total_correct / max(1.0, total_seen),
+            "images_per_second": total_seen / max(1e-9, seconds_sum / self.world.size),
+        }
+
+    def _progress(self, epoch: int, batch: int, batches: int, loss: float, acc: float,
+                  rate: float) -> None:
+        eta = (batches - batch) * self.params.batch_size / max(rate, 1e-9)
+        log.info("progress: epoch %d/%d batch %d/%d (%.0f%%) loss %.4f acc %.4f "
+                 "%.1f img/s/process, epoch eta %.0fs", epoch, self.params.epochs, batch,
+                 batches, 100 * batch / batches, loss, acc, rate, eta)
+
+    @torch.inference_mode()
+    def evaluate(self, split: Split) -> dict[str, float]:
+        self.model.eval()
+        loss_sum, correct, seen = 0.0, 0, 0
+        criterion = nn.CrossEntropyLoss(reduction="sum")
+        for images, labels, bad in self._eval_loader(split):
+            if bad:
+                self._note_undecodable(bad)
+            if images.numel() == 0:
+                continue
+            images, labels = self._to_device(images, labels)
+            with self._autocast():
+                logits = self.model(images)
+            loss_sum += criterion(logits.float(), labels).item()
+            correct += int((logits.argmax(1) == labels).sum().item())
+            seen += labels.numel()
+        total_loss, total_correct, total_seen = self._all_sum([loss_sum, float(correct), float(seen)])
+        if total_seen == 0:
+            raise DataError(f"{split.name}: no image could be decoded")
+        return {"loss": total_loss / total_seen, "acc": total_correct / total_seen}
+
+    # -- checkpoints -------------------------------------------------------
+    def fingerprint(self) -> dict[str, Any]:
+        params = {k: v for k, v in asdict(self.params).items() if k not in RESULT_NEUTRAL}
+        return {"hyperparameters": params, "classes": self.classes,
+                "train_images": len(self.train_set), "world_size": self.world.size}
+
+    def save_checkpoint(self, epoch: int) -> None:
+        if not self.world.is_main:
+            return
+        checkpoint.save(self.opt.checkpoint_dir, epoch, {
+            "fingerprint": self.fingerprint(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "step": self.step,
+            "history": self.history,
+            "best": self.best,
+            "best_model": None if self.best["epoch"] == epoch else self.best_state,
+            "stale_epochs": self.stale_epochs,
+            "stopped_early": self.stopped_early,
+        })
+
+    def resume(self) -> int:
+        """Load the newest checkpoint; return the first epoch still to run."""
+        state = checkpoint.load_latest(self.opt.checkpoint_dir)
+        if state is None:
+            return 1
+        mine, theirs = self.fingerprint(), state["fingerprint"]
+        if mine != theirs:
+            raise CheckpointMismatch(
+                f"the checkpoints in {self.opt.checkpoint_dir} come from a run with other "
+                f"settings ({_differences(theirs, mine)}); remove them to start afresh"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        self.history = list(state["history"])
+        self.best = dict(state["best"])
+        self.best_state = state["best_model"] or _cpu_copy(state["model"])
+        self.stale_epochs = int(state["stale_epochs"])
+        self.stopped_early = bool(state["stopped_early"])
+        log.info("resumed from the checkpoint of epoch %d (best so far: epoch %d, valid_acc %.4f)",
+                 state["epoch"], self.best["epoch"], self.best["valid_acc"])
+        return int(state["epoch"]) + 1
+
+    # -- the run -----------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        params = self.params
+        if self.world.is_main:
+            log.info("device: %s; %d process(es) in all", self.placement.describe(), self.world.size)
+            log.info("hyperparameters: %s", " ".join(f"{k}={v}" for k, v in asdict(params).items()))
+        start_epoch = self.resume()
+        started = time.monotonic()
+        for epoch in range(start_epoch, params.epochs + 1):
+            if self.stopped_early:
+                break
+            epoch_started = time.monotonic()
+            train = self.train_epoch(epoch)
+            valid = self.evaluate(self.splits["valid"])
+            record = {"epoch": epoch, **train, "valid_loss": valid["loss"], "valid_acc": valid["acc"],
+                      "lr": self._lr_at(self.step), "epoch_seconds": time.monotonic() - epoch_started}
+            self.history.append(record)
+            self._update_best(epoch, record)
+            if self.world.is_main:
+                log.info(metrics.format_epoch(
+                    epoch, params.epochs, train_loss=record["train_loss"], train_acc=record["train_acc"],
+                    valid_loss=record["valid_loss"], valid_acc=record["valid_acc"], lr=record["lr"],
+                    epoch_seconds=record["epoch_seconds"], images_per_second=record["images_per_second"]))
+                if not math.isfinite(record["train_loss"]):
+                    log.warning("the training loss is not finite: training diverged; lower lr")
+            self.save_checkpoint(epoch)
+            if self.stopped_early and self.world.is_main:
+                log.info("early stopping: valid_acc has not improved for %d epochs (best: epoch %d)",
+                         params.patience, self.best["epoch"])
+        return self.finish(time.monotonic() - started)
+
+    def _update_best(self, epoch: int, record: dict[str, float]) -> None:
+        if record["valid_acc"] > self.best["valid_acc"]:
+            self.best = {"epoch": epoch, "valid_acc": record["valid_acc"],
+                         "valid_loss": record["valid_loss"]}
+            self.best_state = _cpu_copy(self.model.state_dict())
+            self.stale_epochs = 0
+        else:
+            self.stale_epochs += 1
+            self.stopped_early = bool(self.params.patience) and self.stale_epochs >= self.params.patience
+
+    def finish(self, seconds: float) -> dict[str, Any]:
+        """Restore the best epoch's weights, test them, write the model artefacts."""
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        scores = {"valid_loss": self.best["valid_loss"], "valid_acc": self.best["valid_acc"]}
+        if "test" in self.splits:
+            test = self.evaluate(self.splits["test"])
+            scores.update(test_loss=test["loss"], test_acc=test["acc"])
+        if self.world.is_main:
+            self.write_model(scores, seconds)
+            log.info(metrics.format_final(int(self.best["epoch"]), scores))
+            if self.undecodable:
+                log.warning("%d image(s) could not be decoded and were skipped", len(self.undecodable))
+        return scores
+
+    def write_model(self, scores: dict[str, float], seconds: float) -> None:
+        model_dir = self.opt.model_dir
+        buffer = io.BytesIO()
+        torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, buffer)
+        atomic_write_bytes(model_dir / MODEL_FILE, buffer.getvalue())
+        atomic_write_bytes(model_dir / CLASSES_FILE, json.dumps(self.classes, indent=1).encode())
+        splits = {name: {"images": len(s.samples), "skipped": len(s.skipped)}
+                  for name, s in self.splits.items()}
+        metadata = {
+            "format_version": 1,
+            "architecture": ARCHITECTURE,
+            "num_classes": len(self.classes),
+            "weights_file": MODEL_FILE,
+            "classes_file": CLASSES_FILE,
+            "preprocessing": preprocessing_metadata(self.params.image_size),
+            "pretrained": "imagenet" if self.params.pretrained else None,
+            "hyperparameters": asdict(self.params),
+            "metrics": {"selected_epoch": int(self.best["epoch"]), **scores},
+            "history": self.history,
+            "data": splits,
+            "training": {
+                "seconds": round(seconds, 1),
+                "processes": self.world.size,
+                "device": self.placement.describe(),
+                "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "stopped_early": self.stopped_early,
+            },
+            "versions": {"dogbreed": __version__, "torch": torch.__version__,
+                         "torchvision": _torchvision_version()},
+        }
+        atomic_write_bytes(model_dir / METADATA_FILE, json.dumps(metadata, indent=1).encode())
+        log.info("model written to %s (%s, %s, %s)", model_dir, MODEL_FILE, CLASSES_FILE, METADATA_FILE)
+
+
+def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+
+
+def _torchvision_version() -> str:
+    import torchvision
+
+    return torchvision.__version__
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
+    changes = []
+    old_hp, new_hp = old.get("hyperparameters", {}), new.get("hyperparameters", {})
+    for key in sorted(set(old_hp) | set(new_hp)):
+        if old_hp.get(key) != new_hp.get(key):
+            changes.append(f"{key}: {old_hp.get(key)} -> {new_hp.get(key)}")
+    for key in ("classes", "train_images", "world_size"):
+        if old.get(key) != new.get(key):
+            changes.append(f"{key} changed" if key == "classes" else
+                           f"{key}: {old.get(key)} -> {new.get(key)}")
+    return "; ".join(changes) or "format changed"
+
+
+def describe_failure(exc: BaseException) -> str:
+    """The one-line reason written first in the failure file."""
+    if isinstance(exc, EXPLAINED):
+        return str(exc)
+    if isinstance(exc, TrainingStopped):
+        return "training stopped by SIGTERM (job stopped or spot capacity reclaimed); " \
+               "the checkpoints let a restart carry on"
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return "GPU out of memory: lower batch_size (or image_size)"
+    if isinstance(exc, MemoryError):
+        return "out of host memory: lower batch_size or workers"
+    return f"internal error: {type(exc).__name__}: {exc}"
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    def handler(_signum: int, _frame: object) -> None:
+        raise TrainingStopped()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _parse(opt: OptML, world: World) -> Hyperparameters:
+    ignored: list[str] = []
+    params = parse(opt.raw_hyperparameters(), ignored=ignored)
+    if ignored and world.is_main:
+        log.info("ignoring hyperparameters reserved by SageMaker: %s", ", ".join(ignored))
+    return params
+
+
+def _launch_or_train(opt: OptML) -> None:
+    params = _parse(opt, World())
+    resources = opt.resource_config()
+    nproc = processes_per_host(params.processes_per_host)
+    if nproc * len(resources.hosts) == 1:
+        Trainer(opt, params, World()).run()
+        return
+    code, reason, details = launch(nproc, resources)
+    if code:
+        raise WorkerFailed(reason or "a training worker failed", details)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``train`` (SageMaker passes no arguments)."""
+    if argv is None:
+        argv = sys.argv[1:]
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__.strip())
+        print(f"\nThe /opt/ml root is {OptML().root} (set OPT_ML to move it).")
+        return 0
+    opt = OptML()
+    world = worker_world()
+    setup_logging(world)
+    try:
+        with stop_on_sigterm():
+            if world is None:
+                opt.clear_failure()
+                opt.prepare_outputs()
+                _launch_or_train(opt)
+            else:
+                Trainer(opt, _parse(opt, world), world).run()
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            exc = TrainingStopped()
+        reason = describe_failure(exc)
+        details = exc.details if isinstance(exc, WorkerFailed) else traceback.format_exc()
+        failure_file = os.environ.get(ENV_FAILURE_FILE)
+        if failure_file:  # a worker: the launcher writes the real failure file
+            Path(failure_file).write_text(f"{reason}\n{details}", encoding="utf-8")
+        else:
+            opt.write_failure(reason, details)
+        if isinstance(exc, EXPLAINED + (TrainingStopped,)):
+            log.error("training failed: %s", reason)
+        else:
+            log.error("training failed: %s\n%s", reason, details)
+        return 143 if isinstance(exc, TrainingStopped) else 1
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Generate small stand-in data: image folders, an /opt/ml tree, stand-in weights.
+
+Used by the tests and by ``local_test`` so that nothing binary is committed.
+Each class gets its own colour and stripe pattern, so a few epochs learn it.
+
+    python local_test/testdata.py DIR [--classes 3] [--per-class 8] [--size 64]
+
+writes a complete /opt/ml tree (config files and channels) under DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import shutil
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+CLASS_NAMES = ("001.Affenpinscher", "002.Afghan_hound", "003.Airedale_terrier",
+               "004.Akita", "005.Alaskan_malamute", "006.American_eskimo_dog")
+SPLITS = {"train": 1.0, "valid": 0.5, "test": 0.5}
+
+
+def class_names(count: int) -> list[str]:
+    names = list(CLASS_NAMES[:count])
+    names += [f"{i:03d}.Breed_{i}" for i in range(len(names) + 1, count + 1)]
+    return names
+
+
+def draw_image(label: int, size: int, rng: random.Random) -> Image.Image:
+    """A noisy picture whose colour and stripe direction identify ``label``."""
+    hue = [(200, 60, 60), (60, 180, 60), (60, 60, 200), (200, 200, 40), (160, 60, 200),
+           (40, 200, 200)][label % 6]
+    base = tuple(min(255, max(0, c + rng.randint(-30, 30))) for c in hue)
+    img = Image.new("RGB", (size, size), base)
+    draw = ImageDraw.Draw(img)
+    step = max(4, size // 6)
+    for k in range(-size, 2 * size, step):
+        if label % 2:
+            draw.line([(k, 0), (k, size)], fill=(255, 255, 255), width=2)
+        else:
+            draw.line([(0, k), (size, k)], fill=(0, 0, 0), width=2)
+    for _ in range(size):
+        x, y = rng.randrange(size), rng.randrange(size)
+        draw.point((x, y), fill=(rng.randrange(256),) * 3)
+    return img
+
+
+def make_dataset(root: Path, *, classes: int = 3, per_class: int = 8, size: int = 64,
+                 splits: dict[str, float] | None = None, seed: int = 0) -> Path:
+    """``root/<split>/<NNN.Breed>/<n>.jpg`` for each split (test optional via ``splits``)."""
+    rng = random.Random(seed)
+    for split, fraction in (splits or SPLITS).items():
+        count = max(1, round(per_class * fraction))
+        for label, name in enumerate(class_names(classes)):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                draw_image(label, size, rng).save(folder / f"{name.split('.')[-1]}_{i:05d}.jpg",
+                                                  quality=90)
+    return root
+
+
+def write_opt_ml(root: Path, dataset: Path, hyperparameters: dict[str, str] | None = None, *,
+                 hosts: tuple[str, ...] = ("algo-1",), current_host: str = "algo-1",
+                 copy: bool = False) -> Path:
+    """An /opt/ml tree under ``root`` whose channels link to (or, with ``copy``, hold)
+    ``dataset``'s splits."""
+    config = root / "input" / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    data = root / "input" / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    channels = {}
+    for split in ("train", "valid", "test"):
+        if (dataset / split).is_dir():
+            link = data / split
+            if copy:
+                shutil.copytree(dataset / split, link, dirs_exist_ok=True)
+            elif not link.exists():
+                link.symlink_to((dataset / split).resolve(), target_is_directory=True)
+            channels[split] = {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated",
+                               "RecordWrapperType": "None"}
+    (config / "hyperparameters.json").write_text(json.dumps(hyperparameters or {}, indent=1))
+    (config / "inputdataconfig.json").write_text(json.dumps(channels, indent=1))
+    (config / "resourceconfig.json").write_text(json.dumps(
+        {"current_host": current_host, "hosts": list(hosts), "network_interface_name": "eth0"},
+        indent=1))
+    return root
+
+
+def make_standin_weights(path: Path, seed: int = 0) -> str:
+    """A randomly initialised ResNet18 state dict in place of the ImageNet file; returns its sha256."""
+    import torch
+    from torchvision.models import resnet18
+
+    torch.manual_seed(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(resnet18(weights=None).state_dict(), path)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("dir", type=Path, help="where to write the /opt/ml tree")
+    parser.add_argument("--classes", type=int, default=3)
+    parser.add_argument("--per-class", type=int, default=8)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--hyperparameters", default='{"epochs": "2", "image_size": "64", '
+                        '"batch_size": "8", "pretrained": "false"}',
+                        help="JSON object of hyperparameters (string values)")
+    args = parser.parse_args()
+    dataset = make_dataset(args.dir / "dataset", classes=args.classes,
+                           per_class=args.per_class, size=args.size)
+    write_opt_ml(args.dir / "opt_ml", dataset, json.loads(args.hyperparameters), copy=True)
+    print(args.dir / "opt_ml")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""dogctl: data, tuning, training and hosting, on SageMaker or locally."""

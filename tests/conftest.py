@@ -1,0 +1,44 @@
+"""Shared fixtures: generated datasets, stand-in weights, /opt/ml trees."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from local_test.testdata import make_dataset, make_standin_weights, write_opt_ml
+from tests.helpers import FAST_HP
+
+
+@pytest.fixture(scope="session")
+def standin(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """(path, sha256) of a generated ResNet18 state dict standing in for the ImageNet file."""
+    path = tmp_path_factory.mktemp("weights") / "resnet18-standin.pth"
+    return path, make_standin_weights(path)
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("dataset"), classes=3, per_class=8, size=48)
+
+
+@pytest.fixture
+def train_env(standin: tuple[Path, str]) -> dict[str, str]:
+    """Environment for `train`: the stand-in weights accepted by their own hash."""
+    path, sha = standin
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DOGBREED_", "OPT_ML"))}
+    env.update(DOGBREED_WEIGHTS=str(path), DOGBREED_WEIGHTS_SHA256=sha, PYTHONUNBUFFERED="1")
+    return env
+
+
+@pytest.fixture
+def opt_ml(tmp_path: Path, dataset: Path):
+    """Factory: an /opt/ml tree in tmp_path on the shared dataset (or another one)."""
+
+    def make(hyperparameters: dict[str, str] | None = None, data: Path | None = None,
+             **kwargs) -> Path:
+        hp = dict(FAST_HP if hyperparameters is None else hyperparameters)
+        return write_opt_ml(tmp_path / "opt_ml", data or dataset, hp, **kwargs)
+
+    return make

@@ -1,0 +1,249 @@
+"""The real `train` program, as a process, on generated data in a temporary /opt/ml."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+from dogbreed import metrics
+from dogbreed.model import load_for_inference
+
+from local_test.testdata import make_dataset
+from tests.helpers import FAST_HP, TRAIN, failure_reason, read_metadata, run_train
+
+pytestmark = pytest.mark.e2e
+
+
+def test_the_train_on_path_is_ours():
+    out = subprocess.run([str(TRAIN), "--help"], capture_output=True, text=True, check=True)
+    assert "fine-tune ResNet18" in out.stdout and "OPT_ML" in out.stdout
+
+
+def test_full_run_writes_every_artefact(opt_ml, train_env):
+    root = opt_ml()
+    result = run_train(root, train_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    model_dir = root / "model"
+    assert sorted(p.name for p in model_dir.iterdir()) == ["classes.json", "metadata.json", "model.pt"]
+    classes = json.loads((model_dir / "classes.json").read_text())
+    assert classes == ["001.Affenpinscher", "002.Afghan_hound", "003.Airedale_terrier"]
+    meta = read_metadata(root)
+    assert meta["architecture"] == "resnet18" and meta["num_classes"] == 3
+    assert meta["preprocessing"] == {"image_size": 48, "resize_size": 55, "mean": [0.485, 0.456, 0.406],
+                                     "std": [0.229, 0.224, 0.225], "interpolation": "bilinear"}
+    assert meta["hyperparameters"]["epochs"] == 2 and meta["hyperparameters"]["pretrained"] is False
+    assert set(meta["metrics"]) == {"selected_epoch", "valid_loss", "valid_acc", "test_loss", "test_acc"}
+    assert len(meta["history"]) == 2 and meta["data"]["train"] == {"images": 24, "skipped": 0}
+    # The weights load with weights_only=True into a plain ResNet18 and give valid outputs.
+    state = torch.load(model_dir / "model.pt", weights_only=True)
+    assert state["fc.weight"].shape == (3, 512) and all(v.device.type == "cpu" for v in state.values())
+    model = load_for_inference(str(model_dir / "model.pt"), 3, torch.device("cpu"))
+    assert model(torch.zeros(1, 3, 48, 48)).shape == (1, 3)
+    # A checkpoint of the last epoch is kept, and no failure is reported.
+    assert [p.name for p in (root / "checkpoints").iterdir()] == ["epoch-0002.pt"]
+    assert not (root / "output" / "failure").exists()
+
+
+def test_metric_regexes_read_the_real_output(opt_ml, train_env):
+    root = opt_ml({**FAST_HP, "epochs": "3"})
+    result = run_train(root, train_env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    epochs = [metrics.parse_epoch(line) for line in lines if metrics.parse_epoch(line)]
+    assert [e for e, _ in epochs] == [1, 2, 3]
+    names = {"train_loss", "train_acc", "valid_loss", "valid_acc", "epoch_seconds", "images_per_second"}
+    for _, found in epochs:
+        assert set(found) == names
+    finals = [line for line in lines if metrics.is_final(line)]
+    assert len(finals) == 1
+    final = metrics.parse_metrics(finals[0])
+    assert set(final) == {"valid_loss", "valid_acc", "test_loss", "test_acc"}
+    # What SageMaker would record: every match of every regex, in order of the log.
+    seen = {d["Name"]: [float(m) for m in re.findall(d["Regex"], result.stdout)]
+            for d in metrics.METRIC_DEFINITIONS}
+    meta = read_metadata(root)
+    assert seen["valid_acc"][-1] == pytest.approx(meta["metrics"]["valid_acc"], abs=1e-4)
+    assert seen["test_acc"] == [pytest.approx(meta["metrics"]["test_acc"], abs=1e-4)]
+    assert len(seen["train_loss"]) == 3
+    # The generated classes are easy: the run learns them.
+    assert meta["metrics"]["valid_acc"] > 0.6
+
+
+def test_learns_with_pretrained_weights_in_both_regimes(opt_ml, train_env, standin):
+    for regime in ("full", "head"):
+        root = opt_ml({**FAST_HP, "pretrained": "true", "finetune": regime})
+        shutil.rmtree(root / "checkpoints", ignore_errors=True)
+        shutil.rmtree(root / "model", ignore_errors=True)
+        result = run_train(root, train_env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        trained = torch.load(root / "model" / "model.pt", weights_only=True)
+        start = torch.load(standin[0], weights_only=True)
+        backbone_same = all(torch.equal(trained[k], start[k]) for k in start if not k.startswith("fc."))
+        # Head only: the backbone (BatchNorm statistics included) is exactly the pretrained one.
+        assert backbone_same == (regime == "head"), regime
+        assert read_metadata(root)["pretrained"] == "imagenet"
+
+
+def test_missing_pretrained_weights_fail_clearly(opt_ml, train_env, tmp_path):
+    root = opt_ml({**FAST_HP, "pretrained": "true"})
+    env = {**train_env, "DOGBREED_WEIGHTS": str(tmp_path / "nowhere.pth"),
+           "TORCH_HOME": str(tmp_path / "empty-torch-home")}
+    result = run_train(root, env)
+    assert result.returncode == 1
+    assert "ImageNet ResNet18 weights are not here" in failure_reason(root)
+    assert not (root / "model" / "model.pt").exists()
+
+
+def test_bad_hyperparameter_fails_naming_the_key(opt_ml, train_env):
+    root = opt_ml({**FAST_HP, "batch_size": "big"})
+    result = run_train(root, train_env)
+    assert result.returncode == 1
+    reason = failure_reason(root)
+    assert reason == "hyperparameter 'batch_size': got 'big'; allowed: an integer from 1 to 4096"
+    assert "Traceback" not in result.stdout + result.stderr  # a user error is no crash
+    assert reason in result.stdout
+
+
+def test_missing_channel_fails(opt_ml, train_env):
+    root = opt_ml()
+    (root / "input" / "data" / "valid").unlink()
+    result = run_train(root, train_env)
+    assert result.returncode == 1
+    assert failure_reason(root).startswith("missing data channel 'valid'")
+
+
+def test_empty_class_fails(opt_ml, train_env, tmp_path):
+    data = make_dataset(tmp_path / "d", classes=3, per_class=4, size=32)
+    for f in (data / "train" / "002.Afghan_hound").iterdir():
+        f.unlink()
+    root = opt_ml(data=data)
+    assert run_train(root, train_env).returncode == 1
+    assert failure_reason(root) == "train: 1 class folder(s) without a usable image: 002.Afghan_hound"
+
+
+def test_class_of_only_corrupt_images_fails(opt_ml, train_env, tmp_path):
+    data = make_dataset(tmp_path / "d", classes=3, per_class=4, size=32)
+    for f in (data / "valid" / "003.Airedale_terrier").iterdir():
+        f.write_bytes(b"corrupt")
+    root = opt_ml(data=data)
+    assert run_train(root, train_env).returncode == 1
+    assert failure_reason(root) == "valid: 1 class folder(s) without a usable image: 003.Airedale_terrier"
+
+
+def test_mismatched_classes_fail(opt_ml, train_env, tmp_path):
+    data = make_dataset(tmp_path / "d", classes=3, per_class=4, size=32)
+    shutil.rmtree(data / "valid" / "001.Affenpinscher")
+    root = opt_ml(data=data)
+    assert run_train(root, train_env).returncode == 1
+    assert failure_reason(root).startswith("'train' and 'valid' must have the same class folders")
+
+
+def test_corrupt_images_are_skipped_and_reported(opt_ml, train_env, tmp_path):
+    data = make_dataset(tmp_path / "d", classes=3, per_class=6, size=48)
+    cls = data / "train" / "001.Affenpinscher"
+    (cls / "garbage.jpg").write_bytes(b"\xff\xd8\xffnot really a jpeg")
+    (cls / "readme.txt").write_text("hello")
+    truncated = sorted(cls.glob("*.jpg"))[0]
+    truncated.write_bytes(truncated.read_bytes()[: len(truncated.read_bytes()) * 2 // 3])
+    root = opt_ml(data=data)
+    result = run_train(root, train_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "train: skipped 2 unusable file(s)" in result.stdout
+    assert "garbage.jpg" in result.stdout and "readme.txt" in result.stdout
+    assert re.search(rf"could not be decoded: \S+/001.Affenpinscher/{truncated.name} \(image could not be "
+                     r"decoded: image file is truncated", result.stdout)
+    assert read_metadata(root)["data"]["train"] == {"images": 18, "skipped": 2}
+
+
+def test_resume_after_sigkill_reaches_the_same_result(tmp_path, train_env):
+    data = make_dataset(tmp_path / "data", classes=3, per_class=20, size=64)
+    hp = {**FAST_HP, "epochs": "3", "batch_size": "4", "image_size": "64", "progress_seconds": "0.001",
+          "workers": "0"}
+    from local_test.testdata import write_opt_ml
+
+    reference = write_opt_ml(tmp_path / "reference", data, hp)
+    assert run_train(reference, train_env).returncode == 0
+
+    killed = write_opt_ml(tmp_path / "killed", data, hp)
+    proc = subprocess.Popen([str(TRAIN)], env={**train_env, "OPT_ML": str(killed)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if "progress: epoch 2/3 batch 3/" in line:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    # Killed in the middle of epoch 2: only epoch 1's checkpoint exists, and no model yet.
+    assert [p.name for p in (killed / "checkpoints").iterdir() if p.suffix == ".pt"] == ["epoch-0001.pt"]
+    assert not (killed / "model" / "model.pt").exists()
+
+    started = time.monotonic()
+    resumed = run_train(killed, train_env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resumed from the checkpoint of epoch 1" in resumed.stdout
+    assert [e for e, _ in filter(None, map(metrics.parse_epoch, resumed.stdout.splitlines()))] == [2, 3]
+    assert time.monotonic() - started < 300
+    a = torch.load(reference / "model" / "model.pt", weights_only=True)
+    b = torch.load(killed / "model" / "model.pt", weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ma, mb = read_metadata(reference), read_metadata(killed)
+    assert ma["metrics"] == mb["metrics"]
+
+    def results(history):  # every figure but the timings
+        return [{k: v for k, v in h.items() if k not in ("epoch_seconds", "images_per_second")}
+                for h in history]
+
+    assert results(ma["history"]) == results(mb["history"])
+
+
+def test_checkpoint_of_other_settings_is_not_resumed(opt_ml, train_env):
+    root = opt_ml()
+    assert run_train(root, train_env).returncode == 0
+    hp = json.loads((root / "input/config/hyperparameters.json").read_text())
+    (root / "input/config/hyperparameters.json").write_text(json.dumps({**hp, "lr": "0.01"}))
+    result = run_train(root, train_env)
+    assert result.returncode == 1
+    assert "lr: 0.003 -> 0.01" in failure_reason(root) and "remove them" in failure_reason(root)
+
+
+def test_early_stopping_keeps_the_best_epoch(opt_ml, train_env):
+    # Frozen backbone and a negligible lr: epoch 2 cannot beat epoch 1, so patience 1 stops there.
+    root = opt_ml({**FAST_HP, "epochs": "6", "patience": "1", "lr_schedule": "constant", "lr": "1e-8",
+                   "pretrained": "true", "finetune": "head"})
+    result = run_train(root, train_env)
+    assert result.returncode == 0, result.stderr
+    meta = read_metadata(root)
+    assert meta["training"]["stopped_early"] is True
+    assert [h["epoch"] for h in meta["history"]] == [1, 2]
+    assert "early stopping: valid_acc has not improved for 1 epochs (best: epoch 1)" in result.stdout
+    assert meta["metrics"]["selected_epoch"] == 1
+
+
+def test_two_processes_with_gloo(opt_ml, train_env):
+    root = opt_ml({**FAST_HP, "processes_per_host": "2", "epochs": "2"})
+    result = run_train(root, train_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "launched 2 worker(s) on algo-1 (world size 2" in result.stdout
+    assert "2 process(es) in all" in result.stdout
+    lines = [line for line in result.stdout.splitlines() if metrics.parse_epoch(line)]
+    assert len(lines) == 2  # only rank 0 prints metrics
+    meta = read_metadata(root)
+    assert meta["training"]["processes"] == 2
+    assert meta["data"]["train"]["images"] == 24
+
+
+def test_a_failing_worker_fails_the_launcher(opt_ml, train_env, tmp_path):
+    data = make_dataset(tmp_path / "d", classes=3, per_class=4, size=32)
+    root = opt_ml({**FAST_HP, "processes_per_host": "2"}, data=data)
+    shutil.rmtree(data / "valid" / "002.Afghan_hound")
+    result = run_train(root, train_env)
+    assert result.returncode == 1
+    assert failure_reason(root).startswith("'train' and 'valid' must have the same class folders")

@@ -1,0 +1,87 @@
+import io
+import zlib
+
+import pytest
+from dogbreed.images import MAX_PIXELS, ImageError, check_header, decode
+from PIL import Image
+
+
+def encode(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("mode,fmt", [
+    ("L", "PNG"), ("1", "PNG"), ("P", "PNG"), ("RGBA", "PNG"), ("LA", "PNG"), ("I;16", "PNG"),
+    ("CMYK", "JPEG"), ("RGB", "WEBP"), ("RGB", "BMP"), ("RGB", "GIF"), ("RGB", "TIFF"),
+])
+def test_every_mode_becomes_rgb(mode, fmt):
+    img = Image.new(mode, (40, 30))
+    out = decode(encode(img, fmt))
+    assert out.mode == "RGB" and out.size == (40, 30)
+
+
+def test_transparent_pixels_become_white():
+    img = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
+    assert decode(encode(img, "PNG")).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_sixteen_bit_grayscale_is_scaled_not_clipped():
+    img = Image.new("I;16", (4, 4), 32768)
+    value = decode(encode(img, "PNG")).getpixel((0, 0))
+    assert value[0] in (127, 128)
+
+
+def test_exif_orientation_is_honoured():
+    img = Image.new("RGB", (60, 20), (0, 0, 255))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    out = decode(encode(img, "JPEG", exif=exif.tobytes()))
+    assert out.size == (20, 60)
+
+
+def test_large_jpeg_is_decoded_at_reduced_size_but_not_below_the_need():
+    img = Image.new("RGB", (2000, 1600), (10, 200, 10))
+    data = encode(img, "JPEG")
+    out = decode(data, min_side=256)
+    assert min(out.size) >= 256 and out.size[0] <= 500
+    assert decode(data).size == (2000, 1600)
+
+
+@pytest.mark.parametrize("payload,fragment", [
+    (b"", "not an image"),
+    (b"hello, this is text", "not an image"),
+    (encode(Image.new("RGB", (64, 64)), "JPEG")[:200], "could not be decoded"),
+])
+def test_garbage_is_an_image_error(payload, fragment):
+    with pytest.raises(ImageError, match=fragment):
+        decode(payload)
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A valid grayscale PNG header claiming a huge size, with a tiny compressed body."""
+    import struct
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    body = zlib.compress(b"\x00" * 1024)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+def test_decompression_bomb_is_refused_from_the_header():
+    assert MAX_PIXELS < 30000 * 30000
+    with pytest.raises(ImageError, match="megapixels|bomb"):
+        decode(png_bomb(30000, 30000))
+
+
+def test_check_header(tmp_path):
+    good, text, cut = tmp_path / "a.jpg", tmp_path / "b.jpg", tmp_path / "c.png"
+    good.write_bytes(encode(Image.new("RGB", (8, 8)), "JPEG"))
+    text.write_text("not an image")
+    cut.write_bytes(encode(Image.new("RGB", (64, 64)), "PNG")[:60])
+    assert check_header(good) is None
+    assert check_header(text) == "not an image"
+    assert check_header(cut).startswith("corrupt image")

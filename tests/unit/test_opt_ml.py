@@ -1,0 +1,83 @@
+import json
+from pathlib import Path
+
+import pytest
+from dogbreed.opt_ml import ContractError, OptML, ResourceConfig
+
+
+def test_root_comes_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("OPT_ML", str(tmp_path))
+    opt = OptML()
+    assert opt.root == tmp_path
+    assert opt.hyperparameters_file == tmp_path / "input/config/hyperparameters.json"
+    assert opt.model_dir == tmp_path / "model"
+    assert opt.failure_file == tmp_path / "output/failure"
+    monkeypatch.delenv("OPT_ML")
+    assert OptML().root == Path("/opt/ml")
+
+
+def test_missing_config_files_mean_defaults(tmp_path):
+    opt = OptML(tmp_path)
+    assert opt.raw_hyperparameters() == {}
+    assert opt.resource_config() == ResourceConfig()
+
+
+def test_non_string_hyperparameters_are_stringified(tmp_path):
+    opt = OptML(tmp_path)
+    opt.config_dir.mkdir(parents=True)
+    opt.hyperparameters_file.write_text(json.dumps({"epochs": 3, "augment": False, "lr": "0.1"}))
+    assert opt.raw_hyperparameters() == {"epochs": "3", "augment": "false", "lr": "0.1"}
+
+
+def test_bad_json_is_a_contract_error(tmp_path):
+    opt = OptML(tmp_path)
+    opt.config_dir.mkdir(parents=True)
+    opt.hyperparameters_file.write_text("{epochs: 3")
+    with pytest.raises(ContractError, match="hyperparameters.json is not valid JSON"):
+        opt.raw_hyperparameters()
+
+
+def test_resource_config(tmp_path):
+    opt = OptML(tmp_path)
+    opt.config_dir.mkdir(parents=True)
+    opt.resourceconfig_file.write_text(json.dumps(
+        {"current_host": "algo-2", "hosts": ["algo-2", "algo-1"], "network_interface_name": "eth0"}))
+    res = opt.resource_config()
+    assert res.host_rank == 1 and res.master_host == "algo-1" and res.network_interface_name == "eth0"
+    opt.resourceconfig_file.write_text(json.dumps({"current_host": "algo-3", "hosts": ["algo-1"]}))
+    with pytest.raises(ContractError, match="not among hosts"):
+        opt.resource_config()
+    opt.resourceconfig_file.write_text(json.dumps({"hosts": ["algo-1"]}))
+    with pytest.raises(ContractError, match="needs 'current_host' and 'hosts'"):
+        opt.resource_config()
+
+
+def test_channels(tmp_path):
+    opt = OptML(tmp_path)
+    (opt.data_dir / "train").mkdir(parents=True)
+    with pytest.raises(ContractError, match="missing data channel 'valid'"):
+        opt.channels()
+    (opt.data_dir / "valid").mkdir()
+    assert set(opt.channels()) == {"train", "valid"}
+    (opt.data_dir / "test").mkdir()
+    assert set(opt.channels()) == {"train", "valid", "test"}
+
+
+def test_pipe_mode_is_refused(tmp_path):
+    opt = OptML(tmp_path)
+    for name in ("train", "valid"):
+        (opt.data_dir / name).mkdir(parents=True)
+    opt.config_dir.mkdir(parents=True)
+    opt.inputdataconfig_file.write_text(json.dumps(
+        {"train": {"TrainingInputMode": "Pipe"}, "valid": {"TrainingInputMode": "File"}}))
+    with pytest.raises(ContractError, match="supports only TrainingInputMode 'File'"):
+        opt.channels()
+
+
+def test_failure_file_starts_with_a_one_line_reason(tmp_path):
+    opt = OptML(tmp_path)
+    opt.write_failure("bad thing\nhappened  here", "Traceback\n  line")
+    lines = opt.failure_file.read_text().splitlines()
+    assert lines == ["bad thing happened here", "Traceback", "  line"]
+    opt.clear_failure()
+    assert not opt.failure_file.exists()
