@@ -14,7 +14,7 @@ WORK ?= work
 # Hyperparameters of `make demo` as NAME=VALUE words (see README).
 DEMO_HP ?= pretrained=false epochs=4 image_size=64 batch_size=64 lr=0.002 label_smoothing=0.1
 
-.PHONY: help install test test-unit test-e2e lint demo lock clean
+.PHONY: help install test test-unit test-e2e lint demo lock clean docs
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -53,3 +53,6 @@ lock:  ## re-resolve requirements.in into requirements.txt (needs the package re
 
 clean:  ## remove the virtual environment and the work folder
 	rm -rf $(VENV) $(WORK)
+
+docs: install  ## regenerate README.md's generated sections (hyperparameters, metrics)
+	$(PY) -m orchestration.docs

@@ -14,10 +14,11 @@ import argparse
 import hashlib
 import json
 import random
-import shutil
 from pathlib import Path
 
 from PIL import Image, ImageDraw
+
+from dogbreed.opt_ml import OptML
 
 CLASS_NAMES = ("001.Affenpinscher", "002.Afghan_hound", "003.Airedale_terrier",
                "004.Akita", "005.Alaskan_malamute", "006.American_eskimo_dog")
@@ -69,25 +70,9 @@ def write_opt_ml(root: Path, dataset: Path, hyperparameters: dict[str, str] | No
                  copy: bool = False) -> Path:
     """An /opt/ml tree under ``root`` whose channels link to (or, with ``copy``, hold)
     ``dataset``'s splits."""
-    config = root / "input" / "config"
-    config.mkdir(parents=True, exist_ok=True)
-    data = root / "input" / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    channels = {}
-    for split in ("train", "valid", "test"):
-        if (dataset / split).is_dir():
-            link = data / split
-            if copy:
-                shutil.copytree(dataset / split, link, dirs_exist_ok=True)
-            elif not link.exists():
-                link.symlink_to((dataset / split).resolve(), target_is_directory=True)
-            channels[split] = {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated",
-                               "RecordWrapperType": "None"}
-    (config / "hyperparameters.json").write_text(json.dumps(hyperparameters or {}, indent=1))
-    (config / "inputdataconfig.json").write_text(json.dumps(channels, indent=1))
-    (config / "resourceconfig.json").write_text(json.dumps(
-        {"current_host": current_host, "hosts": list(hosts), "network_interface_name": "eth0"},
-        indent=1))
+    channels = {s: dataset / s for s in SPLITS if (dataset / s).is_dir()}
+    OptML(root).write_inputs(channels, hyperparameters or {}, hosts=hosts,
+                             current_host=current_host, copy=copy)
     return root
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from collections.abc import Callable
 
@@ -22,9 +23,14 @@ def _train(argv: list[str]) -> int:
     return main(argv)
 
 
+def _quiet_on_closed_pipe() -> None:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `dogbreed metrics | head` ends quietly
+
+
 def _hyperparameters(_argv: list[str]) -> int:
     from .hyperparameters import markdown_table
 
+    _quiet_on_closed_pipe()
     sys.stdout.write(markdown_table())
     return 0
 
@@ -32,6 +38,7 @@ def _hyperparameters(_argv: list[str]) -> int:
 def _metrics(_argv: list[str]) -> int:
     from .metrics import METRIC_DEFINITIONS
 
+    _quiet_on_closed_pipe()
     print(json.dumps(METRIC_DEFINITIONS, indent=1))
     return 0
 

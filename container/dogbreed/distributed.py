@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 ENV_WORKER = "DOGBREED_WORKER"
 ENV_FAILURE_FILE = "DOGBREED_WORKER_FAILURE_FILE"
 ENV_MASTER_PORT = "DOGBREED_MASTER_PORT"
+# Overrides the first host's name as rendezvous address (a cluster without SageMaker's DNS).
+ENV_MASTER_ADDR = "DOGBREED_MASTER_ADDR"
 DEFAULT_MASTER_PORT = 29500
 STOP_GRACE_SECONDS = 20
 
@@ -77,7 +79,8 @@ def _free_port() -> int:
 def launch(nproc: int, resources: ResourceConfig) -> tuple[int, str | None, str]:
     """Run ``nproc`` workers on this host; return (exit code, failure reason, details)."""
     single_host = len(resources.hosts) == 1
-    master_addr = "127.0.0.1" if single_host else resources.master_host
+    master_addr = os.environ.get(ENV_MASTER_ADDR) or (
+        "127.0.0.1" if single_host else resources.master_host)
     port = os.environ.get(ENV_MASTER_PORT) or str(_free_port() if single_host else DEFAULT_MASTER_PORT)
     world_size = nproc * len(resources.hosts)
     failure_dir = Path(tempfile.mkdtemp(prefix="dogbreed-workers-"))

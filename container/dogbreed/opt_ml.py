@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,6 +188,34 @@ class OptML:
                 "reads image folders and supports only TrainingInputMode 'File'"
             )
         return found
+
+    # -- what SageMaker writes (for local runs and tests) ------------------
+    def write_inputs(self, channels: dict[str, Path], hyperparameters: dict[str, str], *,
+                     hosts: tuple[str, ...] = ("algo-1",), current_host: str = "algo-1",
+                     copy: bool = False) -> None:
+        """Lay out input/ as SageMaker would: config files, and channels linked (or copied)."""
+        self.config_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        for name, source in channels.items():
+            target = self.channel(name)
+            if target.is_symlink() or target.is_file():
+                target.unlink()
+            elif target.is_dir():
+                shutil.rmtree(target)
+            if copy:
+                shutil.copytree(source, target)
+            else:
+                target.symlink_to(Path(source).resolve(), target_is_directory=True)
+        file_channel = {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated",
+                        "RecordWrapperType": "None"}
+        files = {
+            self.hyperparameters_file: {k: str(v) for k, v in hyperparameters.items()},
+            self.inputdataconfig_file: {name: file_channel for name in channels},
+            self.resourceconfig_file: {"current_host": current_host, "hosts": list(hosts),
+                                       "network_interface_name": "eth0"},
+        }
+        for path, content in files.items():
+            path.write_text(json.dumps(content, indent=1) + "\n", encoding="utf-8")
 
     # -- outputs -----------------------------------------------------------
     def prepare_outputs(self) -> None:

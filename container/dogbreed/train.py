@@ -311,8 +311,14 @@ class Trainer:
         })
 
     def resume(self) -> int:
-        """Load the newest checkpoint; return the first epoch still to run."""
-        state = checkpoint.load_latest(self.opt.checkpoint_dir)
+        """Load the newest checkpoint; return the first epoch still to run.
+
+        Rank 0 reads it and sends it to the others, so hosts need not hold a copy."""
+        state = checkpoint.load_latest(self.opt.checkpoint_dir) if self.world.is_main else None
+        if self.world.distributed:
+            box = [state]
+            dist.broadcast_object_list(box, src=0, device=self.placement.device)
+            state = box[0]
         if state is None:
             return 1
         mine, theirs = self.fingerprint(), state["fingerprint"]

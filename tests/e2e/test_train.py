@@ -7,15 +7,16 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 
 import pytest
 import torch
+
 from dogbreed import metrics
 from dogbreed.model import load_for_inference
-
-from local_test.testdata import make_dataset
+from local_test.testdata import make_dataset, write_opt_ml
 from tests.helpers import FAST_HP, TRAIN, failure_reason, read_metadata, run_train
 
 pytestmark = pytest.mark.e2e
@@ -166,8 +167,6 @@ def test_resume_after_sigkill_reaches_the_same_result(tmp_path, train_env):
     data = make_dataset(tmp_path / "data", classes=3, per_class=20, size=64)
     hp = {**FAST_HP, "epochs": "3", "batch_size": "4", "image_size": "64", "progress_seconds": "0.001",
           "workers": "0"}
-    from local_test.testdata import write_opt_ml
-
     reference = write_opt_ml(tmp_path / "reference", data, hp)
     assert run_train(reference, train_env).returncode == 0
 
@@ -247,3 +246,25 @@ def test_a_failing_worker_fails_the_launcher(opt_ml, train_env, tmp_path):
     result = run_train(root, train_env)
     assert result.returncode == 1
     assert failure_reason(root).startswith("'train' and 'valid' must have the same class folders")
+
+
+def test_two_hosts_with_one_process_each(tmp_path, dataset, train_env):
+    """Two 'hosts' on this machine (one /opt/ml each), as SageMaker runs a 2-instance job."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**train_env, "DOGBREED_MASTER_ADDR": "127.0.0.1", "DOGBREED_MASTER_PORT": str(port)}
+    roots, procs = [], []
+    for host in ("algo-1", "algo-2"):
+        root = write_opt_ml(tmp_path / host, dataset, FAST_HP, hosts=("algo-1", "algo-2"),
+                            current_host=host)
+        roots.append(root)
+        procs.append(subprocess.Popen([str(TRAIN)], env={**env, "OPT_ML": str(root)},
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert "world size 2" in outputs[0] and "world size 2" in outputs[1]
+    # Rank 0 (on the first host) alone prints metrics and writes the model and checkpoints.
+    assert "epoch=2/2" in outputs[0] and "epoch=2/2" not in outputs[1]
+    assert (roots[0] / "model" / "model.pt").is_file() and not (roots[1] / "model" / "model.pt").exists()
+    assert not any((roots[1] / "checkpoints").iterdir())

@@ -2,9 +2,9 @@ import shutil
 
 import pytest
 import torch
+
 from dogbreed.data import DataError, ImageFolder, check_same_classes, collate, display_name, scan_split
 from dogbreed.preprocess import eval_transform
-
 from local_test.testdata import make_dataset
 
 

@@ -1,6 +1,7 @@
 from dataclasses import asdict, fields
 
 import pytest
+
 from dogbreed import hyperparameters as H
 from dogbreed.hyperparameters import AUTO, HyperparameterError, Hyperparameters, parse
 

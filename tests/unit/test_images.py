@@ -2,8 +2,9 @@ import io
 import zlib
 
 import pytest
-from dogbreed.images import MAX_PIXELS, ImageError, check_header, decode
 from PIL import Image
+
+from dogbreed.images import MAX_PIXELS, ImageError, check_header, decode
 
 
 def encode(img: Image.Image, fmt: str, **kw) -> bytes:

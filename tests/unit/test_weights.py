@@ -1,11 +1,11 @@
 import hashlib
-import http.server
-import threading
 from pathlib import Path
 
 import pytest
 import torch
+
 from dogbreed import weights as W
+from tests.helpers import file_server
 
 
 @pytest.fixture
@@ -55,46 +55,19 @@ def test_a_pickle_that_is_not_a_state_dict_is_refused(clean_env, tmp_path):
         W.load_imagenet_state()
 
 
-class RangeHandler(http.server.BaseHTTPRequestHandler):
-    payload = b""
-    requests: list[str] = []
-
-    def do_GET(self):
-        self.requests.append(self.headers.get("Range") or "")
-        start = 0
-        if self.headers.get("Range"):
-            start = int(self.headers["Range"].split("=")[1].rstrip("-"))
-            self.send_response(206)
-        else:
-            self.send_response(200)
-        body = self.payload[start:]
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 def test_download_resumes_and_verifies_over_real_http(clean_env, tmp_path, standin):
     path, sha = standin
     payload = Path(path).read_bytes()
-    RangeHandler.payload, RangeHandler.requests = payload, []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}/resnet18.pth"
-    try:
+    with file_server(payload) as server:
         dest = tmp_path / "dl"
         dest.mkdir()
         (dest / (W.FILENAME.replace(".pth", ".part"))).write_bytes(payload[:1000])
         clean_env.setenv(W.ENV_SHA256, sha)
-        out = W.download(dest, url)
+        out = W.download(dest, server.url)
         assert out == dest / W.FILENAME and out.read_bytes() == payload
-        assert RangeHandler.requests == ["bytes=1000-"]
+        assert server.ranges == ["bytes=1000-"]
         clean_env.setenv(W.ENV_SHA256, "0" * 64)
         (dest / W.FILENAME).unlink()
         with pytest.raises(W.WeightsError, match="refusing"):
-            W.download(dest, url)
+            W.download(dest, server.url)
         assert not any(dest.iterdir())  # a bad download leaves nothing behind
-    finally:
-        server.shutdown()

@@ -1,0 +1,270 @@
+"""Getting the dataset: download (resumable), safe extraction, layout check, test split.
+
+A source is a URL, a zip file or a folder in the dogImages layout
+(``[dogImages/]{train,valid[,test]}/NNN.Breed_name/*.jpg``). The result is one
+folder per channel, recorded in ``<workdir>/data/channels.json`` for the
+commands that follow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from dogbreed.data import DataError, check_same_classes, scan_split
+
+from .progress import Progress
+
+DOGIMAGES_URL = "https://s3-us-west-1.amazonaws.com/udacity-aind/dog-project/dogImages.zip"
+DOGIMAGES_SIZE = 1_132_023_110
+KNOWN_SIZES = {DOGIMAGES_URL: DOGIMAGES_SIZE}
+SPLITS = ("train", "valid", "test")
+MAX_UNCOMPRESSED = 50 * 10**9  # bytes; no real image dataset here comes near
+MAX_RATIO = 200  # uncompressed/compressed for the whole archive (JPEGs are about 1)
+STATE_FILE = "channels.json"
+
+
+class DatasetError(Exception):
+    """The dataset cannot be fetched, extracted or used; the message says why."""
+
+
+@dataclass
+class Prepared:
+    name: str
+    channels: dict[str, Path]
+    classes: int
+    counts: dict[str, int]
+    skipped: dict[str, int]
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "channels": {k: str(v) for k, v in self.channels.items()},
+                "classes": self.classes, "counts": self.counts, "skipped": self.skipped}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Prepared:
+        return cls(data["name"], {k: Path(v) for k, v in data["channels"].items()},
+                   data["classes"], data["counts"], data.get("skipped", {}))
+
+
+# -- download --------------------------------------------------------------
+def download(url: str, dest: Path, expected_size: int | None = None) -> Path:
+    """Fetch ``url`` to ``dest``, resuming a partial ``.part`` file; check the size."""
+    expected_size = expected_size or KNOWN_SIZES.get(url)
+    if dest.is_file() and (expected_size is None or dest.stat().st_size == expected_size):
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    headers = {"Range": f"bytes={have}-"} if have else {}
+    try:
+        resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and expected_size and have == expected_size:  # already complete
+            os.replace(part, dest)
+            return dest
+        raise DatasetError(f"download of {url} failed: HTTP {exc.code} {exc.reason}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise DatasetError(
+            f"cannot reach {url} ({getattr(exc, 'reason', exc)}); without network access, pass a "
+            "local copy: a zip or a folder in the dogImages layout (DATA=... with make)"
+        ) from exc
+    with resp:
+        resumed = have and resp.status == 206
+        if not resumed:
+            have = 0
+        length = resp.headers.get("Content-Length")
+        total = have + int(length) if length else expected_size
+        if expected_size and total and total != expected_size:
+            raise DatasetError(f"{url} is {total:,} bytes, expected {expected_size:,}")
+        with open(part, "ab" if resumed else "wb") as out, Progress(f"download {dest.name}", total) as bar:
+            bar.update(have)
+            while chunk := resp.read(1 << 20):
+                out.write(chunk)
+                bar.update(len(chunk))
+    size = part.stat().st_size
+    if (expected_size and size != expected_size) or (total and size != total):
+        raise DatasetError(
+            f"download of {url} stopped at {size:,} of {expected_size or total:,} bytes; run the "
+            "same command again to resume"
+        )
+    os.replace(part, dest)
+    return dest
+
+
+# -- extraction ------------------------------------------------------------
+def _member_path(info: zipfile.ZipInfo) -> PurePosixPath | None:
+    """The safe relative path of a member, None to skip it; raise on anything dangerous."""
+    name = info.filename
+    mode = info.external_attr >> 16
+    if stat.S_ISLNK(mode):
+        raise DatasetError(f"archive member {name!r} is a symbolic link: refused")
+    if "\\" in name or name.startswith("/") or "\0" in name:
+        raise DatasetError(f"archive member {name!r} has an unsafe path: refused")
+    path = PurePosixPath(name)
+    if ".." in path.parts or (path.parts and ":" in path.parts[0]):
+        raise DatasetError(f"archive member {name!r} points outside the folder: refused")
+    if info.is_dir() or not path.parts or path.parts[0] == "__MACOSX":
+        return None
+    return path
+
+
+def safe_extract(archive: Path, dest: Path) -> Path:
+    """Extract into ``dest`` (through a temporary folder): no path traversal, no links,
+    no decompression bombs. An existing complete extraction is reused."""
+    marker = dest / ".extracted"
+    signature = f"{archive.resolve()} {archive.stat().st_size} {archive.stat().st_mtime_ns}"
+    if marker.is_file() and marker.read_text() == signature:
+        return dest
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DatasetError(f"{archive} is not a readable zip file: {exc}") from exc
+    with zf:
+        members = [(info, _member_path(info)) for info in zf.infolist()]
+        members = [(i, p) for i, p in members if p is not None]
+        total = sum(i.file_size for i, _ in members)
+        if total > MAX_UNCOMPRESSED or total > MAX_RATIO * max(1, archive.stat().st_size):
+            raise DatasetError(
+                f"{archive} would expand to {total:,} bytes from {archive.stat().st_size:,}: "
+                "refused as a decompression bomb"
+            )
+        tmp = dest.with_name(dest.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        with Progress(f"extract {archive.name}", total) as bar:
+            for info, rel in members:
+                target = tmp.joinpath(*rel.parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(target, "wb") as out:
+                    while chunk := src.read(1 << 20):
+                        out.write(chunk)
+                        bar.update(len(chunk))
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
+    marker.write_text(signature)
+    return dest
+
+
+# -- layout ----------------------------------------------------------------
+def find_splits(root: Path) -> dict[str, Path]:
+    """The split folders under ``root`` (at its top or one or two levels down)."""
+    for candidate in [root, *sorted(p for p in root.iterdir() if p.is_dir()),
+                      *sorted(p for p in root.glob("*/*") if p.is_dir())]:
+        if (candidate / "train").is_dir() and (candidate / "valid").is_dir():
+            return {s: candidate / s for s in SPLITS if (candidate / s).is_dir()}
+    raise DatasetError(
+        f"no train/ and valid/ folders found in {root}: expected the dogImages layout "
+        "(train/, valid/ and optionally test/, each with one folder per breed)"
+    )
+
+
+def _in_test(name: str, fraction: float) -> bool:
+    digest = hashlib.sha256(name.encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32 < fraction
+
+
+def carve_test(valid: Path, out: Path, fraction: float, *, move: bool) -> None:
+    """Split about ``fraction`` of each valid class (by file-name hash, at least one image
+    on each side) into ``out/test``. With ``move`` the files leave ``valid``; otherwise both
+    ``out/valid`` and ``out/test`` are made of links (or copies) and ``valid`` is untouched."""
+    for class_dir in sorted(p for p in valid.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = sorted(p for p in class_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+        chosen = [f for f in files if _in_test(f.name, fraction)]
+        if len(files) >= 2:
+            chosen = chosen[: len(files) - 1] or files[-1:]
+        for split, group in (("test", chosen), ("valid", [f for f in files if f not in chosen])):
+            if split == "valid" and move:
+                continue
+            (out / split / class_dir.name).mkdir(parents=True, exist_ok=True)
+            for f in group:
+                target = out / split / class_dir.name / f.name
+                if move:
+                    os.replace(f, target)
+                else:
+                    _link_or_copy(f, target)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def check_layout(channels: dict[str, Path]) -> tuple[int, dict[str, int], dict[str, int]]:
+    """Scan every split (headers read), require the same classes; (classes, counts, skipped)."""
+    try:
+        scans = {name: scan_split(name, path) for name, path in channels.items()}
+        for name in ("valid", "test"):
+            if name in scans:
+                check_same_classes(scans["train"], scans[name])
+    except DataError as exc:
+        raise DatasetError(str(exc)) from exc
+    counts = {n: len(s.samples) for n, s in scans.items()}
+    skipped = {n: len(s.skipped) for n, s in scans.items()}
+    return len(scans["train"].classes), counts, skipped
+
+
+def _dataset_name(source: str) -> str:
+    base = source.rstrip("/").rsplit("/", 1)[-1]
+    return base[:-4] if base.lower().endswith(".zip") else base or "dataset"
+
+
+def prepare(source: str, workdir: Path, test_fraction: float = 0.5) -> Prepared:
+    """Fetch, extract and check ``source``; carve a test split from valid if it has none."""
+    name = _dataset_name(source)
+    data_dir = workdir / "data"
+    if source.startswith(("http://", "https://")):
+        local = download(source, workdir / "downloads" / f"{name}.zip")
+    else:
+        local = Path(source).expanduser()
+        if not local.exists():
+            raise DatasetError(f"{source} does not exist (expected a zip, a folder or a URL)")
+    owned = local.is_file()
+    if owned:
+        root = safe_extract(local, data_dir / name)
+    else:
+        root = local
+    channels = find_splits(root)
+    if "test" not in channels and test_fraction > 0:
+        # An extracted copy is ours to rearrange; a user's folder is left as it is.
+        out = channels["valid"].parent if owned else data_dir / f"{name}-split"
+        if not (out / "test").is_dir():
+            # Until carving completes, the extraction counts as unfinished (redone next time).
+            marker = root / ".extracted"
+            signature = marker.read_text() if owned else ""
+            marker.unlink(missing_ok=True)
+            tmp = data_dir / f".{name}-carving"
+            shutil.rmtree(tmp, ignore_errors=True)
+            carve_test(channels["valid"], tmp, test_fraction, move=owned)
+            for split in ("valid", "test"):
+                if (tmp / split).is_dir():
+                    if (out / split).exists():
+                        shutil.rmtree(out / split)
+                    out.mkdir(parents=True, exist_ok=True)
+                    os.replace(tmp / split, out / split)
+            shutil.rmtree(tmp, ignore_errors=True)
+            if owned:
+                marker.write_text(signature)
+        channels["test"] = out / "test"
+        channels["valid"] = out / "valid"
+    classes, counts, skipped = check_layout(channels)
+    prepared = Prepared(name, channels, classes, counts, skipped)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / STATE_FILE).write_text(json.dumps(prepared.to_json(), indent=1))
+    return prepared
+
+
+def load_prepared(workdir: Path) -> Prepared:
+    state = workdir / "data" / STATE_FILE
+    if not state.is_file():
+        raise DatasetError(f"no dataset prepared in {workdir}: run `dogctl data` first")
+    return Prepared.from_json(json.loads(state.read_text()))

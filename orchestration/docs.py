@@ -1,0 +1,53 @@
+"""Sections of README.md generated from the code, so the documentation matches it.
+
+    python -m orchestration.docs          rewrite the generated sections
+    python -m orchestration.docs --check  exit 1 if they are out of date
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from dogbreed.hyperparameters import markdown_table
+from dogbreed.metrics import METRIC_DEFINITIONS, METRICS, OBJECTIVE_METRIC
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def metrics_table() -> str:
+    rows = ["| metric | meaning | SageMaker regex |", "|---|---|---|"]
+    for d in METRIC_DEFINITIONS:
+        star = " (objective)" if d["Name"] == OBJECTIVE_METRIC else ""
+        rows.append(f"| `{d['Name']}`{star} | {METRICS[d['Name']]} | `{d['Regex']}` |")
+    return "\n".join(rows) + "\n"
+
+
+SECTIONS = {"hyperparameters": markdown_table, "metrics": metrics_table}
+
+
+def render(text: str) -> str:
+    for name, make in SECTIONS.items():
+        pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
+        if not pattern.search(text):
+            raise ValueError(f"README.md has no <!-- {name}:begin/end --> markers")
+        text = pattern.sub(lambda m, make=make: m.group(1) + make() + m.group(2), text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    current = README.read_text(encoding="utf-8")
+    wanted = render(current)
+    if "--check" in argv:
+        if wanted != current:
+            print("README.md's generated sections are out of date: run `make docs`", file=sys.stderr)
+            return 1
+        return 0
+    README.write_text(wanted, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""`dogctl data` and `dogctl train --local` as a user runs them: real processes, real files."""
+
+import subprocess
+import zipfile
+
+import pytest
+
+from local_test.testdata import make_dataset
+from tests.helpers import BIN
+
+pytestmark = pytest.mark.e2e
+DOGCTL = str(BIN / "dogctl")
+
+
+def dogctl(*args, env=None, cwd=None):
+    return subprocess.run([DOGCTL, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+
+
+def test_data_then_train_locally(tmp_path, train_env):
+    data = make_dataset(tmp_path / "src", classes=3, per_class=8, size=40,
+                        splits={"train": 1.0, "valid": 0.75})
+    archive = tmp_path / "dogs.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in data.rglob("*.jpg"):
+            zf.write(path, f"dogImages/{path.relative_to(data)}")
+    work = tmp_path / "work"
+    out = dogctl("--workdir", str(work), "data", "--source", str(archive), env=train_env)
+    assert out.returncode == 0, out.stderr
+    assert "data: 3 classes" in out.stdout and "train     24 images" in out.stdout
+    out = dogctl("--workdir", str(work), "train", "--local", "--name", "t1", "--hp", "epochs=2",
+                 "--hp", "image_size=40", "--hp", "batch_size=8", "--hp", "pretrained=false",
+                 env=train_env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "epoch=2/2" in out.stdout and "train: done in" in out.stdout
+    run = work / "runs" / "t1"
+    assert (run / "opt_ml" / "model" / "model.pt").is_file()
+    assert "epoch=2/2" in (run / "train.log").read_text()
+
+
+def test_errors_are_one_line_not_tracebacks(tmp_path, train_env):
+    work = str(tmp_path / "work")
+    no_data = dogctl("--workdir", work, "train", "--hp", "epochs=2", env=train_env)
+    assert no_data.returncode == 2 and "run `dogctl data` first" in no_data.stderr
+    bad_hp = dogctl("--workdir", work, "train", "--hp", "lr=fast", env=train_env)
+    assert bad_hp.returncode == 2
+    assert bad_hp.stderr.strip() == ("dogctl train: error: hyperparameter 'lr': got 'fast'; allowed: "
+                                     "a number from 1e-08 to 1.0")
+    missing = dogctl("--workdir", work, "data", "--source", str(tmp_path / "missing.zip"), env=train_env)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    for result in (no_data, bad_hp, missing):
+        assert "Traceback" not in result.stderr
+
+
+def test_a_failed_training_run_points_at_its_log(tmp_path, train_env):
+    data = make_dataset(tmp_path / "src", classes=2, per_class=3, size=32)
+    work = str(tmp_path / "work")
+    assert dogctl("--workdir", work, "data", "--source", str(data), env=train_env).returncode == 0
+    env = {**train_env, "DOGBREED_WEIGHTS": str(tmp_path / "none.pth")}
+    out = dogctl("--workdir", work, "train", "--hp", "epochs=1", "--hp", "image_size=32", env=env)
+    assert out.returncode == 1
+    assert "train: failed after" in out.stderr and "weights are not here" in out.stderr
+    assert "train.log" in out.stderr

@@ -1,0 +1,142 @@
+"""Dataset fetching and extraction (orchestration.dataset) on real files and real HTTP."""
+
+import io
+import json
+import stat
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from local_test.testdata import make_dataset
+from orchestration import dataset as D
+from tests.helpers import file_server
+
+
+def zip_folder(folder: Path, archive: Path, prefix: str = "dogImages") -> Path:
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zf.write(path, f"{prefix}/{path.relative_to(folder)}")
+    return archive
+
+
+@pytest.fixture
+def small(tmp_path) -> Path:
+    return make_dataset(tmp_path / "src", classes=3, per_class=4, size=24,
+                        splits={"train": 1.0, "valid": 1.0})
+
+
+def test_zip_is_extracted_checked_and_given_a_test_split(tmp_path, small):
+    archive = zip_folder(small, tmp_path / "dogs.zip")
+    prepared = D.prepare(str(archive), tmp_path / "work")
+    assert prepared.name == "dogs" and prepared.classes == 3
+    assert prepared.counts["train"] == 12
+    assert prepared.counts["valid"] + prepared.counts["test"] == 12
+    assert prepared.counts["test"] >= 3  # at least one per class on each side
+    root = tmp_path / "work" / "data" / "dogs" / "dogImages"
+    assert prepared.channels == {"train": root / "train", "valid": root / "valid", "test": root / "test"}
+    state = json.loads((tmp_path / "work" / "data" / "channels.json").read_text())
+    assert D.load_prepared(tmp_path / "work").to_json() == state
+    # Running again reuses the extraction and gives the same split.
+    again = D.prepare(str(archive), tmp_path / "work")
+    assert again.counts == prepared.counts
+
+
+def test_a_folder_source_is_never_modified(tmp_path, small):
+    before = sorted(p.relative_to(small) for p in small.rglob("*"))
+    prepared = D.prepare(str(small), tmp_path / "work")
+    assert sorted(p.relative_to(small) for p in small.rglob("*")) == before
+    assert prepared.channels["train"] == small / "train"
+    valid = {p.name for p in prepared.channels["valid"].rglob("*.jpg")}
+    test = {p.name for p in prepared.channels["test"].rglob("*.jpg")}
+    assert valid and test and not valid & test
+    assert valid | test == {p.name for p in (small / "valid").rglob("*.jpg")}
+
+
+def test_no_test_split_when_asked(tmp_path, small):
+    prepared = D.prepare(str(small), tmp_path / "work", test_fraction=0)
+    assert set(prepared.channels) == {"train", "valid"}
+
+
+def unsafe_zip(path: Path, name: str, *, symlink: bool = False) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("dogImages/train/001.A/ok.jpg", b"x")
+        info = zipfile.ZipInfo(name)
+        if symlink:
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(info, b"/etc/passwd" if symlink else b"evil")
+    return path
+
+
+@pytest.mark.parametrize("name,symlink,fragment", [
+    ("../evil.txt", False, "points outside"),
+    ("dogImages/../../evil.txt", False, "points outside"),
+    ("/tmp/evil.txt", False, "unsafe path"),
+    ("dogImages\\..\\evil.txt", False, "unsafe path"),
+    ("dogImages/train/001.A/link.jpg", True, "symbolic link"),
+])
+def test_unsafe_archives_are_refused_before_anything_is_written(tmp_path, name, symlink, fragment):
+    archive = unsafe_zip(tmp_path / "bad.zip", name, symlink=symlink)
+    work = tmp_path / "work"
+    with pytest.raises(D.DatasetError, match=fragment):
+        D.prepare(str(archive), work)
+    assert not (tmp_path / "evil.txt").exists()
+    assert not (work / "data" / "bad").exists()
+
+
+def test_decompression_bomb_is_refused(tmp_path):
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("dogImages/train/001.A/big.jpg", b"\0" * 50_000_000)
+    assert archive.stat().st_size < 200_000
+    with pytest.raises(D.DatasetError, match="decompression bomb"):
+        D.prepare(str(archive), tmp_path / "work")
+
+
+def test_not_a_zip_and_missing_source(tmp_path):
+    (tmp_path / "x.zip").write_text("not a zip")
+    with pytest.raises(D.DatasetError, match="not a readable zip"):
+        D.prepare(str(tmp_path / "x.zip"), tmp_path / "work")
+    with pytest.raises(D.DatasetError, match="does not exist"):
+        D.prepare(str(tmp_path / "nothing.zip"), tmp_path / "work")
+
+
+def test_wrong_layout_is_explained(tmp_path):
+    (tmp_path / "flat" / "001.A").mkdir(parents=True)
+    with pytest.raises(D.DatasetError, match="no train/ and valid/ folders"):
+        D.prepare(str(tmp_path / "flat"), tmp_path / "work")
+
+
+def test_url_download_resumes_and_checks_the_size(tmp_path, small):
+    payload = zip_folder(small, tmp_path / "dogs.zip").read_bytes()
+    with file_server(payload) as server:
+        dest = tmp_path / "dl" / "dogs.zip"
+        dest.parent.mkdir()
+        Path(str(dest) + ".part").write_bytes(payload[:500])
+        assert D.download(server.url, dest) == dest and dest.read_bytes() == payload
+        assert server.ranges == ["bytes=500-"]
+        with pytest.raises(D.DatasetError, match=f"is {len(payload):,} bytes, expected 123"):
+            D.download(server.url, tmp_path / "dl" / "other.zip", expected_size=123)
+        prepared = D.prepare(server.url, tmp_path / "work")
+        assert prepared.counts["train"] == 12
+
+
+def test_unreachable_url_says_what_to_do(tmp_path):
+    with pytest.raises(D.DatasetError, match="without network access, pass a local copy"):
+        D.download("http://127.0.0.1:9/dogImages.zip", tmp_path / "x.zip")
+
+
+def test_the_known_size_of_dogimages():
+    assert D.KNOWN_SIZES[D.DOGIMAGES_URL] == 1_132_023_110
+
+
+def test_progress_lines_in_a_log(capsys):
+    from orchestration.progress import Progress
+
+    stream = io.StringIO()
+    with Progress("copy", 100, stream=stream, every=0) as bar:
+        bar.update(50)
+        bar.update(50)
+    lines = stream.getvalue().splitlines()
+    assert lines[-1].startswith("copy: [####################] 100.0% 100 B of 100 B")
