@@ -2,11 +2,14 @@
 # `make help` lists the targets.
 
 SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
 .DEFAULT_GOAL := help
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# This machine's pip configuration names local index folders that may not exist: drop that noise.
+QUIET_PIP := 2>&1 | { grep -v "^WARNING: Location 'file://" || true; }
 # Data for `make demo`: a zip, a folder or a URL in the dogImages layout.
 # Empty: the Udacity dogImages.zip (1.1 GB download).
 DATA ?= $(wildcard ../shared/data/dogs120-90px.zip)
@@ -14,18 +17,18 @@ WORK ?= work
 # Hyperparameters of `make demo` as NAME=VALUE words (see README).
 DEMO_HP ?= pretrained=false epochs=4 image_size=64 batch_size=64 lr=0.002 label_smoothing=0.1
 
-.PHONY: help install test test-unit test-e2e lint demo lock clean docs
+.PHONY: help install test test-unit test-e2e lint demo serve predict lock clean docs
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
+	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
 
 install: $(VENV)/.installed  ## create the virtual environment (system packages included)
 
 $(VENV)/.installed: requirements.txt pyproject.toml container/pyproject.toml
 	bash .ci/system-packages.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -r requirements.txt
-	$(PY) -m pip install --quiet --no-deps -e ./container -e .
+	$(PY) -m pip install --quiet -r requirements.txt $(QUIET_PIP)
+	$(PY) -m pip install --quiet --no-deps -e ./container -e . $(QUIET_PIP)
 	touch $@
 
 lint: install  ## ruff
@@ -43,6 +46,12 @@ test-e2e: install  ## the end-to-end tests only
 demo: install  ## the main job, locally: data, then training (DATA=zip|folder|URL)
 	$(VENV)/bin/dogctl --workdir $(WORK) data $(if $(DATA),--source "$(DATA)")
 	$(VENV)/bin/dogctl --workdir $(WORK) train --local $(addprefix --hp ,$(DEMO_HP))
+
+serve: install  ## serve a model on port 8080 (MODEL=folder; default: the newest under work/runs)
+	local_test/serve_local.sh $(MODEL)
+
+predict:  ## send a photo to the local server: make predict IMAGE=photo.jpg
+	local_test/predict.sh "$(IMAGE)"
 
 lock:  ## re-resolve requirements.in into requirements.txt (needs the package registries)
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

@@ -5,6 +5,7 @@ need=()
 command -v gcc >/dev/null || need+=(gcc)
 command -v make >/dev/null || need+=(make)
 command -v curl >/dev/null || need+=(curl)
+command -v file >/dev/null || need+=(file)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   echo "missing system packages: ${need[*]} (install them, or run as root)" >&2

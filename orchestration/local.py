@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from dogbreed.opt_ml import OptML
-from dogbreed.train import METADATA_FILE
+from dogbreed.predictor import METADATA_FILE
 
 
 @dataclass

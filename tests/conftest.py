@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from local_test.testdata import make_dataset, make_standin_weights, write_opt_ml
-from tests.helpers import FAST_HP
+from tests.helpers import FAST_HP, run_train
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +42,25 @@ def opt_ml(tmp_path: Path, dataset: Path):
         return write_opt_ml(tmp_path / "opt_ml", data or dataset, hp, **kwargs)
 
     return make
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def sample_photos() -> list[Path]:
+    """The real full-size photos in ../shared/data/sample-images."""
+    photos = sorted((SHARED / "sample-images").glob("*.jpg"))
+    assert photos, f"no photos in {SHARED / 'sample-images'}: ../shared must be beside the checkout"
+    return photos
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> Path:
+    """A model folder written by the real `train` (2 epochs on the generated classes, which it
+    learns: 100% valid accuracy)."""
+    root = write_opt_ml(tmp_path_factory.mktemp("trained") / "opt_ml", dataset, FAST_HP)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DOGBREED_", "OPT_ML"))}
+    result = run_train(root, env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return root / "model"

@@ -5,17 +5,23 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
+import os
+import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
 TRAIN = BIN / "train"
 # Small and fast: 3 classes at 48 px, CPU.
-FAST_HP = {"epochs": "2", "batch_size": "8", "image_size": "48", "pretrained": "false",
-           "progress_seconds": "0", "lr": "0.003"}
+FAST_HP = {"epochs": "2", "batch_size": "4", "image_size": "48", "pretrained": "false",
+           "progress_seconds": "0", "lr": "0.001"}
 
 
 def run_train(root: Path, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
@@ -67,3 +73,72 @@ def file_server(payload: bytes) -> Iterator[http.server.ThreadingHTTPServer]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """The real `serve` (gunicorn) as a process on a free loopback port; output in ``log``."""
+
+    def __init__(self, model_dir: Path, *, workers: int = 1, env: dict[str, str] | None = None,
+                 log: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log
+        self._log = open(log, "w")  # noqa: SIM115 - closed in stop()
+        env = {**os.environ, **(env or {}), "SAGEMAKER_BIND_TO_PORT": str(self.port),
+               "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers), "PYTHONUNBUFFERED": "1"}
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen([str(BIN / "serve"), "--model-dir", str(model_dir)], env=env,
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 60, expect: int = 200) -> float:
+        """Seconds from start until /ping answers ``expect``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"serve exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(self.url + "/ping", timeout=2) as resp:
+                    if resp.status == expect:
+                        return time.monotonic() - self.started
+            except urllib.error.HTTPError as exc:
+                if exc.code == expect:
+                    return time.monotonic() - self.started
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"serve not ready in {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+def post(url: str, body: bytes, content_type: str | None = "image/jpeg",
+         headers: dict[str, str] | None = None, timeout: float = 60) -> tuple[int, dict]:
+    """POST and return (status, JSON body) whatever the status."""
+    hdrs = dict(headers or {})
+    if content_type is not None:
+        hdrs["Content-Type"] = content_type
+    req = urllib.request.Request(url, data=body, headers=hdrs, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())

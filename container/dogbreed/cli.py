@@ -11,6 +11,7 @@ USAGE = """usage: dogbreed COMMAND [ARGS]
 
 commands:
   train             train on /opt/ml (or $OPT_ML), as SageMaker runs it
+  serve             answer /ping and /invocations on port 8080, as SageMaker runs it
   hyperparameters   print the hyperparameter reference (Markdown)
   metrics           print SageMaker metric definitions (JSON)
   weights           fetch (--download DIR) or check the ImageNet weights
@@ -19,6 +20,12 @@ commands:
 
 def _train(argv: list[str]) -> int:
     from .train import main
+
+    return main(argv)
+
+
+def _serve(argv: list[str]) -> int:
+    from .serve import main
 
     return main(argv)
 
@@ -51,6 +58,7 @@ def _weights(argv: list[str]) -> int:
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "train": _train,
+    "serve": _serve,
     "hyperparameters": _hyperparameters,
     "metrics": _metrics,
     "weights": _weights,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,11 +50,6 @@ class Split:
         names = ", ".join(f"{p} ({why})" for p, why in self.skipped[:SHOW_NAMES])
         more = f" and {len(self.skipped) - SHOW_NAMES} more" if len(self.skipped) > SHOW_NAMES else ""
         return f"{self.name}: skipped {len(self.skipped)} unusable file(s): {names}{more}"
-
-
-def display_name(folder: str) -> str:
-    """'001.Affenpinscher' -> 'Affenpinscher'; 'Irish_water_spaniel' -> 'Irish water spaniel'."""
-    return re.sub(r"^\d+[._-]", "", folder).replace("_", " ")
 
 
 def _visible(name: str) -> bool:
@@ -135,10 +129,9 @@ class ImageFolder(Dataset):
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         path, label = self.samples[index]
         try:
-            image = decode(path, self.decode_side)
+            return self.transform(decode(path, self.decode_side)), label
         except (ImageError, OSError) as exc:
             return None, f"{path} ({exc})"
-        return self.transform(image), label
 
 
 def collate(batch: list[tuple[Any, Any]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:

@@ -1,8 +1,12 @@
 """Tensor transforms: training augmentation and the evaluation transform.
 
-The evaluation transform is rebuilt by ``serve`` from the model's metadata
+The evaluation transform (resize the short side, centre-crop, normalise) is
+written with PIL, numpy and torch alone, so ``serve`` starts without importing
+torchvision; it computes exactly what torchvision's ``Resize``/``CenterCrop``/
+``ToTensor``/``Normalize`` do (tested). Validation during training and
+``serve`` use this same class, rebuilt from the model's metadata
 (:func:`preprocessing_metadata` writes it, :func:`eval_transform_from_metadata`
-reads it), so training, validation and serving see images the same way.
+reads it), so both see images identically.
 """
 
 from __future__ import annotations
@@ -10,31 +14,55 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
-from torchvision import transforms as T
 
-from .images import IMAGENET_MEAN, IMAGENET_STD, resize_size
+from .images import IMAGENET_MEAN, IMAGENET_STD, ImageError, resize_size
 
 Transform = Callable[[Image.Image], torch.Tensor]
+MAX_ASPECT = 20
 
 
-def eval_transform(image_size: int, resize: int | None = None,
-                   mean: tuple[float, ...] = IMAGENET_MEAN,
-                   std: tuple[float, ...] = IMAGENET_STD) -> Transform:
-    """Resize the short side, centre-crop, normalise (ImageNet evaluation)."""
-    return T.Compose([
-        T.Resize(resize or resize_size(image_size)),
-        T.CenterCrop(image_size),
-        T.ToTensor(),
-        T.Normalize(mean, std),
-    ])
+class EvalTransform:
+    """Resize the short side to ``resize`` (bilinear), centre-crop ``image_size``, normalise."""
+
+    def __init__(self, image_size: int, resize: int | None = None,
+                 mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD):
+        self.image_size = image_size
+        self.resize = resize or resize_size(image_size)
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        width, height = img.size
+        if max(width, height) > MAX_ASPECT * min(width, height):
+            # Resizing the short side of a 1x10000 strip would make a gigapixel image.
+            raise ImageError(f"image is {width}x{height}: aspect ratio above {MAX_ASPECT}:1")
+        if width <= height:
+            size = (self.resize, int(self.resize * height / width))
+        else:
+            size = (int(self.resize * width / height), self.resize)
+        img = img.resize(size, Image.Resampling.BILINEAR)
+        crop = self.image_size
+        top = int(round((size[1] - crop) / 2.0))
+        left = int(round((size[0] - crop) / 2.0))
+        img = img.crop((left, top, left + crop, top + crop))
+        pixels = torch.from_numpy(np.array(img, dtype=np.uint8, copy=True))
+        tensor = pixels.permute(2, 0, 1).float().div_(255)
+        return tensor.sub_(self.mean).div_(self.std)
+
+
+def eval_transform(image_size: int) -> Transform:
+    return EvalTransform(image_size)
 
 
 def train_transform(image_size: int, augment: bool) -> Transform:
     """Random resized crop and flip when ``augment``, else the evaluation transform."""
     if not augment:
         return eval_transform(image_size)
+    from torchvision import transforms as T  # training only: serve never imports torchvision
+
     return T.Compose([
         T.RandomResizedCrop(image_size, scale=(0.25, 1.0)),
         T.RandomHorizontalFlip(),
@@ -58,7 +86,6 @@ def preprocessing_metadata(image_size: int) -> dict[str, Any]:
     }
 
 
-def eval_transform_from_metadata(meta: dict[str, Any]) -> Transform:
-    return eval_transform(
-        int(meta["image_size"]), int(meta["resize_size"]), tuple(meta["mean"]), tuple(meta["std"])
-    )
+def eval_transform_from_metadata(meta: dict[str, Any]) -> EvalTransform:
+    return EvalTransform(int(meta["image_size"]), int(meta["resize_size"]),
+                         tuple(meta["mean"]), tuple(meta["std"]))

@@ -39,13 +39,11 @@ from .hyperparameters import HyperparameterError, Hyperparameters, parse
 from .images import resize_size
 from .model import ARCHITECTURE, build, freeze_backbone, set_train_mode
 from .opt_ml import ContractError, OptML, atomic_write_bytes
+from .predictor import CLASSES_FILE, METADATA_FILE, MODEL_FILE
 from .preprocess import decode_side, eval_transform, preprocessing_metadata, train_transform
 from .weights import WeightsError
 
 log = logging.getLogger("dogbreed.train")
-MODEL_FILE = "model.pt"
-CLASSES_FILE = "classes.json"
-METADATA_FILE = "metadata.json"
 # Hyperparameters that do not change the result; a checkpoint made with other values resumes.
 RESULT_NEUTRAL = frozenset({"workers", "progress_seconds"})
 USER_ERRORS = (HyperparameterError, ContractError, DataError, WeightsError, HardwareError)

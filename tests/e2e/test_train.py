@@ -210,7 +210,7 @@ def test_checkpoint_of_other_settings_is_not_resumed(opt_ml, train_env):
     (root / "input/config/hyperparameters.json").write_text(json.dumps({**hp, "lr": "0.01"}))
     result = run_train(root, train_env)
     assert result.returncode == 1
-    assert "lr: 0.003 -> 0.01" in failure_reason(root) and "remove them" in failure_reason(root)
+    assert "lr: 0.001 -> 0.01" in failure_reason(root) and "remove them" in failure_reason(root)
 
 
 def test_early_stopping_keeps_the_best_epoch(opt_ml, train_env):

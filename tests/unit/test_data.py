@@ -3,7 +3,7 @@ import shutil
 import pytest
 import torch
 
-from dogbreed.data import DataError, ImageFolder, check_same_classes, collate, display_name, scan_split
+from dogbreed.data import DataError, ImageFolder, check_same_classes, collate, scan_split
 from dogbreed.preprocess import eval_transform
 from local_test.testdata import make_dataset
 
@@ -64,9 +64,3 @@ def test_truncated_image_passes_the_scan_but_is_skipped_by_the_loader(data):
     images, labels, bad = collate(batch)
     assert len(bad) == 1 and victim.name in bad[0]
     assert images.shape == (11, 3, 32, 32) and labels.dtype == torch.long
-
-
-def test_display_name():
-    assert display_name("001.Affenpinscher") == "Affenpinscher"
-    assert display_name("077.Irish_water_spaniel") == "Irish water spaniel"
-    assert display_name("poodle") == "poodle"

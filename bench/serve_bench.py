@@ -1,0 +1,145 @@
+"""Serving throughput and latency: the real `serve` against the model-only limit, in one run.
+
+    .venv/bin/python bench/serve_bench.py [--model-dir DIR] [--image-size 224] [--workers 1,2]
+                                          [--requests 120] [--concurrency 1,4,16]
+
+Starts the real server (gunicorn + Flask) on a free loopback port for each worker count and
+sends the full-size photos of ../shared/data/sample-images as image/jpeg at each concurrency.
+Beside it, in the same run and with the same torch threads per process, it measures the
+model-only limit (forward passes on tensors already preprocessed) and the preprocessing alone
+(JPEG decode + resize + crop + normalise). Without --model-dir, a throwaway model is trained at
+--image-size by the real `train` on generated data: speed does not depend on the weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dogbreed.hardware import cpu_count  # noqa: E402
+from dogbreed.predictor import Predictor  # noqa: E402
+from local_test.testdata import make_dataset, write_opt_ml  # noqa: E402
+from tests.helpers import Server  # noqa: E402
+
+PHOTOS = ROOT.parent / "shared" / "data" / "sample-images"
+
+
+def throwaway_model(image_size: int, workdir: Path) -> Path:
+    data = make_dataset(workdir / "data", classes=3, per_class=4, size=64)
+    root = write_opt_ml(workdir / "opt_ml", data, {"epochs": "1", "image_size": str(image_size),
+                                                   "pretrained": "false", "batch_size": "4"})
+    subprocess.run([sys.executable, "-m", "dogbreed.train"], env={**os.environ, "OPT_ML": str(root)},
+                   check=True, capture_output=True)
+    return root / "model"
+
+
+def drive(port: int, bodies: list[bytes], total: int, concurrency: int) -> tuple[float, list[float]]:
+    """Send ``total`` requests from ``concurrency`` keep-alive connections; (req/s, latencies)."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    counter = iter(range(total))
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                break
+            started = time.perf_counter()
+            conn.request("POST", "/invocations", body=bodies[i % len(bodies)],
+                         headers={"Content-Type": "image/jpeg"})
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"HTTP {resp.status}")
+            with lock:
+                latencies.append(time.perf_counter() - started)
+        conn.close()
+
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return total / (time.perf_counter() - started), latencies
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def limits(model_dir: Path, bodies: list[bytes], threads: int, repeats: int = 30) -> tuple[float, float]:
+    """(model-only forward passes/s at batch 1, preprocessing images/s) with ``threads`` threads."""
+    torch.set_num_threads(threads)
+    predictor = Predictor(model_dir)
+    tensors = [predictor.preprocess(b) for b in bodies]
+    for t in tensors[:3]:
+        predictor.probabilities(t.unsqueeze(0))
+    started = time.perf_counter()
+    for i in range(repeats):
+        predictor.probabilities(tensors[i % len(tensors)].unsqueeze(0))
+    model_rate = repeats / (time.perf_counter() - started)
+    started = time.perf_counter()
+    for i in range(repeats):
+        predictor.preprocess(bodies[i % len(bodies)])
+    return model_rate, repeats / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-dir", type=Path)
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--concurrency", default="1,4,16")
+    parser.add_argument("--requests", type=int, default=120)
+    args = parser.parse_args()
+    bodies = [p.read_bytes() for p in sorted(PHOTOS.glob("*.jpg"))]
+    if not bodies:
+        raise SystemExit(f"no photos in {PHOTOS}")
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = args.model_dir or throwaway_model(args.image_size, Path(tmp))
+        meta = json.loads((model_dir / "metadata.json").read_text())
+        size = meta["preprocessing"]["image_size"]
+        cpus = cpu_count()
+        print(f"serve benchmark: {len(bodies)} photos from {PHOTOS.name} "
+              f"({min(len(b) for b in bodies) // 1000}-{max(len(b) for b in bodies) // 1000} KB JPEG), "
+              f"model input {size}px, {cpus} CPU(s), torch {torch.__version__}")
+        print(f"{'workers':>7} {'threads':>7} {'conc.':>5} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
+              f"{'model-only/s':>12} {'ratio':>5} {'preproc/s':>9} {'ready s':>7}")
+        for workers in (int(w) for w in args.workers.split(",")):
+            threads = max(1, cpus // workers)
+            model_rate, prep_rate = limits(model_dir, bodies, threads)
+            limit = model_rate * workers  # every worker forwarding all the time
+            with tempfile.TemporaryDirectory() as logs:
+                server = Server(model_dir, workers=workers, log=Path(logs) / "serve.log")
+                try:
+                    ready = server.wait_ready()
+                    drive(server.port, bodies, 2 * len(bodies), 2)  # warm every worker
+                    for conc in (int(c) for c in args.concurrency.split(",")):
+                        rate, lat = drive(server.port, bodies, args.requests, conc)
+                        print(f"{workers:>7} {threads:>7} {conc:>5} {rate:>7.1f} "
+                              f"{1000 * statistics.median(lat):>7.1f} {1000 * percentile(lat, 0.99):>7.1f} "
+                              f"{limit:>12.1f} {rate / limit:>5.2f} {prep_rate:>9.1f} {ready:>7.2f}")
+                finally:
+                    server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""What /invocations accepts, and every way a request can be wrong (4xx, never 5xx).
+
+Raw image bodies (``image/*``, ``application/x-image``, ``application/octet-stream``):
+the whole body is one image, in any format Pillow reads; its content decides,
+not the Content-Type. JSON bodies (``application/json``)::
+
+    {"images": ["<base64>", ...], "top_k": 3}      or      {"image": "<base64>"}
+
+(``data:image/...;base64,`` prefixes are accepted). ``top_k`` (default 5, at most
+the number of classes) can also come from SageMaker's CustomAttributes header (``top_k=3``) or, for curl,
+the query string (``?top_k=3``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker's real-time payload limit
+MAX_IMAGES = 64
+DEFAULT_TOP_K = 5
+RAW_TYPES = ("application/x-image", "application/octet-stream")
+JSON_TYPE = "application/json"
+CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+ACCEPTED = "image/jpeg, image/png (any image/*), application/x-image, application/json"
+
+
+class ClientError(Exception):
+    """A request the client must change; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class Invocation:
+    images: list[bytes]
+    top_k: int
+
+
+def is_raw(mimetype: str) -> bool:
+    return mimetype.startswith("image/") or mimetype in RAW_TYPES
+
+
+def _top_k(value: Any, source: str, num_classes: int) -> int:
+    if isinstance(value, bool):
+        value = None
+    try:
+        k = int(value)
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ClientError(400, f"{source} top_k must be a whole number, at least 1, got {value!r}") from None
+    if k < 1:
+        raise ClientError(400, f"{source} top_k must be at least 1, got {k}")
+    return min(k, num_classes)  # "the best k" of fewer classes: all of them
+
+
+def _attribute_top_k(custom_attributes: str | None) -> str | None:
+    for part in (custom_attributes or "").replace(";", ",").split(","):
+        key, sep, value = part.partition("=")
+        if sep and key.strip().lower() == "top_k":
+            return value.strip()
+    return None
+
+
+def _b64(item: Any, index: int) -> bytes:
+    if not isinstance(item, str):
+        raise ClientError(400, f"image {index}: expected a base64 string, got {type(item).__name__}")
+    if item.startswith("data:"):
+        item = item.partition(",")[2]
+    try:
+        data = base64.b64decode(item, validate=True)
+    except (binascii.Error, ValueError):
+        raise ClientError(400, f"image {index}: not valid base64") from None
+    if not data:
+        raise ClientError(400, f"image {index}: empty")
+    return data
+
+
+def _from_json(body: bytes) -> tuple[list[bytes], Any]:
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ClientError(400, f"invalid JSON: {exc}") from None
+    if not isinstance(doc, dict) or ("images" in doc) == ("image" in doc):
+        raise ClientError(400, 'JSON body must be an object with "images": [base64, ...] '
+                               'or "image": base64 (and optionally "top_k")')
+    items = doc["images"] if "images" in doc else [doc["image"]]
+    if not isinstance(items, list) or not items:
+        raise ClientError(400, '"images" must be a non-empty list of base64 strings')
+    if len(items) > MAX_IMAGES:
+        raise ClientError(413, f"{len(items)} images in one request; at most {MAX_IMAGES}")
+    return [_b64(item, i) for i, item in enumerate(items)], doc.get("top_k")
+
+
+def parse(mimetype: str, body: bytes, *, query: Mapping[str, str], custom_attributes: str | None,
+          num_classes: int) -> Invocation:
+    """Turn a request into images and top_k, or raise :class:`ClientError`."""
+    if not mimetype:
+        raise ClientError(415, f"no Content-Type: send one of {ACCEPTED}")
+    if mimetype != JSON_TYPE and not is_raw(mimetype):
+        raise ClientError(415, f"unsupported Content-Type {mimetype!r}: send one of {ACCEPTED}")
+    if not body:
+        raise ClientError(400, "empty request body: send a photo")
+    top_k: Any = None
+    if mimetype == JSON_TYPE:
+        images, top_k = _from_json(body)
+        source = "JSON"
+    else:
+        images = [body]
+    if top_k is None and (header := _attribute_top_k(custom_attributes)) is not None:
+        top_k, source = header, CUSTOM_ATTRIBUTES
+    if top_k is None and "top_k" in query:
+        top_k, source = query["top_k"], "query string"
+    k = DEFAULT_TOP_K if top_k is None else _top_k(top_k, source, num_classes)
+    return Invocation(images, min(k, num_classes))

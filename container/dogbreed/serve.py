@@ -1,0 +1,136 @@
+"""``serve``: gunicorn + Flask on port 8080, what SageMaker runs as ``docker run IMAGE serve``.
+
+The master process imports the app (torch included) once; each worker loads the
+model from /opt/ml/model (or ``$OPT_ML/model``, or ``--model-dir``) right after
+it is forked, before it takes any request. Settings come from the variables
+SageMaker and its SDK set:
+
+    SAGEMAKER_BIND_TO_PORT           port (default 8080)
+    SAGEMAKER_MODEL_SERVER_WORKERS   worker processes (default: 2 per GPU; on CPU, one per 2 cores)
+    SAGEMAKER_MODEL_SERVER_TIMEOUT   seconds a request may take (default 60)
+
+SIGTERM stops accepting, lets in-flight requests finish and exits within 25 s
+(SageMaker allows 30).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .app import ModelState, create_app
+from .hardware import cpu_count
+from .opt_ml import OptML
+
+ENV_PORT = "SAGEMAKER_BIND_TO_PORT"
+ENV_WORKERS = "SAGEMAKER_MODEL_SERVER_WORKERS"
+ENV_TIMEOUT = "SAGEMAKER_MODEL_SERVER_TIMEOUT"
+THREADS_PER_WORKER = 4  # concurrent requests per worker (decoding overlaps; forwards take turns)
+GRACEFUL_SECONDS = 20
+ACCESS_LOG_FORMAT = '%(h)s "%(r)s" %(s)s %(B)sB %(M)sms'
+
+
+def gpu_count() -> int:
+    """GPUs, asked without initialising CUDA in the master (workers are forked from it)."""
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def default_workers(gpus: int, cpus: int) -> int:
+    return 2 * gpus if gpus else max(1, cpus // 2)
+
+
+def _env_int(name: str, default: int, low: int = 1) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SystemExit(f"serve: {name}={raw!r} is not an integer") from None
+    if value < low:
+        raise SystemExit(f"serve: {name}={value} must be at least {low}")
+    return value
+
+
+def gunicorn_options(state: ModelState, port: int, workers: int, timeout: int,
+                     gpus: int) -> dict[str, Any]:
+    cpus = cpu_count()
+    started = time.monotonic()
+
+    def post_fork(server: Any, worker: Any) -> None:
+        """In each new worker, before it accepts: size torch's threads, load the model."""
+        import torch
+
+        torch.set_num_threads(max(1, cpus // workers))
+        state.load(torch.device("cuda", worker.age % gpus) if gpus else torch.device("cpu"))
+
+    def when_ready(server: Any) -> None:
+        server.log.info("serve: listening on port %d, %d worker(s) x %d threads, model %s (%.1fs)",
+                        port, workers, THREADS_PER_WORKER, state.model_dir, time.monotonic() - started)
+
+    options = {
+        "bind": f"0.0.0.0:{port}",
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": THREADS_PER_WORKER,
+        "timeout": timeout,
+        "graceful_timeout": GRACEFUL_SECONDS,
+        "keepalive": 75,  # longer than the idle timeout of load balancers in front
+        "preload_app": True,
+        "post_fork": post_fork,
+        "when_ready": when_ready,
+        "accesslog": "-",
+        "errorlog": "-",
+        "access_log_format": ACCESS_LOG_FORMAT,
+        "proc_name": "dogbreed-serve",
+        "control_socket_disable": True,  # gunicorn's admin socket: unused, and $HOME may be read-only
+    }
+    if os.path.isdir("/dev/shm"):
+        options["worker_tmp_dir"] = "/dev/shm"  # heartbeat files off the container's overlay
+    return options
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="serve", description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", type=Path, default=None,
+                        help="model folder (default: /opt/ml/model, or $OPT_ML/model)")
+    parser.add_argument("--port", type=int, default=None, help=f"port (default: ${ENV_PORT} or 8080)")
+    parser.add_argument("--workers", type=int, default=None, help=f"workers (default: ${ENV_WORKERS})")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, force=True,
+                        format="%(asctime)s %(levelname)s [%(process)d] %(message)s")
+    from gunicorn.app.base import BaseApplication
+
+    port = args.port or _env_int(ENV_PORT, 8080)
+    gpus = gpu_count()
+    workers = args.workers or _env_int(ENV_WORKERS, default_workers(gpus, cpu_count()))
+    timeout = _env_int(ENV_TIMEOUT, 60)
+    state = ModelState(args.model_dir or OptML().model_dir)
+    wsgi = create_app(state)
+    options = gunicorn_options(state, port, workers, timeout, gpus)
+
+    class Server(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return wsgi
+
+    Server().run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

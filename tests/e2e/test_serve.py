@@ -1,0 +1,297 @@
+"""The real `serve` (gunicorn + Flask) over HTTP on loopback, on a model trained by `train`."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import io
+import json
+import random
+import re
+import shutil
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from PIL import Image
+
+from local_test.testdata import draw_image
+from tests.helpers import Server, post
+
+pytestmark = pytest.mark.e2e
+
+
+def encode(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def server(trained_model, tmp_path_factory):
+    srv = Server(trained_model, workers=2, log=tmp_path_factory.mktemp("serve") / "serve.log")
+    srv.wait_ready()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def photo(sample_photos) -> bytes:
+    return sample_photos[0].read_bytes()
+
+
+def invoke(server, body, content_type="image/jpeg", **kw):
+    return post(server.url + "/invocations", body, content_type, **kw)
+
+
+def test_ping(server):
+    with urllib.request.urlopen(server.url + "/ping") as resp:
+        assert resp.status == 200 and json.loads(resp.read()) == {"status": "ok", "classes": 3}
+
+
+def test_a_real_photo_gives_the_top_breeds(server, photo):
+    status, body = invoke(server, photo)
+    assert status == 200
+    (preds,) = body["predictions"]
+    assert len(preds) == 3  # top 5 by default, but the model knows 3 breeds
+    assert {p["class"] for p in preds} == {"001.Affenpinscher", "002.Afghan_hound", "003.Airedale_terrier"}
+    assert preds[0] == {"breed": preds[0]["breed"], "class": preds[0]["class"], "index": preds[0]["index"],
+                        "probability": preds[0]["probability"]}
+    assert [p["probability"] for p in preds] == sorted((p["probability"] for p in preds), reverse=True)
+    assert sum(p["probability"] for p in preds) == pytest.approx(1.0, abs=1e-4)
+    assert preds[0]["breed"] in {"Affenpinscher", "Afghan hound", "Airedale terrier"}
+
+
+def test_the_model_recognises_its_classes_over_http(server):
+    rng = random.Random(7)
+    for label, name in enumerate(["001.Affenpinscher", "002.Afghan_hound", "003.Airedale_terrier"]):
+        status, body = invoke(server, encode(draw_image(label, 48, rng), "PNG"), "image/png")
+        assert status == 200 and body["predictions"][0][0]["class"] == name
+
+
+@pytest.mark.parametrize("content_type,fmt", [
+    ("image/jpeg", "JPEG"), ("image/png", "PNG"), ("application/x-image", "JPEG"),
+    ("image/webp", "WEBP"), ("application/x-image", "BMP"), ("application/octet-stream", "GIF"),
+    ("image/jpeg", "PNG"),  # the content decides, not the label
+    ("IMAGE/JPEG; charset=binary", "JPEG"),
+])
+def test_every_accepted_content_type(server, content_type, fmt):
+    img = draw_image(1, 64, random.Random(1))
+    status, body = invoke(server, encode(img, fmt), content_type)
+    assert status == 200, body
+    assert body["predictions"][0][0]["class"] == "002.Afghan_hound"
+
+
+def test_modes_and_sizes_are_handled(server):
+    base = draw_image(0, 300, random.Random(3))
+    for img, fmt in [(base.convert("L"), "PNG"), (base.convert("P"), "PNG"), (base.convert("RGBA"), "PNG"),
+                     (base.convert("CMYK"), "JPEG"), (base.resize((1, 1)), "PNG"),
+                     (base.resize((4000, 3000)), "JPEG"), (base.convert("I;16"), "PNG")]:
+        status, body = invoke(server, encode(img, fmt), "image/png")
+        assert status == 200, (img.mode, img.size, body)
+
+
+def test_batch_json_and_top_k(server, sample_photos):
+    images = [base64.b64encode(p.read_bytes()).decode() for p in sample_photos[:3]]
+    status, body = invoke(server, json.dumps({"images": images, "top_k": 2}).encode(), "application/json")
+    assert status == 200 and [len(p) for p in body["predictions"]] == [2, 2, 2]
+    # Each image's answer in a batch equals its answer alone.
+    for img, preds in zip(images, body["predictions"], strict=True):
+        alone = invoke(server, json.dumps({"image": "data:image/jpeg;base64," + img, "top_k": 2}).encode(),
+                       "application/json")[1]["predictions"][0]
+        assert [p["class"] for p in alone] == [p["class"] for p in preds]
+        assert [p["probability"] for p in alone] == pytest.approx([p["probability"] for p in preds], abs=1e-5)
+
+
+def test_top_k_from_header_and_query(server, photo):
+    header = {"X-Amzn-SageMaker-Custom-Attributes": "foo=bar, top_k=1"}
+    assert [len(p) for p in invoke(server, photo, headers=header)[1]["predictions"]] == [1]
+    status, body = post(server.url + "/invocations?top_k=2", photo)
+    assert status == 200 and len(body["predictions"][0]) == 2
+
+
+def test_exif_orientation_is_honoured(server):
+    img = draw_image(0, 64, random.Random(5)).resize((96, 48))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # displayed rotated 90 degrees clockwise
+    tagged = encode(img, "PNG", exif=exif.tobytes())
+    upright = encode(img.transpose(Image.Transpose.ROTATE_270), "PNG")
+    untagged = encode(img, "PNG")
+    answers = [invoke(server, b, "image/png")[1]["predictions"][0] for b in (tagged, upright, untagged)]
+    assert answers[0] == answers[1]
+    assert answers[0] != answers[2]
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    import struct
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 4096))
+            + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("body,content_type,status,fragment", [
+    (b"", "image/jpeg", 400, "empty request body"),
+    (b"this is not an image", "image/jpeg", 400, "not an image format"),
+    (encode(Image.new("RGB", (30, 30)), "GIF")[:40], "image/gif", 400, "could not be decoded"),
+    (png_bomb(40000, 40000), "image/png", 400, "decompression bomb"),
+    (b"{not json", "application/json", 400, "invalid JSON"),
+    (b'{"images": []}', "application/json", 400, "non-empty list"),
+    (b'{"images": ["@@@"]}', "application/json", 400, "image 0: not valid base64"),
+    (b'{"images": [42]}', "application/json", 400, "expected a base64 string"),
+    (b'{"image": "aGVsbG8="}', "application/json", 400, "not an image format"),
+    (b'{"pictures": []}', "application/json", 400, 'must be an object with "images"'),
+    (b'{"image": "aGVsbG8=", "top_k": 0}', "application/json", 400, "top_k must be at least 1"),
+    (b'{"image": "aGVsbG8=", "top_k": "x"}', "application/json", 400, "top_k must be a whole number"),
+    (b"a,b\n1,2", "text/csv", 415, "unsupported Content-Type 'text/csv'"),
+    (b"a=b", "application/x-www-form-urlencoded", 415, "unsupported Content-Type"),
+])
+def test_client_errors_are_4xx_with_a_reason(server, body, content_type, status, fragment):
+    got, answer = invoke(server, body, content_type)
+    assert got == status and fragment in answer["error"] and answer["status"] == status
+
+
+def test_no_content_type_is_a_415(server):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("POST", "/invocations", body=b"xxx")  # http.client adds no Content-Type
+    resp = conn.getresponse()
+    assert resp.status == 415 and "no Content-Type" in json.loads(resp.read())["error"]
+    conn.close()
+
+
+def test_truncated_jpeg_is_a_400(server, photo):
+    status, body = invoke(server, photo[: len(photo) // 2])
+    assert status == 400 and "truncated" in body["error"]
+
+
+def test_too_many_images_in_a_batch(server):
+    status, body = invoke(server, json.dumps({"images": ["aGVsbG8="] * 65}).encode(), "application/json")
+    assert status == 413 and "at most 64" in body["error"]
+
+
+def test_a_body_over_6_mb_is_a_413(server):
+    status, body = invoke(server, b"\xff" * (7 * 1024 * 1024))
+    assert status == 413 and "6,291,456" in body["error"]
+
+
+def test_other_errors_are_json_too(server, photo):
+    assert invoke(server, photo, headers={"Accept": "text/csv"})[0] == 406
+    assert invoke(server, photo, headers={"Accept": "application/json, text/plain"})[0] == 200
+    for method, path, code in [("GET", "/invocations", 405), ("GET", "/nothing", 404)]:
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(urllib.request.Request(server.url + path, method=method))
+        assert err.value.code == code and json.loads(err.value.read())["status"] == code
+
+
+def test_no_input_breaks_a_worker_and_logs_hold_no_image_bytes(server, photo):
+    rng = random.Random(11)
+    types = ["image/jpeg", "image/png", "application/json", "application/x-image", "text/plain"]
+    bodies = [rng.randbytes(rng.randrange(0, 3000)) for _ in range(40)]
+    bodies += [photo[:n] for n in (2, 100, 1000, 5000)] + [photo[:200] + rng.randbytes(5000)]
+    for body in bodies:
+        status, answer = invoke(server, body, rng.choice(types))
+        assert 400 <= status < 500, answer
+    assert invoke(server, photo)[0] == 200
+    log = server.log()
+    assert " 500 " not in log and "Traceback" not in log
+    assert len(re.findall(r"Booting worker", log)) == 2  # no worker died and was replaced
+    assert base64.b64encode(photo[:30]).decode()[:20] not in log
+    # One access line per request, with its latency.
+    assert re.search(r'"POST /invocations HTTP/1.1" 200 \d+B \d+ms', log)
+
+
+def test_concurrent_requests_on_two_workers(server, sample_photos):
+    bodies = [p.read_bytes() for p in sample_photos] * 4
+    sequential = [invoke(server, b)[1] for b in bodies[: len(sample_photos)]]
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(lambda b: invoke(server, b), bodies))
+    assert all(status == 200 for status, _ in results)
+    for i, (_, body) in enumerate(results):
+        expected = sequential[i % len(sample_photos)]["predictions"][0]
+        assert [p["class"] for p in body["predictions"][0]] == [p["class"] for p in expected]
+    assert len(re.findall(r"model loaded from", server.log())) == 2
+
+
+def test_ping_stays_fast_under_load(server, sample_photos):
+    body = json.dumps({"images": [base64.b64encode(sample_photos[0].read_bytes()).decode()] * 16}).encode()
+    stop = time.monotonic() + 4
+    worst = 0.0
+
+    def hammer():
+        while time.monotonic() < stop:
+            invoke(server, body, "application/json")
+
+    threads = [threading.Thread(target=hammer) for _ in range(6)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    while time.monotonic() < stop:
+        started = time.monotonic()
+        with urllib.request.urlopen(server.url + "/ping", timeout=5) as resp:
+            assert resp.status == 200
+        worst = max(worst, time.monotonic() - started)
+        time.sleep(0.1)
+    for t in threads:
+        t.join()
+    assert worst < 2.0  # SageMaker's health-check limit
+
+
+def test_sigterm_drains_in_flight_requests(trained_model, tmp_path, sample_photos):
+    srv = Server(trained_model, workers=1, log=tmp_path / "serve.log")
+    srv.wait_ready()
+    body = json.dumps({"images": [base64.b64encode(p.read_bytes()).decode() for p in sample_photos] * 9
+                       }).encode()
+    result = {}
+
+    def request():
+        result["answer"] = invoke(srv, body, "application/json")
+        result["answered"] = time.monotonic()
+
+    thread = threading.Thread(target=request)
+    thread.start()
+    time.sleep(0.3)  # the request is in flight (63 full-size photos take a while)
+    signalled = time.monotonic()
+    srv.proc.send_signal(signal.SIGTERM)
+    thread.join(timeout=30)
+    code = srv.stop()
+    assert result["answered"] > signalled  # it really was in flight when SIGTERM came
+    assert result["answer"][0] == 200 and len(result["answer"][1]["predictions"]) == 63
+    assert code == 0 and time.monotonic() - signalled < 30
+    assert "Handling signal: term" in (tmp_path / "serve.log").read_text()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(srv.url + "/ping", timeout=2)
+
+
+def test_a_missing_model_answers_503_with_the_reason(tmp_path, trained_model, photo):
+    broken = tmp_path / "model"
+    shutil.copytree(trained_model, broken)
+    (broken / "model.pt").unlink()
+    srv = Server(broken, log=tmp_path / "serve.log")
+    try:
+        srv.wait_ready(expect=503)
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(srv.url + "/ping")
+        assert "model.pt is missing" in json.loads(err.value.read())["error"]
+        status, body = invoke(srv, photo)
+        assert status == 503 and "model.pt is missing" in body["error"]
+    finally:
+        srv.stop()
+
+
+def test_ready_within_seconds_on_cpu(trained_model, tmp_path):
+    srv = Server(trained_model, workers=1, log=tmp_path / "serve.log")
+    try:
+        seconds = srv.wait_ready()
+    finally:
+        srv.stop()
+    # The target is 3 s on an idle 2-core machine (bench/serve_bench.py reports it); this bound only
+    # catches a regression such as a per-request model load or a torchvision import.
+    assert seconds < 10
