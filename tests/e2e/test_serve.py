@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import http.client
-import io
 import json
 import random
 import re
@@ -14,22 +13,15 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from PIL import Image
 
 from local_test.testdata import draw_image
-from tests.helpers import Server, post
+from tests.helpers import Server, encode, png_bomb, post
 
 pytestmark = pytest.mark.e2e
-
-
-def encode(img: Image.Image, fmt: str, **kw) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, fmt, **kw)
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -125,17 +117,6 @@ def test_exif_orientation_is_honoured(server):
     answers = [invoke(server, b, "image/png")[1]["predictions"][0] for b in (tagged, upright, untagged)]
     assert answers[0] == answers[1]
     assert answers[0] != answers[2]
-
-
-def png_bomb(width: int, height: int) -> bytes:
-    import struct
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 4096))
-            + chunk(b"IEND", b""))
 
 
 @pytest.mark.parametrize("body,content_type,status,fragment", [

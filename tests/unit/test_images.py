@@ -1,16 +1,9 @@
-import io
-import zlib
 
 import pytest
 from PIL import Image
 
 from dogbreed.images import MAX_PIXELS, ImageError, check_header, decode
-
-
-def encode(img: Image.Image, fmt: str, **kw) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, fmt, **kw)
-    return buf.getvalue()
+from tests.helpers import encode, png_bomb
 
 
 @pytest.mark.parametrize("mode,fmt", [
@@ -58,18 +51,6 @@ def test_large_jpeg_is_decoded_at_reduced_size_but_not_below_the_need():
 def test_garbage_is_an_image_error(payload, fragment):
     with pytest.raises(ImageError, match=fragment):
         decode(payload)
-
-
-def png_bomb(width: int, height: int) -> bytes:
-    """A valid grayscale PNG header claiming a huge size, with a tiny compressed body."""
-    import struct
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    body = zlib.compress(b"\x00" * 1024)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
 
 
 def test_decompression_bomb_is_refused_from_the_header():
