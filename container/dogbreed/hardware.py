@@ -44,6 +44,11 @@ class Placement:
     def cuda(self) -> bool:
         return self.device.type == "cuda"
 
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """channels_last suits cuDNN's convolutions; on this CPU it measured no faster."""
+        return torch.channels_last if self.cuda else torch.contiguous_format
+
     def describe(self) -> str:
         name = torch.cuda.get_device_name(self.device) if self.cuda else "CPU"
         amp = str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off"

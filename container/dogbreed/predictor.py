@@ -64,8 +64,8 @@ class Predictor:
             raise ModelLoadError(f"{weights} is missing") from None
         except Exception as exc:
             raise ModelLoadError(f"{weights} cannot be loaded into ResNet18: {exc}") from exc
-        fmt = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
-        self.model = model.to(self.device, memory_format=fmt).eval()
+        self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
+        self.model = model.to(self.device, memory_format=self.memory_format).eval()
         # One forward pass at a time per process: concurrent requests decode in parallel, but
         # do not oversubscribe the threads torch was given.
         self._lock = threading.Lock()
@@ -80,9 +80,8 @@ class Predictor:
 
     @torch.inference_mode()
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
-        fmt = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
         with self._lock:
-            logits = self.model(batch.to(self.device, memory_format=fmt))
+            logits = self.model(batch.to(self.device, memory_format=self.memory_format))
         return torch.softmax(logits.float(), dim=1).cpu()
 
     def predict(self, tensors: list[torch.Tensor], top_k: int) -> list[list[dict[str, Any]]]:

@@ -36,7 +36,6 @@ from .data import DataError, ImageFolder, Split, check_same_classes, collate, sc
 from .distributed import ENV_FAILURE_FILE, World, init_process_group, launch, worker_world
 from .hardware import HardwareError, Placement, place, processes_per_host
 from .hyperparameters import HyperparameterError, Hyperparameters, parse
-from .images import resize_size
 from .model import ARCHITECTURE, build, freeze_backbone, set_train_mode
 from .opt_ml import ContractError, OptML, atomic_write_bytes
 from .predictor import CLASSES_FILE, METADATA_FILE, MODEL_FILE
@@ -107,8 +106,7 @@ class Trainer:
         self.model = build(len(self.classes), pretrained=params.pretrained)
         trainable = freeze_backbone(self.model) if self.head_only else list(self.model.parameters())
         device = self.placement.device
-        fmt = torch.channels_last if self.placement.cuda else torch.contiguous_format
-        self.model.to(device, memory_format=fmt)
+        self.model.to(device, memory_format=self.placement.memory_format)
         self.net: nn.Module = self.model
         if world.distributed:
             self.net = DistributedDataParallel(
@@ -157,7 +155,7 @@ class Trainer:
 
     def _eval_loader(self, split: Split) -> DataLoader:
         size = self.params.image_size
-        dataset = ImageFolder(split.samples, eval_transform(size), resize_size(size))
+        dataset = ImageFolder(split.samples, eval_transform(size), decode_side(size, train=False))
         shard = Subset(dataset, range(self.world.rank, len(dataset), self.world.size))
         return self._loader(shard, shuffle_seed=None)
 
@@ -198,8 +196,7 @@ class Trainer:
 
     def _to_device(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         device = self.placement.device
-        fmt = torch.channels_last if self.placement.cuda else torch.contiguous_format
-        return (images.to(device, non_blocking=True, memory_format=fmt),
+        return (images.to(device, non_blocking=True, memory_format=self.placement.memory_format),
                 labels.to(device, non_blocking=True))
 
     def _all_sum(self, values: list[float]) -> list[float]:
