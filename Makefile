@@ -17,7 +17,17 @@ WORK ?= work
 # Hyperparameters of `make demo` as NAME=VALUE words (see README).
 DEMO_HP ?= pretrained=false epochs=4 image_size=64 batch_size=64 lr=0.002 label_smoothing=0.1
 
-.PHONY: help install test test-unit test-e2e lint demo serve predict lock clean docs
+# The image: `make build push`. IMAGE is the local name; REGISTRY=host[:port] pushes there instead
+# of Amazon ECR. Build arguments (see docker/Dockerfile) pass through when given: BASE_IMAGE,
+# CUDA_COMPAT, PRETRAINED_WEIGHTS; BUILD_FLAGS adds engine flags (e.g. --isolation chroot).
+IMAGE ?= dogbreed:latest
+REPOSITORY ?= dogbreed
+TAG ?= latest
+REGISTRY ?=
+export BASE_IMAGE CUDA_COMPAT PRETRAINED_WEIGHTS BUILD_FLAGS RUN_FLAGS ENGINE
+
+.PHONY: help install test test-unit test-e2e test-container lint demo serve predict lock clean docs \
+        build push base-standin local-train local-serve
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -34,8 +44,9 @@ $(VENV)/.installed: requirements.txt pyproject.toml container/pyproject.toml
 lint: install  ## ruff
 	$(VENV)/bin/ruff check .
 
-test: install lint  ## every test: unit and end-to-end
-	$(PY) -m pytest tests
+test: install lint  ## every test: unit, end-to-end, then the image in a container engine
+	$(PY) -m pytest tests/unit tests/e2e
+	$(MAKE) --no-print-directory test-container
 
 test-unit: install  ## the fast unit tests only
 	$(PY) -m pytest tests/unit
@@ -43,15 +54,34 @@ test-unit: install  ## the fast unit tests only
 test-e2e: install  ## the end-to-end tests only
 	$(PY) -m pytest tests/e2e
 
+test-container: install  ## build the image (stand-in base offline), train, serve, push to a local registry
+	bash .ci/container-engine.sh
+	BUILDAH_ISOLATION=chroot $(PY) -m pytest -s -v tests/container
+
+build:  ## build the image with docker (if its daemon answers) or podman: IMAGE=dogbreed:latest
+	docker/build.sh $(IMAGE)
+
+push: install  ## push the image to Amazon ECR (account/region of the AWS configuration), or REGISTRY=host:port
+	$(PY) -m orchestration.registry $(IMAGE) --repository $(REPOSITORY) --tag $(TAG) $(if $(REGISTRY),--registry $(REGISTRY))
+
+base-standin:  ## build the local stand-in base image (offline machines; needs root and debootstrap)
+	PIP="$(PY) -m pip" docker/standin-base.sh
+
+local-train: install  ## train in the image on the generated local_test/test_dir (docker run -v ...:/opt/ml IMAGE train)
+	local_test/train_local.sh $(IMAGE)
+
+local-serve:  ## serve local_test/test_dir's model from the image on port 8080 (docker run -p 8080:8080 ... serve)
+	local_test/serve_local.sh $(IMAGE)
+
 demo: install  ## the main job, locally: data, then training (DATA=zip|folder|URL)
 	$(VENV)/bin/dogctl --workdir $(WORK) data $(if $(DATA),--source "$(DATA)")
 	$(VENV)/bin/dogctl --workdir $(WORK) train --local $(addprefix --hp ,$(DEMO_HP))
 
 serve: install  ## serve a model on port 8080 (MODEL=folder; default: the newest under work/runs)
-	local_test/serve_local.sh $(MODEL)
+	local_test/serve_model.sh $(MODEL)
 
-predict:  ## send a photo to the local server: make predict IMAGE=photo.jpg
-	local_test/predict.sh "$(IMAGE)"
+predict:  ## send a photo to the server on port 8080 (either kind): make predict PHOTO=dog.jpg
+	local_test/predict.sh "$(PHOTO)"
 
 lock:  ## re-resolve requirements.in into requirements.txt (needs the package registries)
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

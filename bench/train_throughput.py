@@ -4,14 +4,18 @@
                                                [--image-size 64] [--batch-size 64] [--batches 20]
 
 Times the training step (forward, backward, AdamW) of ResNet18 on tensors already in memory (the
-peer: what the hardware allows) and the same step fed by the real loader from decoded JPEGs, with
-the threads and loader workers `train` would use. Prints a table with the ratio.
+peer: what the hardware allows), the same step fed by the real loader from decoded JPEGs, with
+the threads and loader workers `train` would use, and that again with the Debugger hook (the
+configuration `dogctl train --local` writes) and the profiler on. Prints a table with the ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -20,21 +24,42 @@ from torch.utils.data import DataLoader, RandomSampler
 from torchvision.models import resnet18
 
 from dogbreed.data import ImageFolder, collate, scan_split
+from dogbreed.debugger import DebugHook, hook_config
 from dogbreed.hardware import place
 from dogbreed.hyperparameters import AUTO
 from dogbreed.preprocess import decode_side, train_transform
+from dogbreed.profiler import StepTimer, SystemMonitor
+
+FULL_SAVES = 10  # steps 0-9, as the debugger configuration saves them
 
 
-def step_fn(model: nn.Module, optimizer: torch.optim.Optimizer):
-    criterion = nn.CrossEntropyLoss()
-
+def step_fn(model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn.Module,
+            timer: StepTimer | None = None) -> Callable[[torch.Tensor, torch.Tensor], None]:
     def step(images: torch.Tensor, labels: torch.Tensor) -> None:
         loss = criterion(model(images), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
-    return step
+    def timed(images: torch.Tensor, labels: torch.Tensor) -> None:
+        timer.mark("data")
+        step(images, labels)
+        timer.mark("optimizer")
+        timer.end(0, 0)
+        timer.begin(0)
+
+    return step if timer is None else timed
+
+
+def step_times(loader: DataLoader, step: Callable) -> list[float]:
+    """Seconds per step (data wait included) of every batch of the loader."""
+    times, last = [], time.perf_counter()
+    for batch in loader:
+        step(batch.images, batch.labels)
+        now = time.perf_counter()
+        times.append(now - last)
+        last = now
+    return times
 
 
 def main() -> None:
@@ -52,7 +77,8 @@ def main() -> None:
     split = scan_split("train", args.data)
     torch.manual_seed(0)
     model = resnet18(num_classes=len(split.classes)).train()
-    step = step_fn(model, torch.optim.AdamW(model.parameters(), lr=1e-3))
+    criterion = nn.CrossEntropyLoss()
+    step = step_fn(model, torch.optim.AdamW(model.parameters(), lr=1e-3), criterion)
     n, size = args.batch_size, args.image_size
 
     images = torch.randn(n, 3, size, size)
@@ -65,22 +91,47 @@ def main() -> None:
     model_only = args.batches * n / (time.perf_counter() - started)
 
     dataset = ImageFolder(split.samples, train_transform(size, True), decode_side(size, True))
-    sampler = RandomSampler(dataset, num_samples=(args.batches + args.warmup) * n,
-                            generator=torch.Generator().manual_seed(0))
-    loader = DataLoader(dataset, batch_size=n, sampler=sampler, num_workers=placement.loader_workers,
-                        collate_fn=collate, prefetch_factor=4 if placement.loader_workers else None)
-    seen = 0
-    for i, (x, y, _bad) in enumerate(loader):
-        if i == args.warmup:
-            started, seen = time.perf_counter(), 0
-        step(x, y)
-        seen += len(y)
-    pipeline = seen / (time.perf_counter() - started)
+
+    def loader(batches: int) -> DataLoader:
+        sampler = RandomSampler(dataset, num_samples=batches * n,
+                                generator=torch.Generator().manual_seed(0))
+        return DataLoader(dataset, batch_size=n, sampler=sampler, collate_fn=collate,
+                          num_workers=placement.loader_workers,
+                          prefetch_factor=4 if placement.loader_workers else None)
+
+    times = step_times(loader(args.warmup + args.batches), step)[args.warmup:]
+    pipeline = n * len(times) / sum(times)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        # What a debugger-on run saves (`dogctl train --local`): weights, biases and gradients in
+        # full at steps 0-9 (then every N steps), ReLU inputs at steps 0-9, the loss at every
+        # step; the system monitor samples every 500 ms and every step is timed.
+        config = Path(tmp) / "debughookconfig.json"
+        config.write_text(json.dumps(hook_config(Path(tmp) / "tensors", 1_000_000)))
+        hook = DebugHook.from_config(config)
+        hook.register(model, criterion)
+        hook.train_mode()
+        timer = StepTimer(Path(tmp) / "profiler", placement.cuda)
+        monitor = SystemMonitor(Path(tmp) / "profiler", 0.5, "algo-1")
+        monitor.start()
+        timer.begin(0)
+        debug_step = step_fn(model, torch.optim.AdamW(model.parameters(), lr=1e-3), criterion, timer)
+        times = step_times(loader(FULL_SAVES + args.warmup + args.batches), debug_step)
+        monitor.stop()
+        timer.flush()
+        hook.close()
+        saved_mb = sum(f.stat().st_size for f in Path(tmp, "tensors").rglob("*") if f.is_file()) / 1e6
+    steady = times[FULL_SAVES + args.warmup:]
+    debugged = n * len(steady) / sum(steady)
+    per_save = sum(times[:FULL_SAVES]) / FULL_SAVES - sum(steady) / len(steady)
 
     print(f"ResNet18 training step, {n} x {size}px, {placement.describe()}")
-    print(f"{'configuration':<40} {'images/s':>9} {'ratio':>6}")
-    print(f"{'model only (tensors in memory)':<40} {model_only:>9.1f} {1.0:>6.2f}")
-    print(f"{'real photos through the loader':<40} {pipeline:>9.1f} {pipeline / model_only:>6.2f}")
+    print(f"{'configuration':<48} {'images/s':>9} {'ratio':>6}")
+    print(f"{'model only (tensors in memory)':<48} {model_only:>9.1f} {1.0:>6.2f}")
+    print(f"{'real photos through the loader':<48} {pipeline:>9.1f} {pipeline / model_only:>6.2f}")
+    print(f"{'loader + Debugger hook (loss) + profiler':<48} {debugged:>9.1f} {debugged / model_only:>6.2f}")
+    print(f"a full save (weights, biases, gradients, ReLU inputs) adds {per_save:.2f} s to its step; "
+          f"{FULL_SAVES} saves wrote {saved_mb:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
-# Serve a model folder on http://localhost:${PORT:-8080} (/ping, /invocations), as SageMaker would.
-#   local_test/serve_local.sh [MODEL_DIR]     default: the newest model under work/runs/
-# Runs the `serve` program of the project's virtual environment (make install).
-# Stop it with Ctrl-C (SIGTERM/SIGINT drain in-flight requests first).
+# Serve the model of TEST_DIR from the image, exactly as SageMaker runs it:
+#   docker run -p 8080:8080 -v TEST_DIR:/opt/ml IMAGE serve
+#   local_test/serve_local.sh [IMAGE] [TEST_DIR]    defaults: dogbreed:latest, local_test/test_dir
+# Train first (local_test/train_local.sh). PORT picks the host port (default 8080); Ctrl-C stops
+# the container (SIGTERM: in-flight requests finish first). Then: local_test/predict.sh photo.jpg
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-model_dir="${1:-}"
-if [ -z "$model_dir" ]; then
-  model_dir="$(ls -dt "$root"/work/runs/*/opt_ml/model 2>/dev/null | head -n 1 || true)"
-  [ -n "$model_dir" ] || { echo "serve_local.sh: no model under work/runs/: run 'make demo' or pass MODEL_DIR" >&2; exit 2; }
-fi
-[ -f "$model_dir/metadata.json" ] || { echo "serve_local.sh: $model_dir has no metadata.json: not a model folder written by train" >&2; exit 2; }
-serve="$root/.venv/bin/serve"
-[ -x "$serve" ] || { echo "serve_local.sh: $serve missing: run 'make install'" >&2; exit 2; }
-echo "serving $model_dir on port ${PORT:-8080}"
-SAGEMAKER_BIND_TO_PORT="${PORT:-8080}" exec "$serve" --model-dir "$model_dir"
+image="${1:-dogbreed:latest}"
+test_dir="$(realpath -m "${2:-$root/local_test/test_dir}")"
+port="${PORT:-8080}"
+engine="$("$root/docker/engine.sh")"
+[ -f "$test_dir/model/metadata.json" ] || {
+  echo "serve_local.sh: no trained model in $test_dir/model: run local_test/train_local.sh first" >&2; exit 2; }
+read -r -a extra <<< "${RUN_FLAGS:-}"
+echo "serve_local.sh: $engine run --rm -p $port:8080 -v $test_dir:/opt/ml $image serve" >&2
+exec "$engine" run --rm "${extra[@]}" -p "$port:8080" -v "$test_dir:/opt/ml" "$image" serve

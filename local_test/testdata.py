@@ -5,7 +5,8 @@ Each class gets its own colour and stripe pattern, so a few epochs learn it.
 
     python local_test/testdata.py DIR [--classes 3] [--per-class 8] [--size 64]
 
-writes a complete /opt/ml tree (config files and channels) under DIR.
+makes DIR a complete /opt/ml tree: config files, and the images in input/data/<channel>
+(copies, so that DIR can be mounted into a container as /opt/ml).
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import argparse
 import hashlib
 import json
 import random
+import tempfile
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from dogbreed.debugger import TENSORS_DIR, hook_config
 from dogbreed.opt_ml import OptML
 
 CLASS_NAMES = ("001.Affenpinscher", "002.Afghan_hound", "003.Airedale_terrier",
@@ -51,8 +54,10 @@ def draw_image(label: int, size: int, rng: random.Random) -> Image.Image:
 
 
 def make_dataset(root: Path, *, classes: int = 3, per_class: int = 8, size: int = 64,
-                 splits: dict[str, float] | None = None, seed: int = 0) -> Path:
-    """``root/<split>/<NNN.Breed>/<n>.jpg`` for each split (test optional via ``splits``)."""
+                 splits: dict[str, float] | None = None, seed: int = 0, noise: bool = False) -> Path:
+    """``root/<split>/<NNN.Breed>/<n>.jpg`` for each split (test optional via ``splits``).
+    With ``noise``, every image is random pixels: labels carry no signal (a model can only
+    memorise them, which overfits)."""
     rng = random.Random(seed)
     for split, fraction in (splits or SPLITS).items():
         count = max(1, round(per_class * fraction))
@@ -60,19 +65,24 @@ def make_dataset(root: Path, *, classes: int = 3, per_class: int = 8, size: int 
             folder = root / split / name
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(count):
-                draw_image(label, size, rng).save(folder / f"{name.split('.')[-1]}_{i:05d}.jpg",
-                                                  quality=90)
+                img = (Image.frombytes("RGB", (size, size), rng.randbytes(3 * size * size)) if noise
+                       else draw_image(label, size, rng))
+                img.save(folder / f"{name.split('.')[-1]}_{i:05d}.jpg", quality=90)
     return root
 
 
 def write_opt_ml(root: Path, dataset: Path, hyperparameters: dict[str, str] | None = None, *,
                  hosts: tuple[str, ...] = ("algo-1",), current_host: str = "algo-1",
-                 copy: bool = False) -> Path:
+                 copy: bool = False, debug_interval: int | None = None,
+                 debug_first_steps: int = 10) -> Path:
     """An /opt/ml tree under ``root`` whose channels link to (or, with ``copy``, hold)
-    ``dataset``'s splits."""
+    ``dataset``'s splits; with ``debug_interval``, the debugger on (tensors in output/tensors)."""
     channels = {s: dataset / s for s in SPLITS if (dataset / s).is_dir()}
-    OptML(root).write_inputs(channels, hyperparameters or {}, hosts=hosts,
-                             current_host=current_host, copy=copy)
+    opt = OptML(root)
+    hook = (None if debug_interval is None
+            else hook_config(opt.output_dir / TENSORS_DIR, debug_interval, debug_first_steps))
+    opt.write_inputs(channels, hyperparameters or {}, hosts=hosts, current_host=current_host,
+                     copy=copy, debug_hook=hook)
     return root
 
 
@@ -89,7 +99,7 @@ def make_standin_weights(path: Path, seed: int = 0) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("dir", type=Path, help="where to write the /opt/ml tree")
+    parser.add_argument("dir", type=Path, help="the /opt/ml tree to write")
     parser.add_argument("--classes", type=int, default=3)
     parser.add_argument("--per-class", type=int, default=8)
     parser.add_argument("--size", type=int, default=64)
@@ -97,10 +107,10 @@ def main() -> None:
                         '"batch_size": "8", "pretrained": "false"}',
                         help="JSON object of hyperparameters (string values)")
     args = parser.parse_args()
-    dataset = make_dataset(args.dir / "dataset", classes=args.classes,
-                           per_class=args.per_class, size=args.size)
-    write_opt_ml(args.dir / "opt_ml", dataset, json.loads(args.hyperparameters), copy=True)
-    print(args.dir / "opt_ml")
+    with tempfile.TemporaryDirectory() as tmp:
+        dataset = make_dataset(Path(tmp), classes=args.classes, per_class=args.per_class, size=args.size)
+        write_opt_ml(args.dir, dataset, json.loads(args.hyperparameters), copy=True)
+    print(args.dir)
 
 
 if __name__ == "__main__":

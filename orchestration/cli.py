@@ -2,6 +2,7 @@
 
     dogctl data  [--source ZIP|FOLDER|URL]        fetch, extract and check the dataset
     dogctl train --local [--hp NAME=VALUE ...]    train with the real `train` program
+    dogctl report RUN_DIR                         the HTML report of a job (rules included)
 
 Every command prints progress, and a one-line error instead of a traceback.
 """
@@ -13,11 +14,15 @@ import json
 import sys
 from pathlib import Path
 
+from dogbreed.debugger import TENSORS_DIR, hook_config
 from dogbreed.hyperparameters import HyperparameterError, parse
+from dogbreed.jobdir import JobDirError
+from dogbreed.report import REPORT_FILE
 
 from . import dataset, local
 
 DEFAULT_WORKDIR = Path("work")
+DEBUG_SAVES = 8  # full tensor saves after the first ten steps, in a local run
 
 
 class UsageError(Exception):
@@ -67,7 +72,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = local.new_run_dir(args.workdir, "train", args.name)
     print(f"train: local run in {run_dir} on {prepared.name} "
           f"({prepared.counts['train']} training images)", flush=True)
-    result = local.run_training(run_dir, prepared.channels, hyperparameters)
+    debug_hook = None
+    if args.debugger:
+        params = parse(hyperparameters)
+        steps = params.epochs * -(-prepared.counts["train"] // params.batch_size)
+        interval = args.debug_interval or max(1, steps // DEBUG_SAVES)
+        debug_hook = hook_config(run_dir.resolve() / "opt_ml" / "output" / TENSORS_DIR, interval)
+        print(f"train: debugger on: tensors at steps 0-9 and every {interval} steps "
+              f"(of {steps}), losses at every step", flush=True)
+    result = local.run_training(run_dir, prepared.channels, hyperparameters, debug_hook=debug_hook)
     if not result.ok:
         print(f"train: failed after {result.seconds:.0f}s: {result.failure()}", file=sys.stderr)
         print(f"train: full log in {run_dir / 'train.log'}", file=sys.stderr)
@@ -76,6 +89,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     summary = ", ".join(f"{k} {v:.4f}" for k, v in scores.items() if k != "selected_epoch")
     print(f"train: done in {result.seconds:.0f}s; epoch {scores['selected_epoch']} kept: {summary}")
     print(f"train: model in {result.opt_ml.model_dir}")
+    report = result.opt_ml.output_data_dir / REPORT_FILE
+    if report.is_file():
+        print(f"train: report in {report}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from dogbreed.jobdir import JobDir
+    from dogbreed.report import write_report
+    from dogbreed.rules import load_verdicts
+
+    path = write_report(args.job, out=args.out, evaluate=args.rules)
+    for r in load_verdicts(JobDir.find(args.job)) or []:
+        print(f"  {r.rule:<25} {r.verdict:<16} {r.summary}")
+    print(f"report: {path}")
     return 0
 
 
@@ -101,7 +129,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a hyperparameter (repeatable); see `dogbreed hyperparameters`")
     p.add_argument("--hyperparameters", metavar="FILE", help="JSON file of hyperparameters")
     p.add_argument("--name", help="run name (default: train-<timestamp>)")
+    p.add_argument("--no-debugger", dest="debugger", action="store_false",
+                   help="no Debugger hook (no tensors saved, no rules, no report at the end)")
+    p.add_argument("--debug-interval", type=int, metavar="STEPS",
+                   help=f"save weights and gradients every STEPS training steps "
+                        f"(default: about {DEBUG_SAVES} times in the run)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("report", help="write the HTML report of a job folder")
+    p.add_argument("job", type=Path, metavar="RUN_DIR",
+                   help="a run folder, its opt_ml folder, or a SageMaker job's downloaded output")
+    p.add_argument("--rules", action="store_true",
+                   help="evaluate the Debugger rules again (default: the saved verdicts)")
+    p.add_argument("--out", type=Path, help="where to write (default: the job's output/data/report.html)")
+    p.set_defaults(func=cmd_report)
     return parser
 
 
@@ -109,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UsageError, HyperparameterError, dataset.DatasetError) as exc:
+    except (UsageError, HyperparameterError, dataset.DatasetError, JobDirError) as exc:
         print(f"dogctl {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

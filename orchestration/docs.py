@@ -12,6 +12,7 @@ from pathlib import Path
 
 from dogbreed.hyperparameters import markdown_table
 from dogbreed.metrics import METRIC_DEFINITIONS, METRICS, OBJECTIVE_METRIC
+from dogbreed.rules import rules_table
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -24,7 +25,7 @@ def metrics_table() -> str:
     return "\n".join(rows) + "\n"
 
 
-SECTIONS = {"hyperparameters": markdown_table, "metrics": metrics_table}
+SECTIONS = {"hyperparameters": markdown_table, "metrics": metrics_table, "rules": rules_table}
 
 
 def render(text: str) -> str:

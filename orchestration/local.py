@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from dogbreed.opt_ml import OptML
-from dogbreed.predictor import METADATA_FILE
+from dogbreed.opt_ml import METADATA_FILE, OptML
 
 
 @dataclass
@@ -44,11 +43,13 @@ def new_run_dir(workdir: Path, kind: str, name: str | None = None) -> Path:
 
 def run_training(run_dir: Path, channels: dict[str, Path], hyperparameters: dict[str, str], *,
                  on_line: Callable[[str], None] | None = None,
-                 env: dict[str, str] | None = None) -> TrainResult:
+                 env: dict[str, str] | None = None,
+                 debug_hook: dict | None = None) -> TrainResult:
     """Lay out ``run_dir/opt_ml`` and run ``train`` there; every output line goes to
-    ``run_dir/train.log`` and to ``on_line`` (default: stdout)."""
+    ``run_dir/train.log`` and to ``on_line`` (default: stdout). ``debug_hook``: a
+    debughookconfig.json (:func:`dogbreed.debugger.hook_config`) turns the debugger on."""
     opt = OptML(run_dir / "opt_ml")
-    opt.write_inputs(channels, hyperparameters)
+    opt.write_inputs(channels, hyperparameters, debug_hook=debug_hook)
     emit = on_line or (lambda line: print(line, flush=True))
     started = time.monotonic()
     with open(run_dir / "train.log", "a", encoding="utf-8") as log:

@@ -78,6 +78,23 @@ def file_server(payload: bytes) -> Iterator[http.server.ThreadingHTTPServer]:
         server.server_close()
 
 
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60, what: str = "server") -> None:
+    """Poll ``url`` until it answers (any status below 500); fail if ``proc`` exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError as exc:
+            if exc.code < 500:
+                return
+        except OSError:
+            pass
+        assert proc.poll() is None, f"{what} exited with code {proc.returncode}"
+        assert time.monotonic() < deadline, f"{what} did not answer {url} within {timeout:.0f} s"
+        time.sleep(0.2)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

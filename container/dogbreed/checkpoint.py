@@ -50,7 +50,7 @@ def load_latest(directory: Path) -> dict[str, Any] | None:
     for path, _ in _listed(directory):
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a damaged file must not stop the resume
             log.warning("checkpoint %s is unreadable (%s); trying an older one", path.name, exc)
             continue
         if state.get("format_version") != FORMAT_VERSION:

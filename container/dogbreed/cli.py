@@ -15,6 +15,7 @@ commands:
   hyperparameters   print the hyperparameter reference (Markdown)
   metrics           print SageMaker metric definitions (JSON)
   weights           fetch (--download DIR) or check the ImageNet weights
+  report JOB_DIR    the HTML report of a training job (rules, curves, profile, breeds)
 """
 
 
@@ -56,12 +57,19 @@ def _weights(argv: list[str]) -> int:
     return main(argv)
 
 
+def _report(argv: list[str]) -> int:
+    from .report import main
+
+    return main(argv)
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "train": _train,
     "serve": _serve,
     "hyperparameters": _hyperparameters,
     "metrics": _metrics,
     "weights": _weights,
+    "report": _report,
 }
 
 

@@ -14,7 +14,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch.utils.data import Dataset
@@ -116,7 +116,8 @@ def check_same_classes(reference: Split, other: Split) -> None:
 
 
 class ImageFolder(Dataset):
-    """Samples of a :class:`Split`; unreadable images come back as ``(None, path)``."""
+    """Samples of a :class:`Split` as ``(tensor, label, index)``; an unreadable image comes
+    back as ``(None, description, index)``."""
 
     def __init__(self, samples: list[tuple[str, int]], transform: Transform, decode_side: int):
         self.samples = samples
@@ -126,20 +127,27 @@ class ImageFolder(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[Any, Any]:
+    def __getitem__(self, index: int) -> tuple[Any, Any, int]:
         path, label = self.samples[index]
         try:
-            return self.transform(decode(path, self.decode_side)), label
+            return self.transform(decode(path, self.decode_side)), label, index
         except (ImageError, OSError) as exc:
-            return None, f"{path} ({exc})"
+            return None, f"{path} ({exc})", index
 
 
-def collate(batch: list[tuple[Any, Any]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+class Batch(NamedTuple):
+    images: torch.Tensor
+    labels: torch.Tensor
+    indices: list[int]  # positions in the dataset's samples
+    bad: list[str]  # descriptions of the samples that could not be decoded
+
+
+def collate(batch: list[tuple[Any, Any, int]]) -> Batch:
     """Stack the good samples; return the unreadable ones' descriptions beside them."""
-    good = [(x, y) for x, y in batch if x is not None]
-    bad = [y for x, y in batch if x is None]
+    good = [item for item in batch if item[0] is not None]
+    bad = [desc for x, desc, _ in batch if x is None]
     if not good:
-        return torch.empty(0), torch.empty(0, dtype=torch.long), bad
-    images = torch.stack([x for x, _ in good])
-    labels = torch.tensor([y for _, y in good], dtype=torch.long)
-    return images, labels, bad
+        return Batch(torch.empty(0), torch.empty(0, dtype=torch.long), [], bad)
+    return Batch(torch.stack([x for x, _, _ in good]),
+                 torch.tensor([y for _, y, _ in good], dtype=torch.long),
+                 [i for _, _, i in good], bad)

@@ -97,10 +97,13 @@ class Hyperparameters:
                              "deterministic anyway.")
     progress_seconds: float = hp(30.0, "Seconds between progress lines within an epoch "
                                  "(0: none).", low=0.0, high=86400.0)
+    profiler_interval_ms: int = hp(500, "System profile sampling interval in ms, and step "
+                                   "timings (0: off). On SageMaker, profilerconfig.json decides.",
+                                   low=0, high=60000)
 
     def to_strings(self) -> dict[str, str]:
         """As SageMaker would pass them: every value a string."""
-        return {k: _format(v) for k, v in asdict(self).items()}
+        return {k: format_value(v) for k, v in asdict(self).items()}
 
 
 _TYPES: dict[str, Any] = typing.get_type_hints(Hyperparameters)
@@ -120,7 +123,8 @@ def _kind(name: str) -> str:
     return {float: "float", int: "int", bool: "bool", str: "choice"}[typ]
 
 
-def _format(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """A value as hyperparameters.json writes it (booleans as true/false)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
@@ -146,7 +150,7 @@ def allowed(name: str) -> str:
     if kind == "bool":
         return "true or false"
     noun = "an integer" if kind == "int" else "a number"
-    text = f"{noun} from {_format(spec.low)} to {_format(spec.high)}"
+    text = f"{noun} from {format_value(spec.low)} to {format_value(spec.high)}"
     return text + (f" or '{AUTO}'" if spec.auto else "")
 
 
@@ -234,9 +238,9 @@ def _describe_tune(tune: Tune | None) -> str:
     if tune is None:
         return ""
     if tune.values is not None:
-        return "{" + ", ".join(_format(v) for v in tune.values) + "}"
+        return "{" + ", ".join(format_value(v) for v in tune.values) + "}"
     scale = "log" if tune.log else "linear"
-    return f"{_format(tune.low)} to {_format(tune.high)} ({scale})"
+    return f"{format_value(tune.low)} to {format_value(tune.high)} ({scale})"
 
 
 def markdown_table() -> str:
@@ -244,7 +248,7 @@ def markdown_table() -> str:
     rows = ["| name | default | allowed | tuned over | meaning |", "|---|---|---|---|---|"]
     for name, spec in SPECS.items():
         rows.append(
-            f"| `{name}` | `{_format(DEFAULTS[name])}` | {allowed(name)} | "
+            f"| `{name}` | `{format_value(DEFAULTS[name])}` | {allowed(name)} | "
             f"{_describe_tune(spec.tune)} | {spec.help} |"
         )
     return "\n".join(rows) + "\n"

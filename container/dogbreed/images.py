@@ -94,7 +94,7 @@ def check_header(path: Path) -> str | None:
             img.verify()
     except UnidentifiedImageError:
         return "not an image"
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure means an unusable file
         return f"corrupt image ({exc})"
     if width * height > MAX_PIXELS:
         return f"too large ({width}x{height})"

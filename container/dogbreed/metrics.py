@@ -21,7 +21,7 @@ NUMBER = r"[-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?"
 METRICS: dict[str, str] = {
     "train_loss": "mean training loss of the epoch",
     "train_acc": "training accuracy of the epoch (on augmented images)",
-    "valid_loss": "validation loss",
+    "valid_loss": "validation loss (the training loss function, label smoothing included)",
     "valid_acc": "validation accuracy (the tuning objective)",
     "test_loss": "test loss of the saved model (only with a test channel)",
     "test_acc": "test accuracy of the saved model (only with a test channel)",

@@ -12,7 +12,7 @@ Layout (SageMaker "How Amazon SageMaker AI provides training information"):
     input/config/debughookconfig.json    (optional, Debugger)
     input/config/profilerconfig.json     (optional, Profiler)
     input/data/<channel>/                train, valid, test (test optional)
-    model/                               artefacts, tarred to S3 by SageMaker
+    model/                               model.pt, classes.json, metadata.json (tarred to S3)
     checkpoints/                         synced with CheckpointConfig.S3Uri
     output/failure                       first line = FailureReason
     output/data/                         extra outputs, tarred to output.tar.gz
@@ -32,6 +32,10 @@ ENV_ROOT = "OPT_ML"
 DEFAULT_ROOT = "/opt/ml"
 REQUIRED_CHANNELS = ("train", "valid")
 OPTIONAL_CHANNELS = ("test",)
+# The model artefact, in model/: what `train` writes and `serve` loads.
+MODEL_FILE = "model.pt"  # state dict, loads with torch.load(weights_only=True)
+CLASSES_FILE = "classes.json"  # class folder names in output-index order
+METADATA_FILE = "metadata.json"  # architecture, preprocessing, hyperparameters, metrics
 # SageMaker shows at most this many characters of the failure file as FailureReason.
 FAILURE_REASON_LIMIT = 1024
 
@@ -192,8 +196,9 @@ class OptML:
     # -- what SageMaker writes (for local runs and tests) ------------------
     def write_inputs(self, channels: dict[str, Path], hyperparameters: dict[str, str], *,
                      hosts: tuple[str, ...] = ("algo-1",), current_host: str = "algo-1",
-                     copy: bool = False) -> None:
-        """Lay out input/ as SageMaker would: config files, and channels linked (or copied)."""
+                     copy: bool = False, debug_hook: dict[str, Any] | None = None) -> None:
+        """Lay out input/ as SageMaker would: config files, channels linked (or copied), and
+        with ``debug_hook`` a debughookconfig.json."""
         self.config_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         for name, source in channels.items():
@@ -214,6 +219,10 @@ class OptML:
             self.resourceconfig_file: {"current_host": current_host, "hosts": list(hosts),
                                        "network_interface_name": "eth0"},
         }
+        if debug_hook is not None:
+            files[self.debughookconfig_file] = debug_hook
+        else:
+            self.debughookconfig_file.unlink(missing_ok=True)
         for path, content in files.items():
             path.write_text(json.dumps(content, indent=1) + "\n", encoding="utf-8")
 

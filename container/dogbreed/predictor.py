@@ -11,12 +11,10 @@ from typing import Any
 import torch
 
 from .images import decode
+from .opt_ml import CLASSES_FILE, METADATA_FILE, MODEL_FILE
 from .preprocess import eval_transform_from_metadata
 from .resnet import ResNet18
 
-MODEL_FILE = "model.pt"
-CLASSES_FILE = "classes.json"
-METADATA_FILE = "metadata.json"
 SUPPORTED_ARCHITECTURES = ("resnet18",)
 
 
@@ -62,7 +60,7 @@ class Predictor:
             model.load_state_dict(state, strict=True)
         except FileNotFoundError:
             raise ModelLoadError(f"{weights} is missing") from None
-        except Exception as exc:
+        except Exception as exc:  # re-raised as ModelLoadError: any failure means unusable weights
             raise ModelLoadError(f"{weights} cannot be loaded into ResNet18: {exc}") from exc
         self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
         self.model = model.to(self.device, memory_format=self.memory_format).eval()

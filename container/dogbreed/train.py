@@ -31,20 +31,21 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from . import __version__, checkpoint, metrics
+from . import __version__, checkpoint, evaluation, metrics
 from .data import DataError, ImageFolder, Split, check_same_classes, collate, scan_split
+from .debugger import DebugHook
 from .distributed import ENV_FAILURE_FILE, World, init_process_group, launch, worker_world
 from .hardware import HardwareError, Placement, place, processes_per_host
 from .hyperparameters import HyperparameterError, Hyperparameters, parse
 from .model import ARCHITECTURE, build, freeze_backbone, set_train_mode
-from .opt_ml import ContractError, OptML, atomic_write_bytes
-from .predictor import CLASSES_FILE, METADATA_FILE, MODEL_FILE
+from .opt_ml import CLASSES_FILE, METADATA_FILE, MODEL_FILE, ContractError, OptML, atomic_write_bytes
 from .preprocess import decode_side, eval_transform, preprocessing_metadata, train_transform
+from .profiler import ProfilerSettings, StepTimer, SystemMonitor
 from .weights import WeightsError
 
 log = logging.getLogger("dogbreed.train")
 # Hyperparameters that do not change the result; a checkpoint made with other values resumes.
-RESULT_NEUTRAL = frozenset({"workers", "progress_seconds"})
+RESULT_NEUTRAL = frozenset({"workers", "progress_seconds", "profiler_interval_ms"})
 USER_ERRORS = (HyperparameterError, ContractError, DataError, WeightsError, HardwareError)
 
 
@@ -118,6 +119,17 @@ class Trainer:
         fp16 = self.placement.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=fp16)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=params.label_smoothing)
+        self.hook = DebugHook.from_config(opt.debughookconfig_file)
+        self.hook.register(self.model, self.criterion)
+        resources = opt.resource_config()
+        profiling = ProfilerSettings.resolve(opt.profilerconfig_file, opt.output_dir / "profiler",
+                                             params.profiler_interval_ms)
+        self.profiler_dir = profiling.directory if profiling.enabled else None
+        self.timer = StepTimer(self.profiler_dir if world.is_main else None, self.placement.cuda)
+        self.monitor: SystemMonitor | None = None
+        if profiling.system_interval and world.local_rank == 0:
+            self.monitor = SystemMonitor(profiling.directory, profiling.system_interval,
+                                         resources.current_host)
         self.train_set = ImageFolder(
             self.splits["train"].samples,
             train_transform(params.image_size, params.augment),
@@ -213,14 +225,18 @@ class Trainer:
         sampler.set_epoch(epoch)
         loader = self._loader(self.train_set, shuffle_seed=seed, sampler=sampler)
         set_train_mode(self.model, self.head_only)
+        self.hook.train_mode()
         device = self.placement.device
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         seen = 0
         started = last_report = time.monotonic()
         join = (self.net.join() if self.world.distributed else contextlib.nullcontext())
+        timer = self.timer
         with join:
-            for batch_index, (images, labels, bad) in enumerate(loader, 1):
+            timer.begin(self.step)
+            for batch_index, (images, labels, _, bad) in enumerate(loader, 1):
+                timer.mark("data")
                 if bad:
                     self._note_undecodable(bad)
                 if images.numel() == 0:
@@ -233,8 +249,11 @@ class Trainer:
                     loss = self.criterion(logits, labels)
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()
+                timer.mark("backward")
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
+                timer.mark("optimizer")
+                timer.end(epoch, self.step)
                 self.step += 1
                 loss_sum += loss.detach().double() * labels.numel()
                 correct += (logits.detach().argmax(1) == labels).sum()
@@ -245,6 +264,8 @@ class Trainer:
                     last_report = now
                     self._progress(epoch, batch_index, len(loader), loss_sum.item() / seen,
                                    correct.item() / seen, seen / (now - started))
+                timer.begin(self.step)
+        timer.flush()
         seconds = time.monotonic() - started
         total_loss, total_correct, total_seen, seconds_sum = self._all_sum(
             [loss_sum.item(), float(correct.item()), float(seen), seconds]
@@ -263,11 +284,14 @@ class Trainer:
                  batches, 100 * batch / batches, loss, acc, rate, eta)
 
     @torch.inference_mode()
-    def evaluate(self, split: Split) -> dict[str, float]:
+    def evaluate(self, split: Split, *, details: bool = False) -> dict[str, Any]:
+        """Loss (the training loss function) and accuracy on ``split``, all processes together;
+        with ``details``, also every prediction as (path, true, predicted) on the main process."""
         self.model.eval()
+        self.hook.eval_mode()
         loss_sum, correct, seen = 0.0, 0, 0
-        criterion = nn.CrossEntropyLoss(reduction="sum")
-        for images, labels, bad in self._eval_loader(split):
+        predictions: list[evaluation.Prediction] = []
+        for images, labels, indices, bad in self._eval_loader(split):
             if bad:
                 self._note_undecodable(bad)
             if images.numel() == 0:
@@ -275,13 +299,25 @@ class Trainer:
             images, labels = self._to_device(images, labels)
             with self._autocast():
                 logits = self.model(images)
-            loss_sum += criterion(logits.float(), labels).item()
-            correct += int((logits.argmax(1) == labels).sum().item())
+                loss = self.criterion(logits.float(), labels)
+            predicted = logits.argmax(1)
+            loss_sum += loss.item() * labels.numel()
+            correct += int((predicted == labels).sum().item())
             seen += labels.numel()
+            if details:  # indices are positions in split.samples (Subset passes them through)
+                predictions += [(split.samples[i][0], t, p) for i, t, p in
+                                zip(indices, labels.tolist(), predicted.tolist(), strict=True)]
         total_loss, total_correct, total_seen = self._all_sum([loss_sum, float(correct), float(seen)])
         if total_seen == 0:
             raise DataError(f"{split.name}: no image could be decoded")
-        return {"loss": total_loss / total_seen, "acc": total_correct / total_seen}
+        result: dict[str, Any] = {"loss": total_loss / total_seen, "acc": total_correct / total_seen}
+        if details:
+            if self.world.distributed:
+                gathered: list[Any] = [None] * self.world.size
+                dist.all_gather_object(gathered, predictions)
+                predictions = [p for part in gathered for p in part]
+            result["predictions"] = predictions
+        return result
 
     # -- checkpoints -------------------------------------------------------
     def fingerprint(self) -> dict[str, Any]:
@@ -342,6 +378,16 @@ class Trainer:
             log.info("device: %s; %d process(es) in all", self.placement.describe(), self.world.size)
             log.info("hyperparameters: %s", " ".join(f"{k}={v}" for k, v in asdict(params).items()))
         start_epoch = self.resume()
+        if self.monitor:
+            self.monitor.start()
+        try:
+            return self._epochs(start_epoch)
+        finally:
+            if self.monitor:
+                self.monitor.stop()
+
+    def _epochs(self, start_epoch: int) -> dict[str, Any]:
+        params = self.params
         started = time.monotonic()
         for epoch in range(start_epoch, params.epochs + 1):
             if self.stopped_early:
@@ -377,19 +423,48 @@ class Trainer:
             self.stopped_early = bool(self.params.patience) and self.stale_epochs >= self.params.patience
 
     def finish(self, seconds: float) -> dict[str, Any]:
-        """Restore the best epoch's weights, test them, write the model artefacts."""
+        """Restore the best epoch's weights, test them, write the model artefacts, the
+        evaluation details and, with the debugger on, the rule verdicts and the report."""
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         scores = {"valid_loss": self.best["valid_loss"], "valid_acc": self.best["valid_acc"]}
+        predictions = {"valid": self.evaluate(self.splits["valid"], details=True)["predictions"]}
         if "test" in self.splits:
-            test = self.evaluate(self.splits["test"])
+            test = self.evaluate(self.splits["test"], details=True)
             scores.update(test_loss=test["loss"], test_acc=test["acc"])
+            predictions["test"] = test["predictions"]
+        self.hook.close()
+        if self.world.distributed:
+            dist.barrier()  # every process's tensors are written before the rules read them
         if self.world.is_main:
             self.write_model(scores, seconds)
+            self._write_evaluation(predictions)
             log.info(metrics.format_final(int(self.best["epoch"]), scores))
             if self.undecodable:
                 log.warning("%d image(s) could not be decoded and were skipped", len(self.undecodable))
+            if self.opt.debughookconfig_file.is_file():  # even if the hook failed on the way
+                self._rules_and_report()
         return scores
+
+    def _write_evaluation(self, predictions: dict[str, list[evaluation.Prediction]]) -> None:
+        summaries = {split: evaluation.summarize(self.classes, preds) for split, preds in predictions.items()}
+        try:
+            evaluation.write(self.opt.output_data_dir, summaries)
+        except OSError as exc:
+            log.warning("evaluation details not written: %s", exc)
+
+    def _rules_and_report(self) -> None:
+        """Debugger rules on this job's tensors, then the HTML report; never fails the run."""
+        try:
+            from .report import write_report
+            from .rules import evaluate_rules, log_verdicts
+
+            results = evaluate_rules(self.opt.root)
+            log_verdicts(results)
+            path = write_report(self.opt.root, rule_results=results)
+            log.info("report written to %s", path)
+        except Exception as exc:  # noqa: BLE001 - the model is saved; the analysis is a bonus
+            log.warning("rules/report skipped after an error: %s: %s", type(exc).__name__, exc)
 
     def write_model(self, scores: dict[str, float], seconds: float) -> None:
         model_dir = self.opt.model_dir
@@ -513,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
                 _launch_or_train(opt)
             else:
                 Trainer(opt, _parse(opt, world), world).run()
-    except BaseException as exc:
+    except BaseException as exc:  # noqa: BLE001 - every failure is reported, then the code returned
         if isinstance(exc, KeyboardInterrupt):
             exc = TrainingStopped()
         reason = describe_failure(exc)

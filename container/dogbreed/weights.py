@@ -91,7 +91,7 @@ def load_imagenet_state() -> dict[str, torch.Tensor]:
     verify(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
+    except Exception as exc:  # re-raised as WeightsError: any load failure is a bad weights file
         raise WeightsError(f"{path} could not be loaded as a state dict: {exc}") from exc
     if not isinstance(state, dict):
         raise WeightsError(f"{path} holds a {type(state).__name__}, not a state dict")

@@ -35,6 +35,16 @@ def test_data_then_train_locally(tmp_path, train_env):
     run = work / "runs" / "t1"
     assert (run / "opt_ml" / "model" / "model.pt").is_file()
     assert "epoch=2/2" in (run / "train.log").read_text()
+    # The debugger is on by default: tensors, rule verdicts and the report.
+    assert "train: debugger on: tensors at steps 0-9 and every 1 steps (of 6)" in out.stdout
+    report = run / "opt_ml" / "output" / "data" / "report.html"
+    assert f"train: report in {report}" in out.stdout
+    assert any((run / "opt_ml" / "output" / "tensors").rglob("*.tfevents"))
+    report.unlink()
+    again = dogctl("--workdir", str(work), "report", str(run), env=train_env)
+    assert again.returncode == 0, again.stderr
+    assert report.is_file() and again.stdout.strip().endswith(f"report: {report}")
+    assert "  VanishingGradient" in again.stdout
 
 
 def test_errors_are_one_line_not_tracebacks(tmp_path, train_env):
@@ -47,7 +57,9 @@ def test_errors_are_one_line_not_tracebacks(tmp_path, train_env):
                                      "a number from 1e-08 to 1.0")
     missing = dogctl("--workdir", work, "data", "--source", str(tmp_path / "missing.zip"), env=train_env)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
-    for result in (no_data, bad_hp, missing):
+    no_job = dogctl("--workdir", work, "report", str(tmp_path), env=train_env)
+    assert no_job.returncode == 2 and "is not a finished training job" in no_job.stderr
+    for result in (no_data, bad_hp, missing, no_job):
         assert "Traceback" not in result.stderr
 
 
@@ -56,7 +68,8 @@ def test_a_failed_training_run_points_at_its_log(tmp_path, train_env):
     work = str(tmp_path / "work")
     assert dogctl("--workdir", work, "data", "--source", str(data), env=train_env).returncode == 0
     env = {**train_env, "DOGBREED_WEIGHTS": str(tmp_path / "none.pth")}
-    out = dogctl("--workdir", work, "train", "--hp", "epochs=1", "--hp", "image_size=32", env=env)
-    assert out.returncode == 1
+    out = dogctl("--workdir", work, "train", "--hp", "epochs=1", "--hp", "image_size=32", "--no-debugger",
+                 env=env)
+    assert out.returncode == 1 and "debugger on" not in out.stdout
     assert "train: failed after" in out.stderr and "weights are not here" in out.stderr
     assert "train.log" in out.stderr

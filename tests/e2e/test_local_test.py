@@ -1,35 +1,26 @@
-"""local_test/serve_local.sh and predict.sh, run as a user runs them."""
+"""local_test/serve_model.sh and predict.sh, run as a user runs them."""
 
 import json
 import os
 import signal
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_http
 
 pytestmark = pytest.mark.e2e
 LOCAL_TEST = Path(__file__).resolve().parents[2] / "local_test"
 
 
-def test_serve_local_and_predict(trained_model, sample_photos, tmp_path):
+def test_serve_model_and_predict(trained_model, sample_photos, tmp_path):
     port = free_port()
     env = {**os.environ, "PORT": str(port)}
-    server = subprocess.Popen([str(LOCAL_TEST / "serve_local.sh"), str(trained_model)], env=env,
+    server = subprocess.Popen([str(LOCAL_TEST / "serve_model.sh"), str(trained_model)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
-                break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, "server did not start"
-                time.sleep(0.1)
+        wait_http(f"http://127.0.0.1:{port}/ping", server, what="serve_model.sh")
         out = subprocess.run([str(LOCAL_TEST / "predict.sh"), str(sample_photos[0]), "2"], env=env,
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
@@ -47,8 +38,8 @@ def test_serve_local_and_predict(trained_model, sample_photos, tmp_path):
         server.wait(timeout=30)
 
 
-def test_serve_local_without_a_model_says_what_to_do(tmp_path):
-    out = subprocess.run([str(LOCAL_TEST / "serve_local.sh"), str(tmp_path)], capture_output=True,
+def test_serve_model_without_a_model_says_what_to_do(tmp_path):
+    out = subprocess.run([str(LOCAL_TEST / "serve_model.sh"), str(tmp_path)], capture_output=True,
                          text=True, timeout=30)
     assert out.returncode == 2 and "not a model folder written by train" in out.stderr
 

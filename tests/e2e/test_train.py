@@ -268,3 +268,18 @@ def test_two_hosts_with_one_process_each(tmp_path, dataset, train_env):
     assert "epoch=2/2" in outputs[0] and "epoch=2/2" not in outputs[1]
     assert (roots[0] / "model" / "model.pt").is_file() and not (roots[1] / "model" / "model.pt").exists()
     assert not any((roots[1] / "checkpoints").iterdir())
+
+
+def test_evaluation_details_cover_every_image_once(opt_ml, train_env):
+    for processes in ("1", "2"):
+        root = opt_ml({**FAST_HP, "processes_per_host": processes})
+        shutil.rmtree(root / "checkpoints", ignore_errors=True)
+        result = run_train(root, train_env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        details = json.loads((root / "output" / "data" / "evaluation.json").read_text())
+        for split in ("valid", "test"):
+            per_class = details[split]["per_class"]
+            assert details[split]["images"] == 12 and sum(c["images"] for c in per_class) == 12
+            assert [c["images"] for c in per_class] == [4, 4, 4]
+        meta = read_metadata(root)
+        assert details["test"]["accuracy"] == pytest.approx(meta["metrics"]["test_acc"])

@@ -61,6 +61,7 @@ def test_truncated_image_passes_the_scan_but_is_skipped_by_the_loader(data):
     split = scan_split("train", data / "train")
     dataset = ImageFolder(split.samples, eval_transform(32), 32)
     batch = [dataset[i] for i in range(len(dataset))]
-    images, labels, bad = collate(batch)
+    images, labels, indices, bad = collate(batch)
     assert len(bad) == 1 and victim.name in bad[0]
     assert images.shape == (11, 3, 32, 32) and labels.dtype == torch.long
+    assert len(indices) == 11 and split.samples[indices[0]][1] == labels[0]

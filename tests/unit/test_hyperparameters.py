@@ -78,7 +78,7 @@ def test_round_trip_through_strings():
 
 def test_every_default_is_valid():
     for name, value in asdict(Hyperparameters()).items():
-        assert H.parse_value(name, H._format(value)) == value
+        assert H.parse_value(name, H.format_value(value)) == value
 
 
 def test_search_space_covers_the_reference_set():

@@ -1,0 +1,154 @@
+"""SageMaker Debugger (smdebug) in the training loop, at no risk to the run.
+
+The hook is created from /opt/ml/input/config/debughookconfig.json, which
+SageMaker writes when a job has a DebugHookConfig (and ``dogctl`` writes for
+local runs). No file: no hook, no overhead. If smdebug cannot be imported or
+fails at any point, training carries on after one warning.
+
+:data:`COLLECTIONS` is the one definition of what is saved: the local
+configuration (:func:`hook_config`) and the SageMaker DebugHookConfig built by
+the orchestration both come from it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torch import nn
+
+log = logging.getLogger(__name__)
+TENSORS_DIR = "tensors"  # under /opt/ml/output, SageMaker's default LocalPath
+NEVER = {"eval.start_step": "1", "eval.save_interval": "1000000000"}  # nothing in EVAL mode
+
+
+def collections(interval: int, first_steps: int = 10) -> dict[str, dict[str, str]]:
+    """Collection name -> CollectionParameters.
+
+    Weights, biases, gradients and ReLU inputs are saved in full at the first
+    ``first_steps`` training steps (PoorWeightInitialization looks at steps 0-9)
+    and then every ``interval`` training steps (ReLU inputs only at the first);
+    losses at every step of training and evaluation (the trend rules and the
+    report's curves).
+    """
+    first = ",".join(str(i) for i in range(first_steps))
+    periodic = {"train.save_interval": str(interval), "train.save_steps": first, **NEVER}
+    return {
+        "weights": dict(periodic),
+        "biases": dict(periodic),
+        "gradients": dict(periodic),
+        "relu_input": {"include_regex": ".*relu_input", "train.save_steps": first,
+                       "train.save_interval": "1000000000", **NEVER},
+        "losses": {"save_interval": "1"},
+    }
+
+
+def hook_config(local_path: Path, interval: int = 100, first_steps: int = 10) -> dict[str, Any]:
+    """A debughookconfig.json like the one SageMaker writes, for local runs."""
+    return {
+        "LocalPath": str(local_path),
+        "HookParameters": {},
+        "CollectionConfigurations": [
+            {"CollectionName": name, "CollectionParameters": params}
+            for name, params in collections(interval, first_steps).items()
+        ],
+    }
+
+
+def _disable_relu_inplace(model: nn.Module) -> None:
+    # A forward hook on an in-place ReLU would see its input already rectified;
+    # "relu_input" must be the real input (same arithmetic, a little more memory).
+    from torch import nn
+
+    for module in model.modules():
+        if isinstance(module, nn.ReLU):
+            module.inplace = False
+
+
+class DebugHook:
+    """smdebug's PyTorch hook behind methods that never raise.
+
+    Every callback smdebug attaches to the model (forward, pre-forward, gradient
+    hooks) is guarded too: smdebug validates its collections lazily, in the first
+    forward pass, and outside SageMaker its own error handler re-raises. The first
+    error turns the debugger off for the rest of the run, with one warning.
+    """
+
+    def __init__(self, hook: Any = None, modes: Any = None):
+        self._hook = hook
+        self._modes = modes
+
+    @property
+    def active(self) -> bool:
+        return self._hook is not None
+
+    @classmethod
+    def from_config(cls, config_file: Path) -> DebugHook:
+        if not config_file.is_file():
+            return cls()
+        os.environ.setdefault("SMDEBUG_LOG_LEVEL", "warning")
+        # smdebug's framework profiler is not used (our profiler module times the steps).
+        os.environ.setdefault("SMPROFILER_CONFIG_PATH", str(config_file.with_name("no-smdebug-profiler")))
+        try:
+            import smdebug.pytorch as smd
+
+            hook = smd.Hook.create_from_json_file(str(config_file))
+        except Exception as exc:  # noqa: BLE001 - a debugger problem never costs the run
+            log.warning("debugger disabled: %s could not be used (%s: %s); training goes on",
+                        config_file, type(exc).__name__, exc)
+            return cls()
+        log.info("debugger on: saving tensors to %s", json.loads(config_file.read_text()).get(
+            "LocalPath", "/opt/ml/output/tensors"))
+        debug_hook = cls(hook, smd.modes)
+        debug_hook._guard_callbacks()
+        return debug_hook
+
+    def _disable(self, what: str, exc: BaseException) -> None:
+        if self._hook is not None:
+            log.warning("debugger disabled after an error in %s (%s: %s); training goes on",
+                        what, type(exc).__name__, exc)
+        self._hook = None
+
+    def _guarded(self, what: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            if self._hook is None:
+                return None
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - a debugger problem never costs the run
+                self._disable(what, exc)
+                return None
+
+        return guarded
+
+    def _guard_callbacks(self) -> None:
+        hook = self._hook
+        for name in ("forward_pre_hook", "forward_hook", "fhook"):
+            setattr(hook, name, self._guarded(name, getattr(hook, name)))
+        make_backward = hook.backward_hook
+        hook.backward_hook = lambda tensor_name: self._guarded("backward_hook", make_backward(tensor_name))
+
+    def _call(self, what: str, fn: Callable[[], Any]) -> None:
+        self._guarded(what, fn)()
+
+    def register(self, model: nn.Module, loss: nn.Module) -> None:
+        def do() -> None:
+            _disable_relu_inplace(model)
+            self._hook.register_module(model)
+            self._hook.register_loss(loss)
+
+        self._call("register", do)
+
+    def train_mode(self) -> None:
+        self._call("set_mode", lambda: self._hook.set_mode(self._modes.TRAIN))
+
+    def eval_mode(self) -> None:
+        self._call("set_mode", lambda: self._hook.set_mode(self._modes.EVAL))
+
+    def close(self) -> None:
+        self._call("close", lambda: self._hook.close())

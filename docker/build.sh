@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Build the image from docker/Dockerfile with the engine docker/engine.sh picks.
+#   docker/build.sh IMAGE[:TAG] [CONTEXT]   CONTEXT: the repository (default) or a copy of it
+# Environment: BASE_IMAGE, CUDA_COMPAT, PRETRAINED_WEIGHTS (build arguments, passed when set),
+# BUILD_FLAGS (extra engine flags, e.g. --no-cache), ENGINE (see docker/engine.sh).
+# Behind a TLS-intercepting proxy, the build trusts the CA bundle your pip trusts (BUILD_CA_BUNDLE,
+# default: $PIP_CERT when set): mounted read-only into the build steps (podman/buildah), never
+# copied into the image.
+# The image is built with a Docker v2 manifest (SageMaker rejects OCI manifests): podman/buildah
+# with --format docker, docker without provenance attestations (which would make an OCI index).
+set -euo pipefail
+image="${1:?usage: docker/build.sh IMAGE[:TAG] [CONTEXT]}"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+context="${2:-$root}"
+engine="$("$root/docker/engine.sh")"
+args=(-f "$context/docker/Dockerfile" -t "$image")
+for name in BASE_IMAGE CUDA_COMPAT PRETRAINED_WEIGHTS; do
+  if [ -n "${!name+set}" ]; then args+=(--build-arg "$name=${!name}"); fi
+done
+ca="${BUILD_CA_BUNDLE:-${PIP_CERT:-}}"
+case "$engine" in
+  podman|buildah)
+    args+=(--format docker)
+    if [ -n "$ca" ] && [ -f "$ca" ]; then
+      args+=(--volume "$ca:/run/build-ca.crt:ro" --build-arg PIP_CERT=/run/build-ca.crt
+             --build-arg SSL_CERT_FILE=/run/build-ca.crt)
+    fi ;;
+  docker) if docker buildx version >/dev/null 2>&1; then args+=(--provenance=false --sbom=false); fi ;;
+esac
+# shellcheck disable=SC2086 # BUILD_FLAGS is a list of flags
+read -r -a extra <<< "${BUILD_FLAGS:-}"
+echo "build: $engine build ${args[*]} ${extra[*]} $context" >&2
+started=$(date +%s)
+"$engine" build "${args[@]}" "${extra[@]}" "$context"
+size="$("$engine" image inspect --format '{{.Size}}' "$image")"
+echo "build: $image built in $(( $(date +%s) - started )) s, $(( size / 1000000 )) MB" >&2

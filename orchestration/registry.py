@@ -1,0 +1,116 @@
+"""Push the image to Amazon ECR, or to any registry: what `make push` runs.
+
+    python -m orchestration.registry IMAGE [--registry HOST[:PORT]] [--repository NAME] [--tag TAG]
+
+Without ``--registry``: Amazon ECR of the configured account and region (the AWS CLI's
+configuration: AWS_PROFILE, AWS_REGION / AWS_DEFAULT_REGION, ~/.aws/config and credentials,
+read through boto3); the repository is created when missing, the engine logs in with an ECR
+token, then the image is tagged and pushed. The pushed manifest is Docker v2 schema 2 (podman:
+``--format v2s2``), the only format SageMaker accepts. Prints the pushed image URI on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ENGINE_SCRIPT = Path(__file__).resolve().parent.parent / "docker" / "engine.sh"
+DEFAULT_REPOSITORY = "dogbreed"
+
+
+class RegistryError(Exception):
+    """The push cannot go on; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Target:
+    registry: str  # host[:port]
+    repository: str
+    username: str | None = None
+    password: str | None = None
+
+    def uri(self, tag: str) -> str:
+        return f"{self.registry}/{self.repository}:{tag}"
+
+
+def engine() -> str:
+    result = subprocess.run(["bash", str(ENGINE_SCRIPT)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RegistryError(result.stderr.strip() or "no container engine")
+    return result.stdout.strip()
+
+
+def ecr_target(repository: str, region: str | None = None) -> Target:
+    """The ECR registry of the configured account and region, with ``repository`` created if missing."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    session = boto3.Session(region_name=region)
+    if not session.region_name:
+        raise RegistryError("no AWS region: set AWS_REGION, or a region in ~/.aws/config (aws configure)")
+    try:
+        account = session.client("sts").get_caller_identity()["Account"]
+        ecr = session.client("ecr")
+        try:
+            ecr.describe_repositories(repositoryNames=[repository])
+        except ecr.exceptions.RepositoryNotFoundException:
+            print(f"push: creating ECR repository {repository} in {session.region_name}", file=sys.stderr)
+            ecr.create_repository(repositoryName=repository,
+                                  imageScanningConfiguration={"scanOnPush": True})
+        auth = ecr.get_authorization_token()["authorizationData"][0]
+    except NoCredentialsError as exc:
+        raise RegistryError("no AWS credentials: run `aws configure` (or set AWS_PROFILE), "
+                            "or push elsewhere with REGISTRY=host[:port]") from exc
+    except (ClientError, BotoCoreError) as exc:
+        raise RegistryError(f"AWS refused: {exc}") from exc
+    username, _, password = base64.b64decode(auth["authorizationToken"]).decode().partition(":")
+    host = f"{account}.dkr.ecr.{session.region_name}.amazonaws.com"
+    return Target(host, repository, username, password)
+
+
+def _run(cmd: list[str], stdin: str | None = None) -> None:
+    print("push: " + " ".join(cmd), file=sys.stderr, flush=True)
+    result = subprocess.run(cmd, input=stdin, text=True)
+    if result.returncode != 0:
+        raise RegistryError(f"`{' '.join(cmd[:2])}` failed (exit {result.returncode})")
+
+
+def push(image: str, target: Target, tag: str, engine_name: str) -> str:
+    if subprocess.run([engine_name, "image", "inspect", image], capture_output=True).returncode != 0:
+        raise RegistryError(f"no local image {image}: run `make build` first")
+    if target.password is not None:
+        _run([engine_name, "login", "--username", target.username or "AWS", "--password-stdin",
+              target.registry], stdin=target.password)
+    uri = target.uri(tag)
+    _run([engine_name, "tag", image, uri])
+    # Docker v2 schema 2: SageMaker rejects OCI manifests. docker pushes that format already.
+    _run([engine_name, "push", *(["--format", "v2s2"] if engine_name != "docker" else []), uri])
+    return uri
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="push", description=__doc__.split("\n\n")[0])
+    parser.add_argument("image", help="local image, e.g. dogbreed:latest")
+    parser.add_argument("--registry", help="push to this registry (host[:port]) instead of ECR")
+    parser.add_argument("--repository", default=DEFAULT_REPOSITORY,
+                        help="repository name (default: %(default)s)")
+    parser.add_argument("--tag", default="latest", help="remote tag (default: %(default)s)")
+    parser.add_argument("--region", help="AWS region (default: from the AWS configuration)")
+    args = parser.parse_args(argv)
+    try:
+        name = engine()
+        target = (Target(args.registry, args.repository) if args.registry
+                  else ecr_target(args.repository, args.region))
+        print(push(args.image, target, args.tag, name))
+    except RegistryError as exc:
+        print(f"push: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""The real image in a real container engine: build, train, serve, push, pull back.
+
+Needs a working engine (docker with its daemon, or podman: `.ci/container-engine.sh` sets podman
+up on a Debian machine). Without one the tests are skipped, except in CI (CI=true), where that is
+a failure. BASE_IMAGE picks the base; by default a local stand-in (docker/standin-base.sh) is
+built once and reused, and the image is built without network-only steps (weights, CUDA compat).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import free_port, wait_http
+
+pytestmark = pytest.mark.container
+ROOT = Path(__file__).resolve().parents[2]
+LOCAL_TEST = ROOT / "local_test"
+IMAGE = f"localhost/dogbreed-test:{uuid.uuid4().hex[:8]}"
+REGISTRY = "127.0.0.1:5000"
+DOCKER_V2 = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+def sh(*cmd: str, env: dict[str, str] | None = None, timeout: float = 900,
+       check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                            env={**os.environ, **(env or {})}, cwd=ROOT)
+    if check:
+        assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def engine() -> str:
+    found = subprocess.run(["bash", str(ROOT / "docker" / "engine.sh")], capture_output=True, text=True)
+    if found.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"no container engine in CI: {found.stderr.strip()}")
+        pytest.skip(found.stderr.strip())
+    return found.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def image(engine: str):
+    """The project image, built from docker/Dockerfile; removed at the end."""
+    env = {"BUILDAH_ISOLATION": os.environ.get("BUILDAH_ISOLATION", "chroot")}
+    if not os.environ.get("BASE_IMAGE"):
+        pip = f"{ROOT / '.venv' / 'bin' / 'python'} -m pip"
+        base = sh("bash", "docker/standin-base.sh", env={"PIP": pip}, timeout=1800).stdout.strip()
+        env.update(BASE_IMAGE=base, CUDA_COMPAT="", PRETRAINED_WEIGHTS="false")
+    started = time.monotonic()
+    built = sh("bash", "docker/build.sh", IMAGE, env=env, timeout=1800)
+    print(f"\nimage build: {time.monotonic() - started:.0f} s; {built.stderr.strip().splitlines()[-1]}")
+    yield IMAGE
+    sh(engine, "rmi", "-f", IMAGE, check=False)
+
+
+def inspect(engine: str, image: str) -> dict:
+    return json.loads(sh(engine, "image", "inspect", image).stdout)[0]
+
+
+def test_image_is_labelled_and_runs_commands_as_sagemaker_does(engine, image):
+    info = inspect(engine, image)
+    config = info.get("Config") or info["ContainerConfig"]
+    assert config["Labels"]["com.amazonaws.sagemaker.capabilities.accept-bind-to-port"] == "true"
+    assert config["Entrypoint"] == ["/usr/local/bin/dogbreed-entrypoint"]  # exec form
+    if engine == "podman":
+        manifest = sh(engine, "image", "inspect", "--format", "{{.ManifestType}}", image).stdout.strip()
+        assert manifest == DOCKER_V2
+    # Any other command passes through; no build tools are left in the image.
+    out = sh(engine, "run", "--rm", image, "dogbreed", "hyperparameters").stdout
+    assert "| `lr` |" in out
+    tools = sh(engine, "run", "--rm", image, "bash", "-c", "command -v gcc cc pip3 apt-get || true").stdout
+    assert "gcc" not in tools and "/cc" not in tools
+
+
+@pytest.fixture(scope="module")
+def trained(image, tmp_path_factory) -> tuple[Path, str]:
+    """local_test/train_local.sh on a generated test_dir: (test_dir, what it printed)."""
+    test_dir = tmp_path_factory.mktemp("container") / "test_dir"
+    out = sh(str(LOCAL_TEST / "train_local.sh"), image, str(test_dir), timeout=900)
+    return test_dir, out.stdout + out.stderr
+
+
+def test_train_in_the_container_writes_the_model_on_the_host(trained):
+    test_dir, printed = trained
+    model = test_dir / "model"
+    assert {"model.pt", "classes.json", "metadata.json"} <= {p.name for p in model.iterdir()}, printed
+    assert json.loads((model / "classes.json").read_text())[0] == "001.Affenpinscher"
+    assert "final selected_epoch=" in printed
+    assert not (test_dir / "output" / "failure").exists()
+
+
+def test_pretrained_weights_missing_fails_clearly(engine, image, tmp_path):
+    if os.environ.get("BASE_IMAGE"):
+        pytest.skip("the real base image carries the weights")
+    test_dir = tmp_path / "test_dir"
+    sh(str(ROOT / ".venv" / "bin" / "python"), str(LOCAL_TEST / "testdata.py"), str(test_dir),
+       "--hyperparameters", '{"epochs": "1", "pretrained": "true"}')
+    run = sh(engine, "run", "--rm", "-v", f"{test_dir}:/opt/ml", image, "train", check=False)
+    assert run.returncode != 0
+    reason = (test_dir / "output" / "failure").read_text().splitlines()[0]
+    assert "weights" in reason.lower() and "Traceback" not in run.stdout + run.stderr
+
+
+def test_serve_in_the_container_answers_ping_and_a_real_photo(engine, image, trained, sample_photos):
+    test_dir, _ = trained
+    port = free_port()
+    name = f"dogbreed-serve-{uuid.uuid4().hex[:6]}"
+    env = {**os.environ, "PORT": str(port), "RUN_FLAGS": f"--name {name}"}
+    server = subprocess.Popen([str(LOCAL_TEST / "serve_local.sh"), image, str(test_dir)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/ping", server, timeout=120, what="serve in the container")
+        out = sh(str(LOCAL_TEST / "predict.sh"), str(sample_photos[0]), "3", env={"PORT": str(port)})
+        predictions = json.loads(out.stdout)["predictions"]
+        assert len(predictions[0]) == 3 and predictions[0][0]["breed"]
+    finally:
+        sh(engine, "stop", "-t", "25", name, check=False)
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    assert sh(engine, "ps", "-a", "--filter", f"name={name}", "-q").stdout.strip() == ""
+
+
+@pytest.fixture
+def registry(tmp_path):
+    """Debian's docker-registry on 127.0.0.1:5000, storage in tmp_path."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("docker-registry is not installed (.ci/container-engine.sh installs it)")
+        pytest.skip("docker-registry is not installed")
+    config = tmp_path / "config.yml"
+    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'data'}\n"
+                      f"http:\n  addr: {REGISTRY}\n")
+    proc = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT)
+    wait_http(f"http://{REGISTRY}/v2/", proc, timeout=30, what="docker-registry (is port 5000 taken?)")
+    yield REGISTRY
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_push_to_a_registry_in_docker_v2_format_and_pull_back(engine, image, registry):
+    tag = uuid.uuid4().hex[:8]
+    out = sh("make", "--no-print-directory", "push", f"IMAGE={image}", f"REGISTRY={registry}",
+             "REPOSITORY=dogbreed-ci", f"TAG={tag}")
+    remote = f"{registry}/dogbreed-ci:{tag}"
+    assert out.stdout.strip().splitlines()[-1] == remote
+    request = urllib.request.Request(f"http://{registry}/v2/dogbreed-ci/manifests/{tag}",
+                                     headers={"Accept": DOCKER_V2})
+    with urllib.request.urlopen(request, timeout=30) as r:
+        assert r.headers["Content-Type"] == DOCKER_V2
+        manifest = json.loads(r.read())
+    assert manifest["schemaVersion"] == 2 and manifest["mediaType"] == DOCKER_V2
+    sh(engine, "rmi", remote)
+    sh(engine, "pull", remote)
+    assert inspect(engine, remote)["Id"] == inspect(engine, image)["Id"]
+    sh(engine, "rmi", remote)

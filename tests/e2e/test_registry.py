@@ -1,0 +1,82 @@
+"""`make push`'s ECR side against a moto server on loopback (real HTTP, real boto3)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import boto3
+import pytest
+
+from orchestration.registry import RegistryError, Target, ecr_target
+from tests.helpers import BIN, free_port, wait_http
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def moto():
+    port = free_port()
+    proc = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/moto-api/", proc, what="moto_server")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture
+def aws(moto, monkeypatch, tmp_path):
+    """An AWS configuration that points at the moto server, and nothing from this machine."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto)
+    return monkeypatch
+
+
+def use_credentials(aws) -> None:
+    aws.setenv("AWS_ACCESS_KEY_ID", "testing")
+    aws.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    aws.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+
+
+def test_ecr_repository_is_created_once_and_the_registry_named(aws):
+    use_credentials(aws)
+    target = ecr_target("dogbreed-push-test")
+    assert target.registry == "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+    assert target.uri("v1") == f"{target.registry}/dogbreed-push-test:v1"
+    assert target.username == "AWS" and target.password
+    again = ecr_target("dogbreed-push-test")  # exists now: found, not created twice
+    assert again.registry == target.registry
+    repos = boto3.client("ecr").describe_repositories()["repositories"]
+    assert [r["repositoryName"] for r in repos].count("dogbreed-push-test") == 1
+
+
+def test_region_from_the_aws_config_file(aws, tmp_path):
+    use_credentials(aws)
+    aws.delenv("AWS_DEFAULT_REGION")
+    (tmp_path / "config").write_text("[default]\nregion = ap-south-1\n")
+    assert ecr_target("dogbreed").registry.endswith(".dkr.ecr.ap-south-1.amazonaws.com")
+
+
+def test_missing_region_says_what_to_set(aws):
+    aws.setenv("AWS_ACCESS_KEY_ID", "testing")
+    aws.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with pytest.raises(RegistryError, match="no AWS region: set AWS_REGION"):
+        ecr_target("dogbreed")
+
+
+def test_missing_credentials_say_what_to_do(aws):
+    aws.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    aws.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(RegistryError, match="no AWS credentials: run `aws configure`"):
+        ecr_target("dogbreed")
+
+
+def test_registry_target_without_login():
+    target = Target("127.0.0.1:5000", "dogbreed")
+    assert target.uri("latest") == "127.0.0.1:5000/dogbreed:latest" and target.password is None
