@@ -14,6 +14,9 @@ QUIET_PIP := 2>&1 | { grep -v "^WARNING: Location 'file://" || true; }
 # Empty: the Udacity dogImages.zip (1.1 GB download).
 DATA ?= $(wildcard ../shared/data/dogs120-90px.zip)
 WORK ?= work
+# Photos `make demo` sends to its endpoint, and the port it serves on.
+DEMO_PHOTOS ?= $(wildcard ../shared/data/sample-images/*.jpg)
+DEMO_PORT ?= 8080
 # Hyperparameters of `make demo` as NAME=VALUE words (see README).
 DEMO_HP ?= pretrained=false epochs=4 image_size=64 batch_size=64 lr=0.002 label_smoothing=0.1
 
@@ -73,9 +76,14 @@ local-train: install  ## train in the image on the generated local_test/test_dir
 local-serve:  ## serve local_test/test_dir's model from the image on port 8080 (docker run -p 8080:8080 ... serve)
 	local_test/serve_local.sh $(IMAGE)
 
-demo: install  ## the main job, locally: data, then training (DATA=zip|folder|URL)
+demo: install  ## the main job, locally: data, training with the debugger, report, endpoint (DATA=zip|folder|URL)
 	$(VENV)/bin/dogctl --workdir $(WORK) data $(if $(DATA),--source "$(DATA)")
 	$(VENV)/bin/dogctl --workdir $(WORK) train --local $(addprefix --hp ,$(DEMO_HP))
+	$(VENV)/bin/dogctl --workdir $(WORK) deploy --port $(DEMO_PORT)
+	status=0; \
+	$(if $(DEMO_PHOTOS),$(VENV)/bin/dogctl --workdir $(WORK) invoke $(DEMO_PHOTOS) || status=$$?;) \
+	$(VENV)/bin/dogctl --workdir $(WORK) evaluate || status=$$?; \
+	$(VENV)/bin/dogctl --workdir $(WORK) teardown; exit $$status
 
 serve: install  ## serve a model on port 8080 (MODEL=folder; default: the newest under work/runs)
 	local_test/serve_model.sh $(MODEL)

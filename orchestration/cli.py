@@ -2,7 +2,12 @@
 
     dogctl data  [--source ZIP|FOLDER|URL]        fetch, extract and check the dataset
     dogctl train --local [--hp NAME=VALUE ...]    train with the real `train` program
+    dogctl tune --local [--trials 20 --parallel 2] tune (Optuna), best hyperparameters to a file
     dogctl report RUN_DIR                         the HTML report of a job (rules included)
+    dogctl deploy [--model RUN_DIR]               serve a model (the newest by default) on :8080
+    dogctl invoke PHOTO...                        the top breeds of each photo, from the endpoint
+    dogctl evaluate [--split test]                a whole split through the endpoint: accuracy, errors
+    dogctl teardown                               stop the endpoint
 
 Every command prints progress, and a one-line error instead of a traceback.
 """
@@ -11,15 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
 from dogbreed.debugger import TENSORS_DIR, hook_config
-from dogbreed.hyperparameters import HyperparameterError, parse
+from dogbreed.hyperparameters import HyperparameterError, Tune, parse
 from dogbreed.jobdir import JobDirError
-from dogbreed.report import REPORT_FILE
+from dogbreed.report import REPORT_FILE, TUNING_FILE
 
-from . import dataset, local
+from . import dataset, endpoint, local
 
 DEFAULT_WORKDIR = Path("work")
 DEBUG_SAVES = 8  # full tensor saves after the first ten steps, in a local run
@@ -72,6 +78,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = local.new_run_dir(args.workdir, "train", args.name)
     print(f"train: local run in {run_dir} on {prepared.name} "
           f"({prepared.counts['train']} training images)", flush=True)
+    if args.hyperparameters:  # from a tuning study: its trials go into this run's report
+        study = Path(args.hyperparameters).with_name(TUNING_FILE)
+        if study.is_file():
+            out = run_dir / "opt_ml" / "output" / "data"
+            out.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(study, out / TUNING_FILE)
     debug_hook = None
     if args.debugger:
         params = parse(hyperparameters)
@@ -107,6 +119,94 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_range(text: str) -> tuple[str, Tune]:
+    """NAME=LOW:HIGH[:log] or NAME=A|B|C -> a search range."""
+    name, sep, spec = text.partition("=")
+    if not sep or not name or not spec:
+        raise UsageError(f"--range takes NAME=LOW:HIGH[:log] or NAME=A|B|C, got {text!r}")
+    if "|" in spec:
+        return name, Tune(values=tuple(getattr(parse({name: v}), name) for v in spec.split("|")))
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "log"):
+        raise UsageError(f"--range takes NAME=LOW:HIGH[:log] or NAME=A|B|C, got {text!r}")
+    low, high = (getattr(parse({name: v}), name) for v in parts[:2])
+    return name, Tune(low=low, high=high, log=len(parts) == 3)
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from . import tuning
+
+    fixed = hyperparameters_from(args)
+    ranges = tuple(parse_range(r) for r in args.range or [])
+    tuned = tuple(n.strip() for n in args.tune.split(",") if n.strip())
+    setup = tuning.TuningSetup(args.name, args.trials, args.parallel, tuned, tuple(fixed.items()),
+                               args.seed, ranges)
+    space = setup.space()  # checks the names
+    prepared = dataset.load_prepared(args.workdir)
+    print(f"tune: study {args.name!r}: {args.trials} trials, {args.parallel} in parallel, TPE sampler "
+          f"with median pruning, objective valid_acc, on {prepared.name}", flush=True)
+    for name, tune in space.items():
+        print(f"  {name}: " + (", ".join(map(str, tune.values)) if tune.values is not None else
+                               f"{tune.low} to {tune.high}{' (log)' if tune.log else ''}"))
+    summary = tuning.run_study(args.workdir, prepared.channels, setup,
+                               emit=lambda line: print(line, flush=True))
+    print(tuning.trials_table(summary, list(space)))
+    if not summary["best"]:
+        print("tune: no trial completed", file=sys.stderr)
+        return 1
+    print(f"tune: best {summary['best']['name']} valid_acc={summary['best']['objective']:.4f}; "
+          f"hyperparameters in {summary['best_file']}")
+    print(f"tune: next: dogctl train --hyperparameters {summary['best_file']}")
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    model = endpoint.model_folder(args.model) if args.model else endpoint.newest_model(args.workdir)
+    print(f"deploy: starting serve on {model} (port {args.port})", flush=True)
+    ep = endpoint.deploy(args.workdir, model, name=args.name, port=args.port, workers=args.workers)
+    print(f"deploy: endpoint {ep.name!r} ready at {ep.url} (log {ep.log}); `dogctl teardown` stops it")
+    return 0
+
+
+def cmd_invoke(args: argparse.Namespace) -> int:
+    ep = endpoint.ready(endpoint.Endpoint.load(args.workdir, args.name))
+    for photo in args.photos:
+        if not photo.is_file():
+            raise UsageError(f"{photo}: no such file")
+        top = endpoint.invoke(ep, photo, args.top_k)
+        print(f"{photo}: " + ", ".join(f"{p['breed']} {100 * p['probability']:.1f}%" for p in top))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    ep = endpoint.ready(endpoint.Endpoint.load(args.workdir, args.name))
+    split_dir = args.data or dataset.load_prepared(args.workdir).channels.get(args.split)
+    if split_dir is None:
+        raise UsageError(f"the prepared dataset has no {args.split!r} split: pass --data FOLDER")
+    classes = json.loads((Path(ep.model_dir) / "classes.json").read_text())
+    print(f"evaluate: {split_dir} through {ep.url}", flush=True)
+
+    tty = sys.stdout.isatty()
+    shown = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        if tty:
+            print(f"\revaluate: {done}/{total} images", end="\n" if done == total else "", flush=True)
+        elif done == total or done / total >= shown[0] + 0.25:  # a line every quarter in a log
+            shown[0] = done / total
+            print(f"evaluate: {done}/{total} images", flush=True)
+
+    result = endpoint.evaluate(ep, Path(split_dir), classes, progress)
+    print(endpoint.format_evaluation(result))
+    return 0
+
+
+def cmd_teardown(args: argparse.Namespace) -> int:
+    stopped = endpoint.teardown(args.workdir, args.name)
+    print(f"teardown: endpoint {args.name!r} " + ("stopped" if stopped else "was not running"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dogctl", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -136,6 +236,23 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default: about {DEBUG_SAVES} times in the run)")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("tune", help="tune hyperparameters (locally: an Optuna study)")
+    p.add_argument("--local", action="store_true", default=True,
+                   help="run on this machine (the only backend so far)")
+    p.add_argument("--name", default="tune",
+                   help="study name; the same name resumes it (default: %(default)s)")
+    p.add_argument("--trials", type=int, default=20, help="trials in all (default: %(default)s)")
+    p.add_argument("--parallel", type=int, default=2, help="trials at a time (default: %(default)s)")
+    p.add_argument("--tune", default="lr,eps,weight_decay,batch_size,epochs",
+                   help="hyperparameters to search, comma-separated (default: %(default)s)")
+    p.add_argument("--range", action="append", metavar="NAME=LOW:HIGH[:log]|NAME=A|B",
+                   help="override a search range (repeatable)")
+    p.add_argument("--hp", action="append", metavar="NAME=VALUE",
+                   help="a fixed hyperparameter for every trial (repeatable)")
+    p.add_argument("--hyperparameters", metavar="FILE", help="JSON file of fixed hyperparameters")
+    p.add_argument("--seed", type=int, default=0, help="sampler seed (default: %(default)s)")
+    p.set_defaults(func=cmd_tune)
+
     p = sub.add_parser("report", help="write the HTML report of a job folder")
     p.add_argument("job", type=Path, metavar="RUN_DIR",
                    help="a run folder, its opt_ml folder, or a SageMaker job's downloaded output")
@@ -143,6 +260,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate the Debugger rules again (default: the saved verdicts)")
     p.add_argument("--out", type=Path, help="where to write (default: the job's output/data/report.html)")
     p.set_defaults(func=cmd_report)
+
+    def endpoint_name(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--name", default=endpoint.DEFAULT_NAME, help="endpoint name (default: %(default)s)")
+
+    p = sub.add_parser("deploy", help="serve a trained model as a local endpoint")
+    p.add_argument("--model", type=Path, help="model folder, /opt/ml tree or run folder "
+                   "(default: the newest model under WORKDIR/runs)")
+    p.add_argument("--port", type=int, default=8080, help="port (default: %(default)s)")
+    p.add_argument("--workers", type=int, help="server worker processes (default: serve's)")
+    endpoint_name(p)
+    p.set_defaults(func=cmd_deploy)
+
+    p = sub.add_parser("invoke", help="send photos to the endpoint, print the top breeds")
+    p.add_argument("photos", type=Path, nargs="+", metavar="PHOTO")
+    p.add_argument("--top-k", type=int, default=3, help="breeds per photo (default: %(default)s)")
+    endpoint_name(p)
+    p.set_defaults(func=cmd_invoke)
+
+    p = sub.add_parser("evaluate", help="run a split through the endpoint: accuracy and errors")
+    p.add_argument("--split", default="test", help="split of the prepared dataset (default: %(default)s)")
+    p.add_argument("--data", type=Path, help="a folder of class folders instead")
+    endpoint_name(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("teardown", help="stop the endpoint")
+    endpoint_name(p)
+    p.set_defaults(func=cmd_teardown)
     return parser
 
 
@@ -150,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UsageError, HyperparameterError, dataset.DatasetError, JobDirError) as exc:
+    except (UsageError, HyperparameterError, dataset.DatasetError, JobDirError,
+            endpoint.EndpointError) as exc:
         print(f"dogctl {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

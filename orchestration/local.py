@@ -44,10 +44,13 @@ def new_run_dir(workdir: Path, kind: str, name: str | None = None) -> Path:
 def run_training(run_dir: Path, channels: dict[str, Path], hyperparameters: dict[str, str], *,
                  on_line: Callable[[str], None] | None = None,
                  env: dict[str, str] | None = None,
-                 debug_hook: dict | None = None) -> TrainResult:
+                 debug_hook: dict | None = None,
+                 cpus: set[int] | None = None) -> TrainResult:
     """Lay out ``run_dir/opt_ml`` and run ``train`` there; every output line goes to
     ``run_dir/train.log`` and to ``on_line`` (default: stdout). ``debug_hook``: a
-    debughookconfig.json (:func:`dogbreed.debugger.hook_config`) turns the debugger on."""
+    debughookconfig.json (:func:`dogbreed.debugger.hook_config`) turns the debugger on; ``cpus``
+    pins the run to those cores (train sizes its threads to them). If ``on_line`` raises, the run
+    is stopped and the exception goes on."""
     opt = OptML(run_dir / "opt_ml")
     opt.write_inputs(channels, hyperparameters, debug_hook=debug_hook)
     emit = on_line or (lambda line: print(line, flush=True))
@@ -57,6 +60,7 @@ def run_training(run_dir: Path, channels: dict[str, Path], hyperparameters: dict
             [sys.executable, "-m", "dogbreed.train"],
             env={**os.environ, **(env or {}), "OPT_ML": str(opt.root), "PYTHONUNBUFFERED": "1"},
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
         )
         try:
             assert proc.stdout is not None
@@ -65,8 +69,8 @@ def run_training(run_dir: Path, channels: dict[str, Path], hyperparameters: dict
                 log.flush()
                 emit(line.rstrip("\n"))
             proc.wait()
-        except KeyboardInterrupt:
-            proc.terminate()
+        except BaseException:
+            proc.terminate()  # SIGTERM: train stops at once, its checkpoints kept
             proc.wait()
             raise
     return TrainResult(run_dir, opt, proc.returncode, time.monotonic() - started)

@@ -1,0 +1,63 @@
+"""`dogctl tune --local`: an Optuna study whose trials are real `train` runs, resumed, then used."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import pytest
+
+from dogbreed.hyperparameters import parse
+from local_test.testdata import make_dataset
+from tests.helpers import BIN
+
+pytestmark = pytest.mark.e2e
+
+
+def dogctl(work, *args, env, timeout=900):
+    return subprocess.run([str(BIN / "dogctl"), "--workdir", str(work), *args], capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+def test_tune_resume_then_train_with_the_best(tmp_path, train_env):
+    data = make_dataset(tmp_path / "src", classes=3, per_class=8, size=32)
+    work = tmp_path / "work"
+    assert dogctl(work, "data", "--source", str(data), env=train_env).returncode == 0
+    common = ["tune", "--parallel", "2", "--hp", "pretrained=false", "--hp", "image_size=32",
+              "--range", "epochs=1:2", "--range", "batch_size=4|8"]
+    out = dogctl(work, *common, "--trials", "4", env=train_env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("trial "))
+    table = lines[header + 1:header + 5]
+    assert len(table) == 4 and all(re.match(r"trial-00\d ", row) for row in table)
+    values = [float(row.split()[2]) for row in table if row.split()[2] != "-"]
+    assert values == sorted(values, reverse=True)  # best first
+    assert "starts:" in out.stdout and "epoch 1: valid_acc=" in out.stdout
+
+    best_file = work / "tuning" / "tune" / "best-hyperparameters.json"
+    best = json.loads(best_file.read_text())
+    params = parse(best)  # every value is a valid hyperparameter
+    assert params.pretrained is False and params.image_size == 32 and params.epochs in (1, 2)
+    assert best["batch_size"] in ("4", "8") and 1e-5 <= params.lr <= 1e-2
+
+    again = dogctl(work, *common, "--trials", "5", env=train_env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "resuming study 'tune': 4 of 5 trials done" in again.stdout
+    assert again.stdout.count(" starts: ") == 1  # only the missing trial ran
+    summary = json.loads((work / "tuning" / "tune" / "tuning.json").read_text())
+    assert len(summary["trials"]) == 5 and summary["objective"] == "valid_acc"
+
+    run = dogctl(work, "train", "--name", "best", "--hyperparameters", str(best_file),
+                 "--debug-interval", "1000", env=train_env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = (work / "runs" / "best" / "opt_ml" / "output" / "data" / "report.html").read_text()
+    assert "Hyperparameter tuning: 5 trials" in report
+
+
+def test_tune_rejects_an_unknown_name_in_one_line(tmp_path, train_env):
+    out = dogctl(tmp_path / "work", "tune", "--tune", "lr,colour", env=train_env)
+    assert out.returncode == 2 and out.stderr.startswith("dogctl tune: error: not tunable: colour")
+    bad = dogctl(tmp_path / "work", "tune", "--range", "lr=big", env=train_env)
+    assert bad.returncode == 2 and "--range takes NAME=LOW:HIGH[:log]" in bad.stderr
