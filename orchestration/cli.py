@@ -26,6 +26,8 @@ from dogbreed.jobdir import JobDirError
 from dogbreed.report import REPORT_FILE, TUNING_FILE
 
 from . import dataset, endpoint, local
+from .aws import AwsError
+from .progress import Progress
 
 DEFAULT_WORKDIR = Path("work")
 DEBUG_SAVES = 8  # full tensor saves after the first ten steps, in a local run
@@ -69,6 +71,22 @@ def cmd_data(args: argparse.Namespace) -> int:
         skipped = prepared.skipped.get(split, 0)
         note = f" ({skipped} unusable file(s) skipped)" if skipped else ""
         print(f"  {split:<5} {prepared.counts[split]:>6} images  {path}{note}")
+    if args.sagemaker:
+        from . import aws
+
+        settings = aws.Settings.load({"bucket": args.bucket, "prefix": args.prefix,
+                                      "region": args.region}, args.config)
+        settings.need("bucket")
+        session = settings.session()
+        uris = {}
+        for split, path in prepared.channels.items():
+            with Progress(f"data: uploading {split}", None, unit="files", stream=sys.stdout) as bar:
+                result = aws.upload_channel(session, path, settings.s3_uri("data", split),
+                                            lambda done, total, bar=bar: bar.advance_to(done, total))
+            uris[split] = result.uri
+            print(f"data: {split} -> {result.uri} ({result.uploaded} uploaded, {result.unchanged} unchanged)")
+        dataset.save_s3_channels(args.workdir, uris)
+        print("data: channels: " + json.dumps(uris))
     return 0
 
 
@@ -186,17 +204,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     classes = json.loads((Path(ep.model_dir) / "classes.json").read_text())
     print(f"evaluate: {split_dir} through {ep.url}", flush=True)
 
-    tty = sys.stdout.isatty()
-    shown = [0.0]
-
-    def progress(done: int, total: int) -> None:
-        if tty:
-            print(f"\revaluate: {done}/{total} images", end="\n" if done == total else "", flush=True)
-        elif done == total or done / total >= shown[0] + 0.25:  # a line every quarter in a log
-            shown[0] = done / total
-            print(f"evaluate: {done}/{total} images", flush=True)
-
-    result = endpoint.evaluate(ep, Path(split_dir), classes, progress)
+    with Progress("evaluate", None, unit="images", stream=sys.stdout) as bar:
+        result = endpoint.evaluate(ep, Path(split_dir), classes, bar.advance_to)
     print(endpoint.format_evaluation(result))
     return 0
 
@@ -205,6 +214,13 @@ def cmd_teardown(args: argparse.Namespace) -> int:
     stopped = endpoint.teardown(args.workdir, args.name)
     print(f"teardown: endpoint {args.name!r} " + ("stopped" if stopped else "was not running"))
     return 0
+
+
+def aws_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="settings file (default: $DOGCTL_CONFIG or ./dogctl.toml)")
+    p.add_argument("--bucket", help="S3 bucket (or DOGCTL_BUCKET, or the settings file)")
+    p.add_argument("--prefix", help="S3 key prefix (default: dogbreed)")
+    p.add_argument("--region", help="AWS region (default: the AWS configuration)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -220,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-from-valid", type=float, default=0.5, metavar="FRACTION",
                    help="if the dataset has no test split, move this fraction of each valid "
                         "class into one (default 0.5; 0: none)")
+    p.add_argument("--sagemaker", action="store_true",
+                   help="also upload the channels to S3 (s3://BUCKET/PREFIX/data/<split>/), skipping "
+                        "unchanged files, for SageMaker jobs")
+    aws_options(p)
     p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("train", help="train a model")
@@ -295,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (UsageError, HyperparameterError, dataset.DatasetError, JobDirError,
-            endpoint.EndpointError) as exc:
+            endpoint.EndpointError, AwsError) as exc:
         print(f"dogctl {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -263,6 +263,22 @@ def prepare(source: str, workdir: Path, test_fraction: float = 0.5) -> Prepared:
     return prepared
 
 
+def save_s3_channels(workdir: Path, uris: dict[str, str]) -> None:
+    """Record the S3 copies of the channels beside the local ones."""
+    state = workdir / "data" / STATE_FILE
+    data = json.loads(state.read_text())
+    data["s3_channels"] = uris
+    state.write_text(json.dumps(data, indent=1))
+
+
+def load_s3_channels(workdir: Path) -> dict[str, str]:
+    state = workdir / "data" / STATE_FILE
+    uris = json.loads(state.read_text()).get("s3_channels") if state.is_file() else None
+    if not uris:
+        raise DatasetError("the channels are not in S3 yet: run `dogctl data --sagemaker`")
+    return uris
+
+
 def load_prepared(workdir: Path) -> Prepared:
     state = workdir / "data" / STATE_FILE
     if not state.is_file():

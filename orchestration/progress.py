@@ -48,6 +48,12 @@ class Progress:
             self.last = now
             self._emit()
 
+    def advance_to(self, done: float, total: float | None = None) -> None:
+        """Callback form: ``done`` so far, of ``total`` when known."""
+        if total is not None:
+            self.total = total
+        self.update(done - self.done)
+
     def _emit(self, end: str = "") -> None:
         if self.tty:
             self.stream.write("\r" + self._line() + end)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from local_test.testdata import make_dataset, make_standin_weights, write_opt_ml
-from tests.helpers import FAST_HP, run_train
+from tests.helpers import BIN, FAST_HP, free_port, run_train, wait_http
 
 
 @pytest.fixture(scope="session")
@@ -64,3 +65,30 @@ def trained_model(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> Pa
     result = run_train(root, env)
     assert result.returncode == 0, result.stdout + result.stderr
     return root / "model"
+
+
+@pytest.fixture(scope="session")
+def moto():
+    """moto's server on a free loopback port: AWS APIs over real HTTP (AWS_ENDPOINT_URL)."""
+    port = free_port()
+    proc = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/moto-api/", proc, what="moto_server")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture
+def aws(moto, monkeypatch, tmp_path):
+    """An AWS configuration that points at the moto server, and nothing from this machine."""
+    for name in list(os.environ):
+        if name.startswith(("AWS_", "DOGCTL_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return monkeypatch
+

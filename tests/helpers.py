@@ -180,3 +180,11 @@ def png_bomb(width: int, height: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 4096))
             + chunk(b"IEND", b""))
+
+
+def use_credentials(aws, region: str | None = "eu-west-1") -> None:
+    """Fake credentials (and a region) for the moto server of the ``aws`` fixture."""
+    aws.setenv("AWS_ACCESS_KEY_ID", "testing")
+    aws.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    if region:
+        aws.setenv("AWS_DEFAULT_REGION", region)

@@ -2,46 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-
 import boto3
 import pytest
 
 from orchestration.registry import RegistryError, Target, ecr_target
-from tests.helpers import BIN, free_port, wait_http
+from tests.helpers import use_credentials
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def moto():
-    port = free_port()
-    proc = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/moto-api/", proc, what="moto_server")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-
-
-@pytest.fixture
-def aws(moto, monkeypatch, tmp_path):
-    """An AWS configuration that points at the moto server, and nothing from this machine."""
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto)
-    return monkeypatch
-
-
-def use_credentials(aws) -> None:
-    aws.setenv("AWS_ACCESS_KEY_ID", "testing")
-    aws.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    aws.setenv("AWS_DEFAULT_REGION", "eu-west-1")
 
 
 def test_ecr_repository_is_created_once_and_the_registry_named(aws):
@@ -59,7 +26,7 @@ def test_ecr_repository_is_created_once_and_the_registry_named(aws):
 def test_region_from_the_aws_config_file(aws, tmp_path):
     use_credentials(aws)
     aws.delenv("AWS_DEFAULT_REGION")
-    (tmp_path / "config").write_text("[default]\nregion = ap-south-1\n")
+    (tmp_path / "aws-config").write_text("[default]\nregion = ap-south-1\n")
     assert ecr_target("dogbreed").registry.endswith(".dkr.ecr.ap-south-1.amazonaws.com")
 
 
