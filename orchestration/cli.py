@@ -18,6 +18,7 @@ import argparse
 import json
 import shutil
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from dogbreed.debugger import TENSORS_DIR, hook_config
@@ -90,8 +91,28 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_sagemaker(args: argparse.Namespace, hyperparameters: dict[str, str]) -> int:
+    from . import aws, sagemaker_jobs
+
+    settings = aws.Settings.load({"bucket": args.bucket, "prefix": args.prefix, "region": args.region,
+                                  "role": args.role, "image": args.image,
+                                  "train_instance_type": args.instance_type}, args.config)
+    channels = dataset.load_s3_channels(args.workdir)
+    name = args.name or datetime.now(UTC).strftime("dogbreed-%Y%m%d-%H%M%S")
+    job = sagemaker_jobs.estimator(settings, hyperparameters, session=sagemaker_jobs.session(settings),
+                                   job_name=name, spot=args.spot, debugger=args.debugger)
+    job.fit(channels, wait=False, job_name=name)
+    print(f"train: SageMaker training job {name} submitted ({settings.train_instance_type}"
+          f"{', spot' if args.spot else ''}); channels {json.dumps(channels)}")
+    print(f"train: https://{settings.session().region_name}.console.aws.amazon.com/sagemaker/home"
+          f"#/jobs/{name}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     hyperparameters = hyperparameters_from(args)
+    if args.sagemaker:
+        return cmd_train_sagemaker(args, hyperparameters)
     prepared = dataset.load_prepared(args.workdir)
     run_dir = local.new_run_dir(args.workdir, "train", args.name)
     print(f"train: local run in {run_dir} on {prepared.name} "
@@ -254,6 +275,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug-interval", type=int, metavar="STEPS",
                    help=f"save weights and gradients every STEPS training steps "
                         f"(default: about {DEBUG_SAVES} times in the run)")
+    p.add_argument("--sagemaker", action="store_true",
+                   help="submit a SageMaker training job instead (channels from `dogctl data --sagemaker`)")
+    p.add_argument("--role", help="SageMaker execution role ARN (or DOGCTL_ROLE, or the settings file)")
+    p.add_argument("--image", help="image URI from `make push` (or DOGCTL_IMAGE, or the settings file)")
+    p.add_argument("--instance-type", help="training instance type (default: ml.g4dn.xlarge)")
+    p.add_argument("--spot", action="store_true", help="managed spot training (resumes from checkpoints)")
+    aws_options(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("tune", help="tune hyperparameters (locally: an Optuna study)")

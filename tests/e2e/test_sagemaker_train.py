@@ -1,0 +1,118 @@
+"""The SageMaker training job as it reaches AWS: the exact CreateTrainingJob request the
+sagemaker SDK sends to a moto server over real HTTP (recorded by moto's recorder)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.request
+
+import boto3
+import pytest
+
+from dogbreed.debugger import collections
+from dogbreed.hyperparameters import HyperparameterError
+from dogbreed.metrics import METRIC_DEFINITIONS
+from orchestration.aws import Settings
+from orchestration.sagemaker_jobs import estimator, session
+from tests.helpers import use_credentials
+
+pytestmark = pytest.mark.e2e
+IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/dogbreed:latest"
+ROLE = "arn:aws:iam::123456789012:role/SageMakerExecution"
+BUCKET = "dogbreed-jobs"
+
+
+def recorded(moto: str, action: str) -> list[dict]:
+    text = urllib.request.urlopen(moto + "/moto-api/recorder/download-recording").read().decode()
+    found = []
+    for line in text.splitlines():
+        entry = json.loads(line)
+        if entry.get("headers", {}).get("X-Amz-Target", "").endswith("." + action):
+            body = entry["body"]
+            found.append(json.loads(base64.b64decode(body) if entry.get("body_encoded") else body))
+    return found
+
+
+@pytest.fixture
+def recording(aws, moto):
+    use_credentials(aws)
+    for verb in ("reset-recording", "start-recording"):
+        urllib.request.urlopen(urllib.request.Request(f"{moto}/moto-api/recorder/{verb}", method="POST"))
+    s3 = boto3.client("s3")
+    if BUCKET not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    yield moto
+    urllib.request.urlopen(urllib.request.Request(f"{moto}/moto-api/recorder/stop-recording", method="POST"))
+
+
+def test_create_training_job_carries_debugger_profiler_rules_checkpoints_and_spot(recording):
+    settings = Settings(region="eu-west-1", role=ROLE, bucket=BUCKET, image=IMAGE)
+    job = estimator(settings, {"epochs": "3", "lr": "0.001"}, session=session(settings), job_name="j1",
+                    spot=True)
+    channels = {"train": "s3://dogbreed-jobs/dogbreed/data/train/", "valid": "s3://dogbreed-jobs/dogbreed/data/valid/"}
+    job.fit(channels, wait=False, job_name="j1")
+    (request,) = recorded(recording, "CreateTrainingJob")
+
+    assert request["AlgorithmSpecification"]["TrainingImage"] == IMAGE
+    assert request["AlgorithmSpecification"]["MetricDefinitions"] == list(METRIC_DEFINITIONS)
+    assert request["RoleArn"] == ROLE
+    assert request["HyperParameters"] == {"epochs": "3", "lr": "0.001"}
+    assert {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"]
+            for c in request["InputDataConfig"]} == channels
+    assert request["ResourceConfig"]["InstanceType"] == "ml.g4dn.xlarge"
+    assert request["EnableManagedSpotTraining"] is True
+    stopping = request["StoppingCondition"]
+    assert stopping["MaxWaitTimeInSeconds"] >= stopping["MaxRuntimeInSeconds"]
+    assert request["CheckpointConfig"]["S3Uri"] == "s3://dogbreed-jobs/dogbreed/checkpoints/j1"
+
+    hook = request["DebugHookConfig"]
+    assert hook["S3OutputPath"] == "s3://dogbreed-jobs/dogbreed/jobs"
+    # What train saves is what the local runs save (losses at every step), not the rules' defaults.
+    saved = {c["CollectionName"]: c["CollectionParameters"] for c in hook["CollectionConfigurations"]}
+    assert saved == collections(100)
+    assert [r["RuleConfigurationName"] for r in request["DebugRuleConfigurations"]] == [
+        "VanishingGradient", "PoorWeightInitialization", "ExplodingTensor", "Overfit", "Overtraining",
+        "LossNotDecreasing"]
+    assert request["ProfilerConfig"]["ProfilingIntervalInMilliseconds"] == 500
+    assert {r["RuleConfigurationName"].split("-")[0] for r in request["ProfilerRuleConfigurations"]} >= {
+        "LowGPUUtilization", "ProfilerReport"}
+
+
+def test_a_bad_hyperparameter_never_reaches_aws(recording):
+    settings = Settings(region="eu-west-1", role=ROLE, bucket=BUCKET, image=IMAGE)
+    with pytest.raises(HyperparameterError, match="'lr'"):
+        estimator(settings, {"lr": "fast"}, session=session(settings), job_name="j2")
+    assert recorded(recording, "CreateTrainingJob") == []
+
+
+def test_dogctl_train_sagemaker_submits_the_job(recording, tmp_path):
+    import os
+    import subprocess
+
+    from local_test.testdata import make_dataset
+    from tests.helpers import BIN
+
+    src = make_dataset(tmp_path / "src", classes=2, per_class=2, size=32)
+    work = tmp_path / "work"
+
+    def dogctl(*args):
+        return subprocess.run([str(BIN / "dogctl"), "--workdir", str(work), *args], capture_output=True,
+                              text=True, timeout=300, env=dict(os.environ))
+
+    not_uploaded = dogctl("data", "--source", str(src))
+    assert not_uploaded.returncode == 0
+    early = dogctl("train", "--sagemaker", "--bucket", BUCKET)
+    assert early.returncode == 2 and "run `dogctl data --sagemaker`" in early.stderr
+    assert dogctl("data", "--source", str(src), "--sagemaker", "--bucket", BUCKET).returncode == 0
+    no_role = dogctl("train", "--sagemaker", "--bucket", BUCKET, "--image", IMAGE)
+    assert no_role.returncode == 2 and "no role: pass --role" in no_role.stderr
+    out = dogctl("train", "--sagemaker", "--bucket", BUCKET, "--image", IMAGE, "--role", ROLE, "--spot",
+                 "--name", "dogbreed-test-1", "--hp", "epochs=2")
+    assert out.returncode == 0, out.stderr
+    assert "SageMaker training job dogbreed-test-1 submitted (ml.g4dn.xlarge, spot)" in out.stdout
+    (request,) = recorded(recording, "CreateTrainingJob")
+    assert request["TrainingJobName"] == "dogbreed-test-1"
+    assert request["CheckpointConfig"]["S3Uri"] == f"s3://{BUCKET}/dogbreed/checkpoints/dogbreed-test-1"
+    assert request["HyperParameters"] == {"epochs": "2"}
+    assert set(c["ChannelName"] for c in request["InputDataConfig"]) == {"train", "valid", "test"}
