@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from orchestration import registry
+
 ROOT = Path(__file__).resolve().parent.parent
 CONTEXT_FILES = ("requirements.txt", "container", "docker", ".dockerignore")
 
@@ -39,8 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", help="BASE_IMAGE (default: the local stand-in)")
     args = parser.parse_args()
-    engine = subprocess.run(["bash", "docker/engine.sh"], cwd=ROOT, check=True, capture_output=True,
-                            text=True).stdout.strip()
+    engine = registry.engine()
     env = {"BUILDAH_ISOLATION": os.environ.get("BUILDAH_ISOLATION", "chroot")}
     base = args.base
     if not base:

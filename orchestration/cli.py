@@ -22,12 +22,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dogbreed.debugger import TENSORS_DIR, hook_config
-from dogbreed.hyperparameters import HyperparameterError, Tune, parse
+from dogbreed.hyperparameters import HyperparameterError, Tune, describe_tune, parse
 from dogbreed.jobdir import JobDirError
+from dogbreed.opt_ml import CLASSES_FILE
 from dogbreed.report import REPORT_FILE, TUNING_FILE
 
-from . import dataset, endpoint, local
-from .aws import AwsError
+from . import aws, dataset, endpoint, local
 from .progress import Progress
 
 DEFAULT_WORKDIR = Path("work")
@@ -73,8 +73,6 @@ def cmd_data(args: argparse.Namespace) -> int:
         note = f" ({skipped} unusable file(s) skipped)" if skipped else ""
         print(f"  {split:<5} {prepared.counts[split]:>6} images  {path}{note}")
     if args.sagemaker:
-        from . import aws
-
         settings = aws.Settings.load({"bucket": args.bucket, "prefix": args.prefix,
                                       "region": args.region}, args.config)
         settings.need("bucket")
@@ -92,19 +90,20 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_train_sagemaker(args: argparse.Namespace, hyperparameters: dict[str, str]) -> int:
-    from . import aws, sagemaker_jobs
+    from . import sagemaker_jobs
 
     settings = aws.Settings.load({"bucket": args.bucket, "prefix": args.prefix, "region": args.region,
                                   "role": args.role, "image": args.image,
                                   "train_instance_type": args.instance_type}, args.config)
     channels = dataset.load_s3_channels(args.workdir)
     name = args.name or datetime.now(UTC).strftime("dogbreed-%Y%m%d-%H%M%S")
-    job = sagemaker_jobs.estimator(settings, hyperparameters, session=sagemaker_jobs.session(settings),
-                                   job_name=name, spot=args.spot, debugger=args.debugger)
+    session = sagemaker_jobs.session(settings)
+    job = sagemaker_jobs.estimator(settings, hyperparameters, session=session, job_name=name,
+                                   spot=args.spot, debugger=args.debugger)
     job.fit(channels, wait=False, job_name=name)
     print(f"train: SageMaker training job {name} submitted ({settings.train_instance_type}"
           f"{', spot' if args.spot else ''}); channels {json.dumps(channels)}")
-    print(f"train: https://{settings.session().region_name}.console.aws.amazon.com/sagemaker/home"
+    print(f"train: https://{session.boto_region_name}.console.aws.amazon.com/sagemaker/home"
           f"#/jobs/{name}")
     return 0
 
@@ -185,8 +184,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     print(f"tune: study {args.name!r}: {args.trials} trials, {args.parallel} in parallel, TPE sampler "
           f"with median pruning, objective valid_acc, on {prepared.name}", flush=True)
     for name, tune in space.items():
-        print(f"  {name}: " + (", ".join(map(str, tune.values)) if tune.values is not None else
-                               f"{tune.low} to {tune.high}{' (log)' if tune.log else ''}"))
+        print(f"  {name}: {describe_tune(tune)}")
     summary = tuning.run_study(args.workdir, prepared.channels, setup,
                                emit=lambda line: print(line, flush=True))
     print(tuning.trials_table(summary, list(space)))
@@ -222,7 +220,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     split_dir = args.data or dataset.load_prepared(args.workdir).channels.get(args.split)
     if split_dir is None:
         raise UsageError(f"the prepared dataset has no {args.split!r} split: pass --data FOLDER")
-    classes = json.loads((Path(ep.model_dir) / "classes.json").read_text())
+    classes = json.loads((Path(ep.model_dir) / CLASSES_FILE).read_text())
     print(f"evaluate: {split_dir} through {ep.url}", flush=True)
 
     with Progress("evaluate", None, unit="images", stream=sys.stdout) as bar:
@@ -343,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (UsageError, HyperparameterError, dataset.DatasetError, JobDirError,
-            endpoint.EndpointError, AwsError) as exc:
+            endpoint.EndpointError, aws.AwsError) as exc:
         print(f"dogctl {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -104,12 +104,14 @@ def run_study(workdir: Path, channels: dict[str, Path], setup: TuningSetup,
         values = {**dict(setup.fixed), **suggest(trial, space)}
         label = f"trial-{trial.number:03d}"
         with lock:
-            emit(f"tune: {label} starts: " + " ".join(f"{k}={v}" for k, v in suggest_view(values, space)))
+            emit(f"tune: {label} starts: " + " ".join(f"{k}={values[k]}" for k in space))
         run_dir = folder / label
         run_dir.mkdir(parents=True, exist_ok=True)
-        best = {"value": None}
+        best: dict[str, float | None] = {"value": None, "final": None}
 
         def on_line(line: str) -> None:
+            if is_final(line):  # the kept epoch's valid_acc, as SageMaker's tuner reads it last
+                best["final"] = parse_metrics(line).get(OBJECTIVE_METRIC)
             parsed = parse_epoch(line)
             if parsed is None:
                 return
@@ -135,9 +137,7 @@ def run_study(workdir: Path, channels: dict[str, Path], setup: TuningSetup,
             slots.put(cpus)
         if not result.ok:
             raise RuntimeError(f"{label} failed: {result.failure()} (log {run_dir / 'train.log'})")
-        final = [parse_metrics(line) for line in (run_dir / "train.log").read_text().splitlines()
-                 if is_final(line)]
-        value = (final[-1] if final else {}).get(OBJECTIVE_METRIC, best["value"])
+        value = best["final"] if best["final"] is not None else best["value"]
         with lock:
             emit(f"tune: {label} done: {OBJECTIVE_METRIC}={value:.4f} in {result.seconds:.0f}s")
         return value
@@ -145,10 +145,6 @@ def run_study(workdir: Path, channels: dict[str, Path], setup: TuningSetup,
     if remaining > 0:
         study.optimize(objective, n_trials=remaining, n_jobs=setup.parallel, catch=(RuntimeError,))
     return summarize(study, setup, folder)
-
-
-def suggest_view(values: dict[str, str], space: dict[str, Tune]) -> list[tuple[str, str]]:
-    return [(k, v) for k, v in values.items() if k in space]
 
 
 def summarize(study: Any, setup: TuningSetup, folder: Path) -> dict[str, Any]:

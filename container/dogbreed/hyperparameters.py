@@ -234,7 +234,8 @@ def value_type(name: str) -> str:
     return _kind(name)
 
 
-def _describe_tune(tune: Tune | None) -> str:
+def describe_tune(tune: Tune | None) -> str:
+    """A search range as the docs and `dogctl tune` show it."""
     if tune is None:
         return ""
     if tune.values is not None:
@@ -249,7 +250,7 @@ def markdown_table() -> str:
     for name, spec in SPECS.items():
         rows.append(
             f"| `{name}` | `{format_value(DEFAULTS[name])}` | {allowed(name)} | "
-            f"{_describe_tune(spec.tune)} | {spec.help} |"
+            f"{describe_tune(spec.tune)} | {spec.help} |"
         )
     return "\n".join(rows) + "\n"
 

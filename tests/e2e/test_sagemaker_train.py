@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
 import urllib.request
 
 import boto3
@@ -13,9 +15,10 @@ import pytest
 from dogbreed.debugger import collections
 from dogbreed.hyperparameters import HyperparameterError
 from dogbreed.metrics import METRIC_DEFINITIONS
+from local_test.testdata import make_dataset
 from orchestration.aws import Settings
 from orchestration.sagemaker_jobs import estimator, session
-from tests.helpers import use_credentials
+from tests.helpers import BIN, use_credentials
 
 pytestmark = pytest.mark.e2e
 IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/dogbreed:latest"
@@ -87,12 +90,6 @@ def test_a_bad_hyperparameter_never_reaches_aws(recording):
 
 
 def test_dogctl_train_sagemaker_submits_the_job(recording, tmp_path):
-    import os
-    import subprocess
-
-    from local_test.testdata import make_dataset
-    from tests.helpers import BIN
-
     src = make_dataset(tmp_path / "src", classes=2, per_class=2, size=32)
     work = tmp_path / "work"
 
