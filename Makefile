@@ -17,8 +17,13 @@ WORK ?= work
 # Photos `make demo` sends to its endpoint, and the port it serves on.
 DEMO_PHOTOS ?= $(wildcard ../shared/data/sample-images/*.jpg)
 DEMO_PORT ?= 8080
-# Hyperparameters of `make demo` as NAME=VALUE words (see README).
-DEMO_HP ?= pretrained=false epochs=4 image_size=64 batch_size=64 lr=0.002 label_smoothing=0.1
+# `make demo`'s short tuning: a few one-epoch trials at 32 px over lr and weight_decay (the study
+# resumes: a second `make demo` reuses it). DEMO_TRIALS=0 skips it.
+DEMO_TRIALS ?= 4
+DEMO_TUNE ?= --parallel 2 --tune lr,weight_decay --hp pretrained=false --hp epochs=1 --hp image_size=32 \
+             --hp batch_size=64 --hp label_smoothing=0.1
+# Hyperparameters of `make demo`'s training as NAME=VALUE words (see README), over the tuned ones.
+DEMO_HP ?= pretrained=false epochs=3 image_size=64 batch_size=64 label_smoothing=0.1
 
 # The image: `make build push`. IMAGE is the local name; REGISTRY=host[:port] pushes there instead
 # of Amazon ECR. Build arguments (see docker/Dockerfile) pass through when given: BASE_IMAGE,
@@ -76,14 +81,18 @@ local-train: install  ## train in the image on the generated local_test/test_dir
 local-serve:  ## serve local_test/test_dir's model from the image on port 8080 (docker run -p 8080:8080 ... serve)
 	local_test/serve_local.sh $(IMAGE)
 
-demo: install  ## the main job, locally: data, training with the debugger, report, endpoint (DATA=zip|folder|URL)
+demo: install  ## the main job, locally: data, short tuning, training with the debugger, report, endpoint (DATA=...)
 	$(VENV)/bin/dogctl --workdir $(WORK) data $(if $(DATA),--source "$(DATA)")
-	$(VENV)/bin/dogctl --workdir $(WORK) train --local $(addprefix --hp ,$(DEMO_HP))
+	$(if $(filter-out 0,$(DEMO_TRIALS)),$(VENV)/bin/dogctl --workdir $(WORK) tune --local --name demo \
+	    --trials $(DEMO_TRIALS) $(DEMO_TUNE))
+	$(VENV)/bin/dogctl --workdir $(WORK) train --local $(addprefix --hp ,$(DEMO_HP)) \
+	    $(if $(filter-out 0,$(DEMO_TRIALS)),--hyperparameters $(WORK)/tuning/demo/best-hyperparameters.json,--hp lr=0.002)
 	$(VENV)/bin/dogctl --workdir $(WORK) deploy --port $(DEMO_PORT)
 	status=0; \
 	$(if $(DEMO_PHOTOS),$(VENV)/bin/dogctl --workdir $(WORK) invoke $(DEMO_PHOTOS) || status=$$?;) \
 	$(VENV)/bin/dogctl --workdir $(WORK) evaluate || status=$$?; \
-	$(VENV)/bin/dogctl --workdir $(WORK) teardown; exit $$status
+	$(VENV)/bin/dogctl --workdir $(WORK) teardown; \
+	$(VENV)/bin/dogctl --workdir $(WORK) summary || status=$$?; exit $$status
 
 serve: install  ## serve a model on port 8080 (MODEL=folder; default: the newest under work/runs)
 	local_test/serve_model.sh $(MODEL)

@@ -8,6 +8,10 @@
     dogctl invoke PHOTO...                        the top breeds of each photo, from the endpoint
     dogctl evaluate [--split test]                a whole split through the endpoint: accuracy, errors
     dogctl teardown                               stop the endpoint
+    dogctl summary                                data, tuning, model and report, in a few lines
+
+train, tune, deploy, invoke, evaluate and teardown take --sagemaker to do the same on SageMaker
+(after `dogctl data --sagemaker`); see README.
 
 Every command prints progress, and a one-line error instead of a traceback.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from datetime import UTC, datetime
@@ -27,11 +32,12 @@ from dogbreed.jobdir import JobDirError
 from dogbreed.opt_ml import CLASSES_FILE
 from dogbreed.report import REPORT_FILE, TUNING_FILE
 
-from . import aws, dataset, endpoint, local
+from . import aws, dataset, endpoint, local, tuning
 from .progress import Progress
 
 DEFAULT_WORKDIR = Path("work")
 DEBUG_SAVES = 8  # full tensor saves after the first ten steps, in a local run
+POLL_SECONDS = float(os.environ.get("DOGCTL_POLL_SECONDS", "30"))  # SageMaker status polling
 
 
 class UsageError(Exception):
@@ -89,23 +95,63 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _job_name(prefix: str) -> str:
+    """A unique SageMaker job name (tuning job names are at most 32 characters)."""
+    return datetime.now(UTC).strftime(f"{prefix}-%y%m%d-%H%M%S")
+
+
+def _settings(args: argparse.Namespace) -> aws.Settings:
+    options = {name: getattr(args, name, None) for name in ("bucket", "prefix", "region", "role", "image")}
+    options["train_instance_type"] = getattr(args, "instance_type", None)
+    return aws.Settings.load(options, args.config)
+
+
+LAST_JOB = Path("sagemaker") / "last-training-job"
+
+
 def cmd_train_sagemaker(args: argparse.Namespace, hyperparameters: dict[str, str]) -> int:
     from . import sagemaker_jobs
 
-    settings = aws.Settings.load({"bucket": args.bucket, "prefix": args.prefix, "region": args.region,
-                                  "role": args.role, "image": args.image,
-                                  "train_instance_type": args.instance_type}, args.config)
-    channels = dataset.load_s3_channels(args.workdir)
-    name = args.name or datetime.now(UTC).strftime("dogbreed-%Y%m%d-%H%M%S")
+    settings = _settings(args)
     session = sagemaker_jobs.session(settings)
-    job = sagemaker_jobs.estimator(settings, hyperparameters, session=session, job_name=name,
-                                   spot=args.spot, debugger=args.debugger)
-    job.fit(channels, wait=False, job_name=name)
-    print(f"train: SageMaker training job {name} submitted ({settings.train_instance_type}"
-          f"{', spot' if args.spot else ''}); channels {json.dumps(channels)}")
-    print(f"train: https://{session.boto_region_name}.console.aws.amazon.com/sagemaker/home"
-          f"#/jobs/{name}")
-    return 0
+    name = args.attach or args.name or _job_name("dogbreed")
+    if not args.attach:
+        channels = dataset.load_s3_channels(args.workdir)
+        job = sagemaker_jobs.estimator(settings, hyperparameters, session=session, job_name=name,
+                                       spot=args.spot, debugger=args.debugger)
+        job.fit(channels, wait=False, job_name=name)
+        (args.workdir / LAST_JOB).parent.mkdir(parents=True, exist_ok=True)
+        (args.workdir / LAST_JOB).write_text(name + "\n")
+        print(f"train: SageMaker training job {name} submitted ({settings.train_instance_type}"
+              f"{', spot' if args.spot else ''}); channels {json.dumps(channels)}")
+        print(f"train: https://{session.boto_region_name}.console.aws.amazon.com/sagemaker/home"
+              f"#/jobs/{name}", flush=True)
+        if not args.wait:
+            print(f"train: not waiting; `dogctl train --sagemaker --attach {name}` follows it to the end")
+            return 0
+    job = sagemaker_jobs.wait_training(session.sagemaker_client, name,
+                                       lambda line: print(f"train: {line}", flush=True), poll=POLL_SECONDS)
+    status = job["TrainingJobStatus"]
+    metrics = {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList", [])}
+    print(f"train: job {name} {status}" + (f": {job.get('FailureReason')}" if status == "Failed" else ""))
+    if metrics:
+        print("train: final metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items())))
+    statuses = sagemaker_jobs.rule_statuses(job)
+    print("train: rule verdicts:" if statuses else "train: rule verdicts: none reported")
+    for rule in statuses:
+        print(f"  {rule['RuleConfigurationName']:<28} {rule.get('RuleEvaluationStatus', '?'):<14} "
+              f"{rule.get('StatusDetails', '')}".rstrip())
+    dest = args.workdir / "runs" / name
+    with Progress("train: downloading outputs", None, unit="parts", stream=sys.stdout):
+        found = sagemaker_jobs.download(session, job, dest)
+    for part, uri in found.items():
+        print(f"  {part:<16} {uri}")
+    if "model" in found:
+        from dogbreed.report import write_report
+
+        print(f"train: report in {write_report(dest)}")
+    print(f"train: outputs in {dest}")
+    return 0 if status == "Completed" else 1
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -172,22 +218,62 @@ def parse_range(text: str) -> tuple[str, Tune]:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from . import tuning
-
     fixed = hyperparameters_from(args)
     ranges = tuple(parse_range(r) for r in args.range or [])
     tuned = tuple(n.strip() for n in args.tune.split(",") if n.strip())
-    setup = tuning.TuningSetup(args.name, args.trials, args.parallel, tuned, tuple(fixed.items()),
+    name = args.name or (_job_name("dogbreed-tune") if args.sagemaker else "tune")
+    setup = tuning.TuningSetup(name, args.trials, args.parallel, tuned, tuple(fixed.items()),
                                args.seed, ranges)
     space = setup.space()  # checks the names
+    if args.sagemaker:
+        return cmd_tune_sagemaker(args, setup)
     prepared = dataset.load_prepared(args.workdir)
-    print(f"tune: study {args.name!r}: {args.trials} trials, {args.parallel} in parallel, TPE sampler "
+    print(f"tune: study {name!r}: {args.trials} trials, {args.parallel} in parallel, TPE sampler "
           f"with median pruning, objective valid_acc, on {prepared.name}", flush=True)
     for name, tune in space.items():
         print(f"  {name}: {describe_tune(tune)}")
     summary = tuning.run_study(args.workdir, prepared.channels, setup,
                                emit=lambda line: print(line, flush=True))
-    print(tuning.trials_table(summary, list(space)))
+    return _tuning_outcome(summary, list(space), f"study {name!r}: {len(summary['trials'])} trials")
+
+
+def cmd_tune_sagemaker(args: argparse.Namespace, setup: tuning.TuningSetup) -> int:
+    from . import sagemaker_jobs, sagemaker_tuning
+
+    settings = _settings(args)
+    session = sagemaker_jobs.session(settings)
+    client = session.sagemaker_client
+    name = setup.name
+    if args.attach:
+        name = args.attach
+        print(f"tune: waiting for the SageMaker tuning job {name}", flush=True)
+    else:
+        channels = dataset.load_s3_channels(args.workdir)
+        job = sagemaker_tuning.tuner(settings, setup, session=session)
+        job.fit({k: v for k, v in channels.items() if k != "test"}, job_name=name, wait=False)
+        print(f"tune: SageMaker tuning job {name} submitted: {setup.trials} jobs, {setup.parallel} in "
+              f"parallel, {sagemaker_tuning.STRATEGY} search, early stopping "
+              f"{sagemaker_tuning.EARLY_STOPPING}, "
+              f"objective valid_acc, on {settings.train_instance_type}", flush=True)
+        for param, tune in setup.space().items():
+            print(f"  {param}: {describe_tune(tune)}")
+        if not args.wait:
+            print(f"tune: not waiting; `dogctl tune --sagemaker --attach {name}` waits and writes "
+                  "the results")
+            return 0
+    with Progress("tune", None, unit="jobs", stream=sys.stdout) as bar:
+        job = sagemaker_tuning.wait(client, name, lambda done, total, text: bar.advance_to(done, total),
+                                    poll=POLL_SECONDS)
+    summary = sagemaker_tuning.summarize(job, sagemaker_tuning.trials(client, name), dict(setup.fixed),
+                                         args.workdir / "tuning" / name)
+    return _tuning_outcome(summary, list(setup.space()), f"SageMaker tuning job {name} {summary['status']}")
+
+
+def _tuning_outcome(summary: dict, names: list[str], headline: str) -> int:
+    from .tuning import trials_table
+
+    print(f"tune: {headline}")
+    print(trials_table(summary, names))
     if not summary["best"]:
         print("tune: no trial completed", file=sys.stderr)
         return 1
@@ -197,41 +283,127 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sagemaker_session(args: argparse.Namespace) -> object:
+    from . import sagemaker_jobs
+
+    return sagemaker_jobs.session(_settings(args))
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
+    if args.sagemaker:
+        return cmd_deploy_sagemaker(args)
     model = endpoint.model_folder(args.model) if args.model else endpoint.newest_model(args.workdir)
+    name = args.name or endpoint.DEFAULT_NAME
     print(f"deploy: starting serve on {model} (port {args.port})", flush=True)
-    ep = endpoint.deploy(args.workdir, model, name=args.name, port=args.port, workers=args.workers)
+    ep = endpoint.deploy(args.workdir, model, name=name, port=args.port, workers=args.workers)
     print(f"deploy: endpoint {ep.name!r} ready at {ep.url} (log {ep.log}); `dogctl teardown` stops it")
     return 0
 
 
+def cmd_deploy_sagemaker(args: argparse.Namespace) -> int:
+    from . import sagemaker_endpoint as sme
+    from . import sagemaker_jobs
+
+    settings = _settings(args)
+    session = sagemaker_jobs.session(settings)
+    name = args.name or sme.DEFAULT_NAME
+    if args.model_data:
+        data = args.model_data
+    else:
+        last = args.workdir / LAST_JOB
+        job = args.job or (last.read_text().strip() if last.is_file() else None)
+        if not job:
+            raise UsageError("which model? pass --job TRAINING_JOB or --model-data s3://.../model.tar.gz "
+                             "(or run `dogctl train --sagemaker` first)")
+        data = sme.model_data(session.sagemaker_client, job)
+    hosting = sme.Hosting(args.instance_type or settings.endpoint_instance_type, args.instance_count,
+                          args.serverless_memory, args.max_concurrency)
+    print(f"deploy: {data} to endpoint {name!r} ({hosting.describe()})", flush=True)
+    last_status = [""]
+
+    def progress(status: str, seconds: float) -> None:
+        if status != last_status[0]:
+            print(f"deploy: {seconds:5.0f}s  {status}", flush=True)
+            last_status[0] = status
+
+    sme.deploy(settings, session, data, name, hosting, progress, poll=POLL_SECONDS)
+    print(f"deploy: endpoint {name!r} in service; `dogctl invoke --sagemaker PHOTO` to use it, "
+          f"`dogctl teardown --sagemaker` to stop paying for it")
+    return 0
+
+
+def _sender(args: argparse.Namespace) -> tuple[endpoint.Send, str, list[str] | None]:
+    """(send, where, the model's classes when known) for the chosen backend."""
+    if args.sagemaker:
+        from . import sagemaker_endpoint as sme
+
+        name = args.name or sme.DEFAULT_NAME
+        return sme.runtime_send(_sagemaker_session(args), name), f"SageMaker endpoint {name}", None
+    ep = endpoint.ready(endpoint.Endpoint.load(args.workdir, args.name or endpoint.DEFAULT_NAME))
+    classes = json.loads((Path(ep.model_dir) / CLASSES_FILE).read_text())
+    return endpoint.http_send(ep.url), ep.url, classes
+
+
 def cmd_invoke(args: argparse.Namespace) -> int:
-    ep = endpoint.ready(endpoint.Endpoint.load(args.workdir, args.name))
     for photo in args.photos:
         if not photo.is_file():
             raise UsageError(f"{photo}: no such file")
-        top = endpoint.invoke(ep, photo, args.top_k)
+    send, _, _ = _sender(args)
+    for photo in args.photos:
+        top = endpoint.invoke(send, photo, args.top_k)
         print(f"{photo}: " + ", ".join(f"{p['breed']} {100 * p['probability']:.1f}%" for p in top))
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    ep = endpoint.ready(endpoint.Endpoint.load(args.workdir, args.name))
     split_dir = args.data or dataset.load_prepared(args.workdir).channels.get(args.split)
     if split_dir is None:
         raise UsageError(f"the prepared dataset has no {args.split!r} split: pass --data FOLDER")
-    classes = json.loads((Path(ep.model_dir) / CLASSES_FILE).read_text())
-    print(f"evaluate: {split_dir} through {ep.url}", flush=True)
-
+    send, where, classes = _sender(args)
+    print(f"evaluate: {split_dir} through {where}", flush=True)
     with Progress("evaluate", None, unit="images", stream=sys.stdout) as bar:
-        result = endpoint.evaluate(ep, Path(split_dir), classes, bar.advance_to)
+        result = endpoint.evaluate(send, Path(split_dir), classes, bar.advance_to)
     print(endpoint.format_evaluation(result))
     return 0
 
 
 def cmd_teardown(args: argparse.Namespace) -> int:
-    stopped = endpoint.teardown(args.workdir, args.name)
-    print(f"teardown: endpoint {args.name!r} " + ("stopped" if stopped else "was not running"))
+    if args.sagemaker:
+        from . import sagemaker_endpoint as sme
+
+        name = args.name or sme.DEFAULT_NAME
+        deleted = sme.teardown(_sagemaker_session(args).sagemaker_client, name)
+        print(f"teardown: deleted {', '.join(deleted)}" if deleted
+              else f"teardown: nothing named {name!r} to delete")
+        return 0
+    name = args.name or endpoint.DEFAULT_NAME
+    stopped = endpoint.teardown(args.workdir, name)
+    print(f"teardown: endpoint {name!r} " + ("stopped" if stopped else "was not running"))
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    """What the local workflow has produced so far, in a few lines (the end of `make demo`)."""
+    from dogbreed.jobdir import JobDir
+
+    prepared = dataset.load_prepared(args.workdir)
+    counts = ", ".join(f"{split} {n}" for split, n in prepared.counts.items())
+    print(f"summary: data {prepared.name}: {prepared.classes} classes; {counts} images")
+    for study in sorted((args.workdir / "tuning").glob(f"*/{TUNING_FILE}")):
+        tuned = json.loads(study.read_text())
+        best = tuned.get("best") or {}
+        line = f"summary: tuning {tuned['study']!r}: {len(tuned['trials'])} trials"
+        if best:
+            line += (f"; best {best['name']} valid_acc {best['objective']:.4f} "
+                     f"({study.with_name(tuning.BEST_FILE)})")
+        print(line)
+    job = JobDir.find(endpoint.newest_model(args.workdir).parent)
+    metrics = job.metadata()["metrics"]
+    scores = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "selected_epoch")
+    print(f"summary: model {job.model} (epoch {metrics['selected_epoch']}): {scores}")
+    report = job.output_data / REPORT_FILE
+    if report.is_file():
+        print(f"summary: report {report}")
     return 0
 
 
@@ -240,6 +412,13 @@ def aws_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bucket", help="S3 bucket (or DOGCTL_BUCKET, or the settings file)")
     p.add_argument("--prefix", help="S3 key prefix (default: dogbreed)")
     p.add_argument("--region", help="AWS region (default: the AWS configuration)")
+
+
+def job_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--role", help="SageMaker execution role ARN (or DOGCTL_ROLE, or the settings file)")
+    p.add_argument("--image", help="image URI from `make push` (or DOGCTL_IMAGE, or the settings file)")
+    p.add_argument("--instance-type", help="training instance type (default: ml.g4dn.xlarge)")
+    aws_options(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -263,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model")
     p.add_argument("--local", action="store_true", default=True,
-                   help="run on this machine (the only backend so far)")
+                   help="run on this machine (the default)")
     p.add_argument("--hp", action="append", metavar="NAME=VALUE",
                    help="a hyperparameter (repeatable); see `dogbreed hyperparameters`")
     p.add_argument("--hyperparameters", metavar="FILE", help="JSON file of hyperparameters")
@@ -275,18 +454,19 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default: about {DEBUG_SAVES} times in the run)")
     p.add_argument("--sagemaker", action="store_true",
                    help="submit a SageMaker training job instead (channels from `dogctl data --sagemaker`)")
-    p.add_argument("--role", help="SageMaker execution role ARN (or DOGCTL_ROLE, or the settings file)")
-    p.add_argument("--image", help="image URI from `make push` (or DOGCTL_IMAGE, or the settings file)")
-    p.add_argument("--instance-type", help="training instance type (default: ml.g4dn.xlarge)")
+    job_options(p)
     p.add_argument("--spot", action="store_true", help="managed spot training (resumes from checkpoints)")
-    aws_options(p)
+    p.add_argument("--no-wait", dest="wait", action="store_false",
+                   help="with --sagemaker: submit and return (then `--attach NAME`)")
+    p.add_argument("--attach", metavar="JOB", help="with --sagemaker: follow an existing training job to "
+                   "its end, print its rule verdicts, download its outputs and write its report")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("tune", help="tune hyperparameters (locally: an Optuna study)")
     p.add_argument("--local", action="store_true", default=True,
-                   help="run on this machine (the only backend so far)")
-    p.add_argument("--name", default="tune",
-                   help="study name; the same name resumes it (default: %(default)s)")
+                   help="run on this machine (the default)")
+    p.add_argument("--name", help="study name; the same name resumes it (default: tune; "
+                   "with --sagemaker: dogbreed-tune-<timestamp>)")
     p.add_argument("--trials", type=int, default=20, help="trials in all (default: %(default)s)")
     p.add_argument("--parallel", type=int, default=2, help="trials at a time (default: %(default)s)")
     p.add_argument("--tune", default="lr,eps,weight_decay,batch_size,epochs",
@@ -297,6 +477,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a fixed hyperparameter for every trial (repeatable)")
     p.add_argument("--hyperparameters", metavar="FILE", help="JSON file of fixed hyperparameters")
     p.add_argument("--seed", type=int, default=0, help="sampler seed (default: %(default)s)")
+    p.add_argument("--sagemaker", action="store_true",
+                   help="a SageMaker HyperparameterTuner job instead (channels from "
+                        "`dogctl data --sagemaker`)")
+    p.add_argument("--no-wait", dest="wait", action="store_false",
+                   help="with --sagemaker: submit and return (then `--attach NAME`)")
+    p.add_argument("--attach", metavar="JOB", help="with --sagemaker: wait for an existing tuning job, "
+                   "then write its results")
+    job_options(p)
     p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("report", help="write the HTML report of a job folder")
@@ -307,31 +495,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="where to write (default: the job's output/data/report.html)")
     p.set_defaults(func=cmd_report)
 
-    def endpoint_name(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--name", default=endpoint.DEFAULT_NAME, help="endpoint name (default: %(default)s)")
+    def endpoint_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--name", help=f"endpoint name (default: {endpoint.DEFAULT_NAME}; "
+                       "with --sagemaker: dogbreed)")
+        p.add_argument("--sagemaker", action="store_true", help="the SageMaker endpoint instead")
+        aws_options(p)
 
-    p = sub.add_parser("deploy", help="serve a trained model as a local endpoint")
+    p = sub.add_parser("deploy", help="serve a trained model as an endpoint (locally: the real `serve`)")
     p.add_argument("--model", type=Path, help="model folder, /opt/ml tree or run folder "
                    "(default: the newest model under WORKDIR/runs)")
     p.add_argument("--port", type=int, default=8080, help="port (default: %(default)s)")
     p.add_argument("--workers", type=int, help="server worker processes (default: serve's)")
-    endpoint_name(p)
+    endpoint_options(p)
+    p.add_argument("--job", help="with --sagemaker: the training job whose model to deploy "
+                   "(default: the last one `dogctl train --sagemaker` submitted)")
+    p.add_argument("--model-data", metavar="S3_URI", help="with --sagemaker: a model.tar.gz in S3 instead")
+    p.add_argument("--role", help="SageMaker execution role ARN (or DOGCTL_ROLE, or the settings file)")
+    p.add_argument("--image", help="image URI from `make push` (or DOGCTL_IMAGE, or the settings file)")
+    p.add_argument("--instance-type",
+                   help="with --sagemaker: endpoint instance type (default: ml.g4dn.xlarge)")
+    p.add_argument("--instance-count", type=int, default=1, help="with --sagemaker: instances (default: 1)")
+    p.add_argument("--serverless-memory", type=int, choices=range(1024, 6145, 1024), metavar="MB",
+                   help="with --sagemaker: a serverless endpoint with this memory (1024-6144, CPU only)")
+    p.add_argument("--max-concurrency", type=int, default=5,
+                   help="with --serverless-memory: concurrent invocations (default: %(default)s)")
     p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("invoke", help="send photos to the endpoint, print the top breeds")
     p.add_argument("photos", type=Path, nargs="+", metavar="PHOTO")
     p.add_argument("--top-k", type=int, default=3, help="breeds per photo (default: %(default)s)")
-    endpoint_name(p)
+    endpoint_options(p)
     p.set_defaults(func=cmd_invoke)
 
     p = sub.add_parser("evaluate", help="run a split through the endpoint: accuracy and errors")
     p.add_argument("--split", default="test", help="split of the prepared dataset (default: %(default)s)")
     p.add_argument("--data", type=Path, help="a folder of class folders instead")
-    endpoint_name(p)
+    endpoint_options(p)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("teardown", help="stop the endpoint")
-    endpoint_name(p)
+    p = sub.add_parser("summary", help="what the local workflow produced: data, tuning, model, report")
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("teardown", help="stop the endpoint (SageMaker: delete endpoint, config and model)")
+    endpoint_options(p)
     p.set_defaults(func=cmd_teardown)
     return parser
 

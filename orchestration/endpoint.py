@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from dogbreed.opt_ml import METADATA_FILE
-from dogbreed.payloads import CUSTOM_ATTRIBUTES, JSON_TYPE, MAX_BODY_BYTES, MAX_IMAGES
+from dogbreed.payloads import JSON_TYPE, MAX_BODY_BYTES, MAX_IMAGES
 from dogbreed.predictor import display_name
 
 DEFAULT_NAME = "dogbreed-local"
@@ -156,20 +156,28 @@ def _reap(pid: int) -> None:
         pass
 
 
-def _post(url: str, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> dict:
-    request = urllib.request.Request(url + "/invocations", data=body, method="POST",
-                                     headers={"Content-Type": content_type, **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=120) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
+Send = Callable[[bytes, str], dict]  # (body, content type) -> the endpoint's JSON answer
+
+
+def http_send(url: str) -> Send:
+    """POST to a local endpoint's /invocations (the SageMaker backend sends with invoke_endpoint)."""
+
+    def send(body: bytes, content_type: str) -> dict:
+        request = urllib.request.Request(url + "/invocations", data=body, method="POST",
+                                         headers={"Content-Type": content_type, "Accept": JSON_TYPE})
         try:
-            message = json.loads(exc.read()).get("error", exc.reason)
-        except ValueError:
-            message = exc.reason
-        raise EndpointError(f"HTTP {exc.code}: {message}") from exc
-    except OSError as exc:
-        raise EndpointError(f"no answer from {url} ({exc}): is the endpoint up? `dogctl deploy`") from exc
+            with urllib.request.urlopen(request, timeout=120) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            try:
+                message = json.loads(exc.read()).get("error", exc.reason)
+            except ValueError:
+                message = exc.reason
+            raise EndpointError(f"HTTP {exc.code}: {message}") from exc
+        except OSError as exc:
+            raise EndpointError(f"no answer from {url} ({exc}): is the endpoint up? `dogctl deploy`") from exc
+
+    return send
 
 
 def ready(endpoint: Endpoint) -> Endpoint:
@@ -180,13 +188,10 @@ def ready(endpoint: Endpoint) -> Endpoint:
     return endpoint
 
 
-def invoke(endpoint: Endpoint, photo: Path, top_k: int = 3) -> list[dict]:
-    """The top breeds of one photo, sent raw as SageMaker's invoke_endpoint sends it; the server
-    decides the format from the bytes."""
-    data = photo.read_bytes()
-    answer = _post(endpoint.url, data, "application/x-image",
-                   {CUSTOM_ATTRIBUTES: f"top_k={top_k}"})
-    return answer["predictions"][0]
+def invoke(send: Send, photo: Path, top_k: int = 3) -> list[dict]:
+    """The top breeds of one photo, sent as JSON (base64), which every SageMaker client can send."""
+    body = json.dumps({"image": base64.b64encode(photo.read_bytes()).decode(), "top_k": top_k})
+    return send(body.encode(), JSON_TYPE)["predictions"][0]
 
 
 def _batches(files: list[tuple[Path, int]]) -> Iterator[list[tuple[Path, int, bytes]]]:
@@ -216,15 +221,18 @@ class Evaluation:
         return self.correct / self.images if self.images else 0.0
 
 
-def evaluate(endpoint: Endpoint, split_dir: Path, classes: list[str],
+def evaluate(send: Send, split_dir: Path, classes: list[str] | None = None,
              progress: Callable[[int, int], None] | None = None) -> Evaluation:
-    """Every photo of ``split_dir/<class>/`` through the endpoint in JSON batches."""
-    index = {name: i for i, name in enumerate(classes)}
+    """Every photo of ``split_dir/<class>/`` through the endpoint in JSON batches; ``classes``
+    (the model's, when known) catches a split of other breeds before anything is sent."""
+    folders = sorted(p for p in split_dir.iterdir() if p.is_dir())
+    known = set(classes) if classes is not None else {f.name for f in folders}
+    names = [f.name for f in folders]
     files = []
-    for folder in sorted(p for p in split_dir.iterdir() if p.is_dir()):
-        if folder.name not in index:
+    for label, folder in enumerate(folders):
+        if folder.name not in known:
             raise EndpointError(f"{split_dir}: class {folder.name!r} is not one the model knows")
-        files += [(f, index[folder.name]) for f in sorted(folder.iterdir()) if f.is_file()]
+        files += [(f, label) for f in sorted(folder.iterdir()) if f.is_file()]
     if not files:
         raise EndpointError(f"{split_dir} holds no images in class folders")
     started = time.monotonic()
@@ -234,9 +242,13 @@ def evaluate(endpoint: Endpoint, split_dir: Path, classes: list[str],
     done = 0
     for batch in _batches(files):
         body = json.dumps({"images": [base64.b64encode(d).decode() for _, _, d in batch], "top_k": 1})
-        answer = _post(endpoint.url, body.encode(), JSON_TYPE)
-        for (_, label, _), top in zip(batch, answer["predictions"], strict=True):
-            truth, predicted = classes[label], top[0]["class"]
+        answer = send(body.encode(), JSON_TYPE)
+        predictions = answer.get("predictions", [])
+        if len(predictions) != len(batch):
+            raise EndpointError(f"the endpoint answered {len(predictions)} predictions "
+                                f"for {len(batch)} images")
+        for (_, label, _), top in zip(batch, predictions, strict=True):
+            truth, predicted = names[label], top[0]["class"]
             seen[truth] += 1
             if predicted == truth:
                 right[truth] += 1

@@ -10,14 +10,20 @@ built by hand, from the project's single sources of truth.
 
 from __future__ import annotations
 
+import logging
 import os
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from dogbreed.debugger import collections
 from dogbreed.hyperparameters import parse
 from dogbreed.metrics import METRIC_DEFINITIONS
 
-from .aws import Settings
+from .aws import AwsError, Settings
 
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 PROFILER_INTERVAL_MS = 500
@@ -26,6 +32,17 @@ DEBUG_SAVE_INTERVAL = 100
 TENSOR_RULES = ("vanishing_gradient", "poor_weight_initialization", "exploding_tensor", "overfit",
                 "overtraining", "loss_not_decreasing")
 PROFILER_RULES = ("LowGPUUtilization", "ProfilerReport")
+
+
+class _SdkNoise(logging.Filter):
+    """Drops the SDK's warning that a tuner's (never fitted) estimator has no finished job."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No finished training job found" not in record.getMessage()
+
+
+logging.getLogger("sagemaker.estimator").addFilter(_SdkNoise())
+logging.getLogger("sagemaker.config").setLevel(logging.WARNING)
 
 
 def session(settings: Settings) -> Any:
@@ -64,10 +81,11 @@ def rules(interval: int = DEBUG_SAVE_INTERVAL) -> list[Any]:
 
 def estimator(settings: Settings, hyperparameters: dict[str, str], *, session: Any, job_name: str,
               instance_count: int = 1, spot: bool = False,
-              max_run: int = 24 * 3600, debugger: bool = True) -> Any:
+              max_run: int = 24 * 3600, debugger: bool = True, checkpoints: bool = True) -> Any:
     """An Estimator for the project image with the debugger, the profiler, the rules and
     checkpoints in S3 under ``job_name`` (fit it with that name); ``spot`` uses managed spot
-    training (the checkpoints make it resumable)."""
+    training (the checkpoints make it resumable). A tuner's estimator has no debugger and no
+    checkpoints: its jobs would share one checkpoint folder and resume from each other."""
     from sagemaker.debugger import ProfilerConfig
     from sagemaker.estimator import Estimator
 
@@ -81,14 +99,117 @@ def estimator(settings: Settings, hyperparameters: dict[str, str], *, session: A
         hyperparameters=hyperparameters,
         metric_definitions=list(METRIC_DEFINITIONS),
         output_path=base,
-        checkpoint_s3_uri=settings.s3_uri("checkpoints", job_name),
+        checkpoint_s3_uri=settings.s3_uri("checkpoints", job_name) if checkpoints else None,
         base_job_name="dogbreed",
         use_spot_instances=spot,
         max_run=max_run,
         max_wait=max_run * 2 if spot else None,
         debugger_hook_config=debugger_config(base) if debugger else False,
-        profiler_config=ProfilerConfig(s3_output_path=base,
-                                       system_monitor_interval_millis=PROFILER_INTERVAL_MS),
+        profiler_config=(ProfilerConfig(s3_output_path=base,
+                                        system_monitor_interval_millis=PROFILER_INTERVAL_MS)
+                         if debugger else None),
+        disable_profiler=not debugger,
         rules=rules() if debugger else None,
         sagemaker_session=session,
     )
+
+
+RULES_RUNNING = ("InProgress", "Stopping")
+
+
+def describe_training(client: Any, name: str) -> dict[str, Any]:
+    from botocore.exceptions import ClientError
+
+    try:
+        return client.describe_training_job(TrainingJobName=name)
+    except ClientError as exc:
+        raise AwsError(f"training job {name!r}: {exc}") from exc
+
+
+def rule_statuses(job: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*job.get("DebugRuleEvaluationStatuses", []), *job.get("ProfilerRuleEvaluationStatuses", [])]
+
+
+def wait_training(client: Any, name: str, emit: Callable[[str], None], poll: float = 30,
+                  rules_timeout: float = 3600) -> dict[str, Any]:
+    """Follow the job until it ends and its rules have given their verdicts, emitting each new
+    status (SageMaker's secondary statuses: Starting, Downloading, Training, Uploading, ...)."""
+    seen: set[tuple[str, str]] = set()
+    started = time.monotonic()
+    rules_deadline: float | None = None
+    while True:
+        job = describe_training(client, name)
+        for step in job.get("SecondaryStatusTransitions", []):
+            key = (step["Status"], step.get("StatusMessage", ""))
+            if key not in seen:
+                seen.add(key)
+                emit(f"{time.monotonic() - started:6.0f}s  {step['Status']}: {step.get('StatusMessage', '')}")
+        if job["TrainingJobStatus"] not in ("InProgress", "Stopping"):
+            running = [r for r in rule_statuses(job) if r.get("RuleEvaluationStatus") in RULES_RUNNING]
+            if not running:
+                return job
+            rules_deadline = rules_deadline or time.monotonic() + rules_timeout
+            if time.monotonic() > rules_deadline:
+                emit(f"rules still running after {rules_timeout:.0f}s: "
+                     + ", ".join(r["RuleConfigurationName"] for r in running))
+                return job
+        time.sleep(poll)
+
+
+def _s3_parts(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def _download_prefix(s3: Any, uri: str, dest: Path) -> int:
+    bucket, prefix = _s3_parts(uri.rstrip("/") + "/")
+    count = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            relative = PurePosixPath(obj["Key"][len(prefix):])
+            if not relative.parts or ".." in relative.parts or relative.is_absolute():
+                continue  # never write outside dest, whatever the keys say
+            target = dest.joinpath(*relative.parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, obj["Key"], str(target))
+            count += 1
+    return count
+
+
+def _download_tar(s3: Any, uri: str, dest: Path) -> bool:
+    from botocore.exceptions import ClientError
+
+    bucket, key = _s3_parts(uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp) / "archive.tar.gz"
+        try:
+            s3.download_file(bucket, key, str(archive))
+        except ClientError:
+            return False
+        dest.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(dest, filter="data")  # no absolute paths, no links out, no devices
+    return True
+
+
+def download(session: Any, job: dict[str, Any], dest: Path) -> dict[str, str]:
+    """A finished job's model, output data, Debugger tensors, profiler and rule outputs, in the
+    layout `dogctl report` reads; what was found, by part."""
+    s3 = session.boto_session.client("s3")
+    name = job["TrainingJobName"]
+    found: dict[str, str] = {}
+    model_uri = job.get("ModelArtifacts", {}).get("S3ModelArtifacts")
+    if model_uri and _download_tar(s3, model_uri, dest / "model"):
+        found["model"] = model_uri
+    output_uri = model_uri and model_uri.rsplit("/", 1)[0] + "/output.tar.gz"
+    if output_uri and _download_tar(s3, output_uri, dest / "output" / "data"):
+        found["output"] = output_uri
+    parts = {"debug-output": job.get("DebugHookConfig", {}).get("S3OutputPath"),
+             "profiler-output": job.get("ProfilerConfig", {}).get("S3OutputPath"),
+             "rule-output": job.get("DebugHookConfig", {}).get("S3OutputPath")}
+    for part, base in parts.items():
+        if base:
+            uri = f"{base.rstrip('/')}/{name}/{part}"
+            if _download_prefix(s3, uri, dest / part):
+                found[part] = uri
+    return found

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+import urllib.request
 from pathlib import Path
 
+import boto3
 import pytest
 
 from local_test.testdata import make_dataset, make_standin_weights, write_opt_ml
-from tests.helpers import BIN, FAST_HP, free_port, run_train, wait_http
+from tests.helpers import BIN, BUCKET, FAST_HP, free_port, run_train, use_credentials, wait_http
 
 
 @pytest.fixture(scope="session")
@@ -92,3 +94,16 @@ def aws(moto, monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     return monkeypatch
 
+
+
+@pytest.fixture
+def recording(aws, moto):
+    """moto with credentials, the jobs bucket, and its request recorder on (see helpers.recorded)."""
+    use_credentials(aws)
+    for verb in ("reset-recording", "start-recording"):
+        urllib.request.urlopen(urllib.request.Request(f"{moto}/moto-api/recorder/{verb}", method="POST"))
+    s3 = boto3.client("s3")
+    if BUCKET not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    yield moto
+    urllib.request.urlopen(urllib.request.Request(f"{moto}/moto-api/recorder/stop-recording", method="POST"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.server
 import io
@@ -188,3 +189,21 @@ def use_credentials(aws, region: str | None = "eu-west-1") -> None:
     aws.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     if region:
         aws.setenv("AWS_DEFAULT_REGION", region)
+
+
+# A SageMaker setup as the tests' moto server holds it.
+IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/dogbreed:latest"
+ROLE = "arn:aws:iam::123456789012:role/SageMakerExecution"
+BUCKET = "dogbreed-jobs"
+
+
+def recorded(moto: str, action: str) -> list[dict]:
+    """The bodies of the JSON requests for ``action`` (e.g. CreateTrainingJob) moto recorded."""
+    text = urllib.request.urlopen(moto + "/moto-api/recorder/download-recording").read().decode()
+    found = []
+    for line in text.splitlines():
+        entry = json.loads(line)
+        if entry.get("headers", {}).get("X-Amz-Target", "").endswith("." + action):
+            body = entry["body"]
+            found.append(json.loads(base64.b64decode(body) if entry.get("body_encoded") else body))
+    return found

@@ -3,13 +3,9 @@ sagemaker SDK sends to a moto server over real HTTP (recorded by moto's recorder
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import subprocess
-import urllib.request
 
-import boto3
 import pytest
 
 from dogbreed.debugger import collections
@@ -18,37 +14,9 @@ from dogbreed.metrics import METRIC_DEFINITIONS
 from local_test.testdata import make_dataset
 from orchestration.aws import Settings
 from orchestration.sagemaker_jobs import estimator, session
-from tests.helpers import BIN, use_credentials
+from tests.helpers import BIN, BUCKET, IMAGE, ROLE, recorded
 
 pytestmark = pytest.mark.e2e
-IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/dogbreed:latest"
-ROLE = "arn:aws:iam::123456789012:role/SageMakerExecution"
-BUCKET = "dogbreed-jobs"
-
-
-def recorded(moto: str, action: str) -> list[dict]:
-    text = urllib.request.urlopen(moto + "/moto-api/recorder/download-recording").read().decode()
-    found = []
-    for line in text.splitlines():
-        entry = json.loads(line)
-        if entry.get("headers", {}).get("X-Amz-Target", "").endswith("." + action):
-            body = entry["body"]
-            found.append(json.loads(base64.b64decode(body) if entry.get("body_encoded") else body))
-    return found
-
-
-@pytest.fixture
-def recording(aws, moto):
-    use_credentials(aws)
-    for verb in ("reset-recording", "start-recording"):
-        urllib.request.urlopen(urllib.request.Request(f"{moto}/moto-api/recorder/{verb}", method="POST"))
-    s3 = boto3.client("s3")
-    if BUCKET not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
-        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
-    yield moto
-    urllib.request.urlopen(urllib.request.Request(f"{moto}/moto-api/recorder/stop-recording", method="POST"))
-
-
 def test_create_training_job_carries_debugger_profiler_rules_checkpoints_and_spot(recording):
     settings = Settings(region="eu-west-1", role=ROLE, bucket=BUCKET, image=IMAGE)
     job = estimator(settings, {"epochs": "3", "lr": "0.001"}, session=session(settings), job_name="j1",

@@ -226,26 +226,27 @@ def test_ping_stays_fast_under_load(server, sample_photos):
 
 
 def test_sigterm_drains_in_flight_requests(trained_model, tmp_path, sample_photos):
-    srv = Server(trained_model, workers=1, log=tmp_path / "serve.log")
-    srv.wait_ready()
     body = json.dumps({"images": [base64.b64encode(p.read_bytes()).decode() for p in sample_photos] * 9
                        }).encode()
-    result = {}
-
-    def request():
-        result["answer"] = invoke(srv, body, "application/json")
-        result["answered"] = time.monotonic()
-
-    thread = threading.Thread(target=request)
-    thread.start()
-    time.sleep(0.3)  # the request is in flight (63 full-size photos take a while)
-    signalled = time.monotonic()
+    srv = Server(trained_model, workers=1, log=tmp_path / "serve.log")
+    srv.wait_ready()
+    host, port = srv.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.putrequest("POST", "/invocations")
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Content-Length", str(len(body)))
+    conn.endheaders()
+    conn.send(body[:-1000])
+    time.sleep(0.5)  # the worker has the request and is reading its body
     srv.proc.send_signal(signal.SIGTERM)
-    thread.join(timeout=30)
+    time.sleep(0.5)
+    conn.send(body[-1000:])  # the rest arrives after SIGTERM: the request is in flight by construction
+    resp = conn.getresponse()
+    answer = json.loads(resp.read())
+    answered = time.monotonic()
     code = srv.stop()
-    assert result["answered"] > signalled  # it really was in flight when SIGTERM came
-    assert result["answer"][0] == 200 and len(result["answer"][1]["predictions"]) == 63
-    assert code == 0 and time.monotonic() - signalled < 30
+    assert resp.status == 200 and len(answer["predictions"]) == 63
+    assert code == 0 and time.monotonic() - answered < 30
     assert "Handling signal: term" in (tmp_path / "serve.log").read_text()
     with pytest.raises(OSError):
         urllib.request.urlopen(srv.url + "/ping", timeout=2)

@@ -1,16 +1,19 @@
-"""`dogctl tune --local`: an Optuna study whose trials are real `train` runs, resumed, then used."""
+"""The local backend end to end: data from a zip, `dogctl tune` (an Optuna study whose trials are
+real `train` runs, resumed), training with the best and the debugger hook, then deploy, invoke,
+evaluate and teardown of the real `serve`."""
 
 from __future__ import annotations
 
 import json
 import re
 import subprocess
+import zipfile
 
 import pytest
 
 from dogbreed.hyperparameters import parse
 from local_test.testdata import make_dataset
-from tests.helpers import BIN
+from tests.helpers import BIN, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -20,10 +23,15 @@ def dogctl(work, *args, env, timeout=900):
                           text=True, timeout=timeout, env=env)
 
 
-def test_tune_resume_then_train_with_the_best(tmp_path, train_env):
+def test_the_local_workflow_end_to_end(tmp_path, train_env, sample_photos):
     data = make_dataset(tmp_path / "src", classes=3, per_class=8, size=32)
+    archive = tmp_path / "dogImages.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(data.rglob("*.jpg")):
+            zf.write(path, f"dogImages/{path.relative_to(data)}")
     work = tmp_path / "work"
-    assert dogctl(work, "data", "--source", str(data), env=train_env).returncode == 0
+    prepared = dogctl(work, "data", "--source", str(archive), env=train_env)
+    assert prepared.returncode == 0, prepared.stderr
     common = ["tune", "--parallel", "2", "--hp", "pretrained=false", "--hp", "image_size=32",
               "--range", "epochs=1:2", "--range", "batch_size=4|8"]
     out = dogctl(work, *common, "--trials", "4", env=train_env)
@@ -50,10 +58,35 @@ def test_tune_resume_then_train_with_the_best(tmp_path, train_env):
     assert len(summary["trials"]) == 5 and summary["objective"] == "valid_acc"
 
     run = dogctl(work, "train", "--name", "best", "--hyperparameters", str(best_file),
-                 "--debug-interval", "1000", env=train_env)
+                 "--debug-interval", "2", env=train_env)
     assert run.returncode == 0, run.stdout + run.stderr
-    report = (work / "runs" / "best" / "opt_ml" / "output" / "data" / "report.html").read_text()
+    assert "debugger on: tensors at steps 0-9 and every 2 steps" in run.stdout
+    opt_ml = work / "runs" / "best" / "opt_ml"
+    assert any((opt_ml / "output" / "tensors").rglob("*.tfevents"))
+    report = (opt_ml / "output" / "data" / "report.html").read_text()
     assert "Hyperparameter tuning: 5 trials" in report
+
+    port = str(free_port())
+    up = dogctl(work, "deploy", "--port", port, env=train_env)  # the newest model: this run's
+    assert up.returncode == 0, up.stderr
+    assert str(opt_ml / "model") in up.stdout
+    try:
+        photo = dogctl(work, "invoke", str(sample_photos[0]), env=train_env)
+        assert photo.returncode == 0, photo.stderr
+        assert re.match(rf"{re.escape(str(sample_photos[0]))}: .+ \d+\.\d%", photo.stdout)
+        evaluated = dogctl(work, "evaluate", env=train_env)
+        assert evaluated.returncode == 0, evaluated.stderr
+        test_acc = json.loads((opt_ml / "model" / "metadata.json").read_text())["metrics"]["test_acc"]
+        assert f"accuracy {100 * test_acc:.1f}%" in evaluated.stdout
+    finally:
+        down = dogctl(work, "teardown", env=train_env)
+    assert down.returncode == 0 and "stopped" in down.stdout
+    summary = dogctl(work, "summary", env=train_env)
+    assert summary.returncode == 0, summary.stderr
+    assert "summary: data dogImages: 3 classes; train 24" in summary.stdout
+    assert "summary: tuning 'tune': 5 trials; best trial-" in summary.stdout
+    assert f"summary: model {opt_ml / 'model'} (epoch " in summary.stdout
+    assert f"summary: report {opt_ml / 'output' / 'data' / 'report.html'}" in summary.stdout
 
 
 def test_tune_rejects_an_unknown_name_in_one_line(tmp_path, train_env):

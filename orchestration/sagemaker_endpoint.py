@@ -1,0 +1,164 @@
+"""SageMaker hosting: the trained model and the same image behind a real-time or serverless
+endpoint, invoked through sagemaker-runtime, and torn down completely (endpoint, endpoint
+config, model) so nothing keeps costing money.
+
+The model, its endpoint config and the endpoint share one name. A model trained with the
+Debugger on deploys as is: its model.tar.gz holds only what ``serve`` loads.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .aws import AwsError, Settings
+from .endpoint import EndpointError, Send
+
+DEFAULT_NAME = "dogbreed"
+CREATING = ("Creating", "Updating", "SystemUpdating")
+
+
+@dataclass(frozen=True)
+class Hosting:
+    """Where the endpoint runs: instances, or serverless memory and concurrency."""
+
+    instance_type: str = "ml.g4dn.xlarge"
+    instance_count: int = 1
+    serverless_memory_mb: int | None = None  # set: a serverless endpoint (1024..6144, steps of 1024)
+    max_concurrency: int = 5
+
+    def describe(self) -> str:
+        if self.serverless_memory_mb:
+            return f"serverless, {self.serverless_memory_mb} MB, up to {self.max_concurrency} concurrent"
+        return f"{self.instance_count} x {self.instance_type}"
+
+
+def _absent(exc: Exception) -> bool:
+    return "Could not find" in str(exc) or "does not exist" in str(exc)
+
+
+def model_data(client: Any, job_name: str) -> str:
+    """The S3 URI of a finished training job's model.tar.gz."""
+    from botocore.exceptions import ClientError
+
+    try:
+        job = client.describe_training_job(TrainingJobName=job_name)
+    except ClientError as exc:
+        raise AwsError(f"training job {job_name!r}: {exc}") from exc
+    if job["TrainingJobStatus"] != "Completed":
+        raise AwsError(f"training job {job_name!r} is {job['TrainingJobStatus']}, not Completed: "
+                       "deploy a finished job (--job NAME)")
+    return job["ModelArtifacts"]["S3ModelArtifacts"]
+
+
+def deploy(settings: Settings, session: Any, data: str, name: str, hosting: Hosting,
+           progress: Callable[[str, float], None], poll: float = 30, timeout: float = 3600) -> dict:
+    """Create the model, endpoint config and endpoint; wait until InService (or fail clearly)."""
+    from botocore.exceptions import ClientError
+    from sagemaker.model import Model
+    from sagemaker.serverless import ServerlessInferenceConfig
+
+    client = session.sagemaker_client
+    try:
+        existing = client.describe_endpoint(EndpointName=name)
+        raise AwsError(f"endpoint {name!r} already exists ({existing['EndpointStatus']}): "
+                       f"`dogctl teardown --sagemaker --name {name}` first, or pick another --name")
+    except ClientError as exc:
+        if not _absent(exc):
+            raise AwsError(f"cannot check endpoint {name!r}: {exc}") from exc
+    model = Model(image_uri=settings.need("image"), model_data=data, role=settings.need("role"),
+                  name=name, sagemaker_session=session)
+    serverless = (ServerlessInferenceConfig(memory_size_in_mb=hosting.serverless_memory_mb,
+                                            max_concurrency=hosting.max_concurrency)
+                  if hosting.serverless_memory_mb else None)
+    try:
+        model.deploy(
+            initial_instance_count=None if serverless else hosting.instance_count,
+            instance_type=None if serverless else hosting.instance_type,
+            serverless_inference_config=serverless, endpoint_name=name, wait=False,
+        )
+    except ClientError as exc:
+        raise AwsError(f"SageMaker refused the deployment of {name!r}: {exc} "
+                       f"(`dogctl teardown --sagemaker --name {name}` removes what was created)") from exc
+    started = time.monotonic()
+    while True:
+        endpoint = client.describe_endpoint(EndpointName=name)
+        status = endpoint["EndpointStatus"]
+        progress(status, time.monotonic() - started)
+        if status == "InService":
+            return endpoint
+        if status not in CREATING:
+            reason = endpoint.get("FailureReason", "no reason given")
+            raise AwsError(f"endpoint {name!r} is {status}: {reason} "
+                           f"(`dogctl teardown --sagemaker --name {name}` cleans up)")
+        if time.monotonic() - started > timeout:
+            raise AwsError(f"endpoint {name!r} still {status} after {timeout:.0f}s")
+        time.sleep(poll)
+
+
+def runtime_send(session: Any, name: str) -> Send:
+    """Send bodies to the endpoint with sagemaker-runtime's invoke_endpoint."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    runtime = session.boto_session.client("sagemaker-runtime")
+
+    def send(body: bytes, content_type: str) -> dict:
+        try:
+            answer = runtime.invoke_endpoint(EndpointName=name, ContentType=content_type,
+                                             Accept="application/json", Body=body)
+        except ClientError as exc:
+            message = str(exc)
+            if "ModelError" in message or "Received client error" in message:
+                raise EndpointError(f"the endpoint refused the request: {message}") from exc
+            raise EndpointError(f"endpoint {name!r}: {message} "
+                                "(is it deployed? `dogctl deploy --sagemaker`)") from exc
+        except BotoCoreError as exc:
+            raise EndpointError(f"endpoint {name!r}: {exc}") from exc
+        raw = answer["Body"].read()
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise EndpointError(f"endpoint {name!r} answered something that is not JSON: "
+                                f"{raw[:200]!r}") from exc
+
+    return send
+
+
+def teardown(client: Any, name: str) -> list[str]:
+    """Delete the endpoint, its endpoint config and its model(s), and any leftovers of a failed
+    deployment under ``name``; the list of what was deleted."""
+    from botocore.exceptions import ClientError
+
+    deleted: list[str] = []
+
+    def attempt(kind: str, call: Callable[[], Any], what: str) -> Any:
+        try:
+            result = call()
+        except ClientError as exc:
+            if _absent(exc):
+                return None
+            raise AwsError(f"cannot delete {kind} {what!r}: {exc}") from exc
+        return result if result is not None else True
+
+    configs, models = {name}, {name}
+    endpoint = attempt("endpoint", lambda: client.describe_endpoint(EndpointName=name), name)
+    if endpoint:
+        configs.add(endpoint["EndpointConfigName"])
+        attempt("endpoint", lambda: client.delete_endpoint(EndpointName=name), name)
+        deleted.append(f"endpoint {name}")
+    for config in sorted(configs):
+        described = attempt("endpoint config", lambda c=config: client.describe_endpoint_config(
+            EndpointConfigName=c), config)
+        if described:
+            models.update(v["ModelName"] for v in described.get("ProductionVariants", []))
+            attempt("endpoint config", lambda c=config: client.delete_endpoint_config(EndpointConfigName=c),
+                    config)
+            deleted.append(f"endpoint config {config}")
+    for model in sorted(models):
+        if attempt("model", lambda m=model: client.describe_model(ModelName=m), model):
+            attempt("model", lambda m=model: client.delete_model(ModelName=m), model)
+            deleted.append(f"model {model}")
+    return deleted

@@ -1,0 +1,127 @@
+"""SageMaker hyperparameter tuning: the HyperparameterTuner of the reference write-ups, built from
+the training program's own schema and metric regexes, and its results in the local study's shape.
+
+The tuner's training jobs run without the Debugger (a tuning job's training definition has no
+place for hooks or rules); the chosen hyperparameters then go to ``dogctl train --sagemaker``,
+which runs with them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dogbreed.hyperparameters import Tune, format_value, value_type
+from dogbreed.metrics import METRIC_DEFINITIONS, OBJECTIVE_METRIC, OBJECTIVE_TYPE
+from dogbreed.report import TUNING_FILE
+
+from .aws import AwsError, Settings
+from .sagemaker_jobs import estimator
+from .tuning import BEST_FILE, TuningSetup
+
+STRATEGY = "Bayesian"
+EARLY_STOPPING = "Auto"
+RUNNING = ("InProgress", "Stopping")
+
+
+def parameter_ranges(space: dict[str, Tune]) -> dict[str, Any]:
+    """The search space as the SDK's parameter ranges (log scales where the schema says so)."""
+    from sagemaker.tuner import CategoricalParameter, ContinuousParameter, IntegerParameter
+
+    ranges: dict[str, Any] = {}
+    for name, tune in space.items():
+        scaling = "Logarithmic" if tune.log else "Auto"
+        if tune.values is not None:
+            ranges[name] = CategoricalParameter([format_value(v) for v in tune.values])
+        elif value_type(name) == "int":
+            ranges[name] = IntegerParameter(int(tune.low), int(tune.high), scaling_type=scaling)
+        else:
+            ranges[name] = ContinuousParameter(tune.low, tune.high, scaling_type=scaling)
+    return ranges
+
+
+def tuner(settings: Settings, setup: TuningSetup, *, session: Any) -> Any:
+    """A HyperparameterTuner over ``setup``'s space: objective valid_acc (Maximize), Bayesian
+    search, early stopping Auto; the fixed hyperparameters are every job's static ones."""
+    from sagemaker.tuner import HyperparameterTuner
+
+    base = estimator(settings, dict(setup.fixed), session=session, job_name=setup.name,
+                     debugger=False, checkpoints=False)
+    return HyperparameterTuner(
+        base,
+        objective_metric_name=OBJECTIVE_METRIC,
+        hyperparameter_ranges=parameter_ranges(setup.space()),
+        metric_definitions=list(METRIC_DEFINITIONS),
+        strategy=STRATEGY,
+        objective_type=OBJECTIVE_TYPE,
+        max_jobs=setup.trials,
+        max_parallel_jobs=setup.parallel,
+        early_stopping_type=EARLY_STOPPING,
+    )
+
+
+def describe(client: Any, name: str) -> dict[str, Any]:
+    from botocore.exceptions import ClientError
+
+    try:
+        return client.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+    except ClientError as exc:
+        raise AwsError(f"tuning job {name!r}: {exc}") from exc
+
+
+def wait(client: Any, name: str, progress: Callable[[int, int, str], None],
+         poll: float = 30, timeout: float | None = None) -> dict[str, Any]:
+    """Poll the tuning job until it ends; ``progress(finished_jobs, max_jobs, counters)``."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        job = describe(client, name)
+        counters = job.get("TrainingJobStatusCounters", {})
+        finished = sum(counters.get(k, 0) for k in ("Completed", "NonRetryableErrors", "Stopped"))
+        total = job["HyperParameterTuningJobConfig"]["ResourceLimits"]["MaxNumberOfTrainingJobs"]
+        text = ", ".join(f"{k} {v}" for k, v in counters.items() if v)
+        progress(finished, total, text)
+        if job["HyperParameterTuningJobStatus"] not in RUNNING:
+            return job
+        if deadline is not None and time.monotonic() > deadline:
+            raise AwsError(f"tuning job {name!r} still {job['HyperParameterTuningJobStatus']}; "
+                           f"`dogctl tune --sagemaker --attach {name}` waits again")
+        time.sleep(poll)
+
+
+def trials(client: Any, name: str) -> list[dict[str, Any]]:
+    """Every training job of the tuning job, as SageMaker lists them."""
+    summaries: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"HyperParameterTuningJobName": name, "MaxResults": 100}
+    while True:
+        page = client.list_training_jobs_for_hyper_parameter_tuning_job(**kwargs)
+        summaries += page.get("TrainingJobSummaries", [])
+        if not page.get("NextToken"):
+            return summaries
+        kwargs["NextToken"] = page["NextToken"]
+
+
+def summarize(job: dict[str, Any], summaries: list[dict[str, Any]], static: dict[str, str],
+              folder: Path) -> dict[str, Any]:
+    """The tuning job in the local study's shape (tuning.json, the best-hyperparameters file)."""
+    rows = []
+    for s in summaries:
+        metric = s.get("FinalHyperParameterTuningJobObjectiveMetric") or {}
+        tuned = {k: v.strip('"') for k, v in s.get("TunedHyperParameters", {}).items()}
+        rows.append({"name": s["TrainingJobName"], "status": s["TrainingJobStatus"].lower(),
+                     "objective": metric.get("Value"), "hyperparameters": {**static, **tuned}})
+    best_name = (job.get("BestTrainingJob") or {}).get("TrainingJobName")
+    best = next((r for r in rows if r["name"] == best_name), None)
+    if best is None:
+        scored = [r for r in rows if r["objective"] is not None]
+        best = max(scored, key=lambda r: r["objective"]) if scored else None
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = {"study": job["HyperParameterTuningJobName"], "objective": OBJECTIVE_METRIC,
+               "status": job["HyperParameterTuningJobStatus"], "trials": rows, "best": best,
+               "best_file": str(folder / BEST_FILE) if best else None}
+    (folder / TUNING_FILE).write_text(json.dumps(summary, indent=1, default=str))
+    if best:
+        (folder / BEST_FILE).write_text(json.dumps(best["hyperparameters"], indent=1) + "\n")
+    return summary

@@ -1,0 +1,301 @@
+"""The SageMaker workflow as `dogctl` drives it, against a moto server over real HTTP: the exact
+CreateHyperParameterTuningJob, CreateModel, CreateEndpointConfig and CreateEndpoint requests,
+waiting, results, downloads, invocation and teardown.
+
+moto answers a tuning job at once with placeholder results and does not list its training jobs;
+a small HTTP proxy in front of it plays a tuning job that runs a while and ends with real-looking
+trials (everything else goes to moto as is)."""
+
+from __future__ import annotations
+
+import http.client
+import http.server
+import io
+import json
+import os
+import subprocess
+import tarfile
+import threading
+import urllib.parse
+import urllib.request
+
+import boto3
+import pytest
+
+from dogbreed.hyperparameters import parse
+from dogbreed.metrics import METRIC_DEFINITIONS
+from local_test.testdata import make_dataset
+from tests.helpers import BIN, BUCKET, IMAGE, ROLE, recorded
+
+pytestmark = pytest.mark.e2e
+TRIALS = [  # (name, status, valid_acc, tuned hyperparameters) as SageMaker lists them
+    ("t-001-aaa", "Completed", 0.41, {"lr": "0.0012", "weight_decay": "0.01", "batch_size": '"64"'}),
+    ("t-002-bbb", "Completed", 0.55, {"lr": "0.00031", "weight_decay": "0.002", "batch_size": '"32"'}),
+    ("t-003-ccc", "Stopped", 0.12, {"lr": "0.009", "weight_decay": "0.08", "batch_size": '"256"'}),
+    ("t-004-ddd", "Failed", None, {"lr": "1e-05", "weight_decay": "0.0001", "batch_size": '"128"'}),
+]
+
+
+class _TuningProxy(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self._forward()
+
+    def do_PUT(self):
+        self._forward()
+
+    def do_HEAD(self):
+        self._forward()
+
+    def do_DELETE(self):
+        self._forward()
+
+    def do_POST(self):
+        target = self.headers.get("X-Amz-Target", "")
+        if target.endswith(".ListTrainingJobsForHyperParameterTuningJob"):
+            return self._answer({"TrainingJobSummaries": [
+                {"TrainingJobName": n, "TrainingJobStatus": st, "TunedHyperParameters": hp,
+                 "TrainingJobArn": f"arn:aws:sagemaker:eu-west-1:123456789012:training-job/{n}",
+                 "CreationTime": 1700000000,
+                 **({"FinalHyperParameterTuningJobObjectiveMetric": {"MetricName": "valid_acc", "Value": v}}
+                    if v is not None else {})}
+                for n, st, v, hp in TRIALS]})
+        if target.endswith(".DescribeHyperParameterTuningJob"):
+            status, headers, body = self._relay(self._body())
+            job = json.loads(body)
+            self.server.describes += 1
+            running = self.server.describes < 3  # in progress twice, then done
+            job["HyperParameterTuningJobStatus"] = "InProgress" if running else "Completed"
+            job["TrainingJobStatusCounters"] = (
+                {"Completed": 1, "InProgress": 2} if running
+                else {"Completed": 2, "Stopped": 1, "NonRetryableError": 1})
+            job["BestTrainingJob"] = {"TrainingJobName": "t-002-bbb", "TrainingJobStatus": "Completed",
+                                      "TunedHyperParameters": TRIALS[1][3], "CreationTime": 1700000000}
+            return self._answer(job)
+        self._forward()
+
+    def _body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _relay(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+        upstream = urllib.parse.urlsplit(self.server.upstream)
+        conn = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=60)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+        conn.request(self.command, self.path, body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.getheaders(), resp.read()
+
+    def _forward(self) -> None:
+        status, headers, body = self._relay(self._body() if self.command in ("POST", "PUT") else b"")
+        self.send_response(status)
+        for k, v in headers:
+            if k.lower() not in ("content-length", "transfer-encoding", "connection", "date", "server"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _answer(self, data: dict) -> None:
+        body = json.dumps(data, default=str).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def sagemaker(recording, aws, tmp_path):
+    """(dogctl runner, work folder): AWS through the tuning proxy, data uploaded as channels."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TuningProxy)
+    server.upstream, server.describes = recording, 0
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    proxy = f"http://127.0.0.1:{server.server_address[1]}"
+    work = tmp_path / "work"
+    env = {**os.environ, "AWS_ENDPOINT_URL": proxy, "DOGCTL_POLL_SECONDS": "0.05", "DOGCTL_BUCKET": BUCKET,
+           "DOGCTL_ROLE": ROLE, "DOGCTL_IMAGE": IMAGE}
+
+    def dogctl(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(BIN / "dogctl"), "--workdir", str(work), *args], capture_output=True,
+                              text=True, timeout=300, env=env)
+
+    src = make_dataset(tmp_path / "src", classes=2, per_class=3, size=32)
+    assert dogctl("data", "--source", str(src), "--sagemaker").returncode == 0
+    yield dogctl, work
+    server.shutdown()
+
+
+def test_tune_on_sagemaker_sends_the_schema_waits_and_writes_the_best(sagemaker, recording):
+    dogctl, work = sagemaker
+    out = dogctl("tune", "--sagemaker", "--name", "dogbreed-tune-t1", "--trials", "4", "--parallel", "2",
+                 "--tune", "lr,weight_decay,batch_size", "--hp", "epochs=3", "--hp", "image_size=96")
+    assert out.returncode == 0, out.stdout + out.stderr
+    (request,) = recorded(recording, "CreateHyperParameterTuningJob")
+    assert request["HyperParameterTuningJobName"] == "dogbreed-tune-t1"
+    config = request["HyperParameterTuningJobConfig"]
+    assert config["Strategy"] == "Bayesian" and config["TrainingJobEarlyStoppingType"] == "Auto"
+    assert config["HyperParameterTuningJobObjective"] == {"Type": "Maximize", "MetricName": "valid_acc"}
+    assert config["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 4, "MaxParallelTrainingJobs": 2}
+    ranges = config["ParameterRanges"]
+    assert ranges["ContinuousParameterRanges"] == [
+        {"Name": "lr", "MinValue": "1e-05", "MaxValue": "0.01", "ScalingType": "Logarithmic"},
+        {"Name": "weight_decay", "MinValue": "0.0001", "MaxValue": "0.1", "ScalingType": "Logarithmic"}]
+    assert ranges["CategoricalParameterRanges"] == [
+        {"Name": "batch_size", "Values": ["32", "64", "128", "256"]}]
+    assert ranges.get("IntegerParameterRanges", []) == []
+    definition = request["TrainingJobDefinition"]
+    assert definition["StaticHyperParameters"] == {"epochs": "3", "image_size": "96"}
+    assert definition["AlgorithmSpecification"]["TrainingImage"] == IMAGE
+    assert definition["AlgorithmSpecification"]["MetricDefinitions"] == list(METRIC_DEFINITIONS)
+    assert definition["RoleArn"] == ROLE
+    # Tuning trains on train and valid; test stays out. No shared checkpoint folder between trials.
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"]
+                for c in definition["InputDataConfig"]}
+    assert channels == {
+        "train": f"s3://{BUCKET}/dogbreed/data/train/", "valid": f"s3://{BUCKET}/dogbreed/data/valid/"}
+    assert "CheckpointConfig" not in definition
+
+    assert "SageMaker tuning job dogbreed-tune-t1 submitted: 4 jobs, 2 in parallel" in out.stdout
+    lines = out.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("trial "))
+    table = [row.split()[:3] for row in lines[header + 1:header + 5]]
+    assert table == [["t-002-bbb", "completed", "0.5500"], ["t-001-aaa", "completed", "0.4100"],
+                     ["t-003-ccc", "stopped", "0.1200"], ["t-004-ddd", "failed", "-"]]
+    best_file = work / "tuning" / "dogbreed-tune-t1" / "best-hyperparameters.json"
+    best = json.loads(best_file.read_text())
+    assert best == {"epochs": "3", "image_size": "96", "lr": "0.00031", "weight_decay": "0.002",
+                    "batch_size": "32"}
+    parse(best)
+    assert f"tune: next: dogctl train --hyperparameters {best_file}" in out.stdout
+
+    # The best file goes straight into a SageMaker training job.
+    train = dogctl("train", "--sagemaker", "--no-wait", "--name", "dogbreed-best",
+                   "--hyperparameters", str(best_file))
+    assert train.returncode == 0, train.stderr
+    (job,) = recorded(recording, "CreateTrainingJob")
+    assert job["HyperParameters"] == best
+
+
+def _tar(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_train_waits_downloads_outputs_and_writes_the_report(sagemaker, trained_model):
+    dogctl, work = sagemaker
+    s3 = boto3.client("s3")
+    base = "dogbreed/jobs/dogbreed-j1"
+    model = {p.name: p.read_bytes() for p in trained_model.iterdir() if p.is_file()}
+    s3.put_object(Bucket=BUCKET, Key=f"{base}/output/model.tar.gz", Body=_tar(model))
+    s3.put_object(Bucket=BUCKET, Key=f"{base}/output/output.tar.gz",
+                  Body=_tar({"notes.txt": b"from the job"}))
+    s3.put_object(Bucket=BUCKET, Key=f"{base}/debug-output/training_job_end.ts", Body=b"")
+    s3.put_object(Bucket=BUCKET, Key=f"{base}/rule-output/ProfilerReport/profiler-output/x.json", Body=b"{}")
+    out = dogctl("train", "--sagemaker", "--name", "dogbreed-j1", "--hp", "epochs=2")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "train: job dogbreed-j1 Completed" in out.stdout
+    assert "Starting: Preparing the instances for training" in out.stdout
+    run = work / "runs" / "dogbreed-j1"
+    assert (run / "model" / "model.pt").read_bytes() == (trained_model / "model.pt").read_bytes()
+    assert (run / "output" / "data" / "notes.txt").read_text() == "from the job"
+    assert (run / "debug-output" / "training_job_end.ts").is_file()
+    assert (run / "rule-output" / "ProfilerReport" / "profiler-output" / "x.json").is_file()
+    assert f"train: report in {run / 'output' / 'data' / 'report.html'}" in out.stdout
+    assert (run / "output" / "data" / "report.html").is_file()
+
+    # The model trained with the debugger on deploys as is: the job's own model.tar.gz.
+    deploy = dogctl("deploy", "--sagemaker", "--instance-type", "ml.m5.large", "--instance-count", "2")
+    assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+    assert "deploy: endpoint 'dogbreed' in service" in deploy.stdout
+    down = dogctl("teardown", "--sagemaker")
+    assert down.stdout.strip() == ("teardown: deleted endpoint dogbreed, endpoint config dogbreed, "
+                                   "model dogbreed")
+
+
+def _queue_answers(moto: str, bodies: list[dict]) -> None:
+    results = {"region": "eu-west-1", "results": [
+        {"Body": json.dumps(b), "ContentType": "application/json"} for b in bodies]}
+    urllib.request.urlopen(urllib.request.Request(
+        moto + "/moto-api/static/sagemaker/endpoint-results", data=json.dumps(results).encode(),
+        headers={"Content-Type": "application/json"}, method="POST"))
+
+
+def _prediction(cls: str, p: float = 0.9) -> list[dict]:
+    return [{"class": cls, "breed": cls.split(".")[-1].replace("_", " "), "probability": p, "index": 0}]
+
+
+def test_deploy_invoke_evaluate_teardown_on_sagemaker(sagemaker, recording, sample_photos):
+    dogctl, work = sagemaker
+    model_data = f"s3://{BUCKET}/dogbreed/jobs/x/output/model.tar.gz"
+    out = dogctl("deploy", "--sagemaker", "--name", "dogs-rt", "--model-data", model_data)
+    assert out.returncode == 0, out.stdout + out.stderr
+    (model,) = recorded(recording, "CreateModel")
+    assert model["ModelName"] == "dogs-rt" and model["ExecutionRoleArn"] == ROLE
+    assert model["PrimaryContainer"]["Image"] == IMAGE
+    assert model["PrimaryContainer"]["ModelDataUrl"] == model_data
+    (config,) = recorded(recording, "CreateEndpointConfig")
+    (variant,) = config["ProductionVariants"]
+    assert config["EndpointConfigName"] == "dogs-rt" and variant["ModelName"] == "dogs-rt"
+    assert variant["InstanceType"] == "ml.g4dn.xlarge" and variant["InitialInstanceCount"] == 1
+    (endpoint,) = recorded(recording, "CreateEndpoint")
+    assert endpoint == {"EndpointName": "dogs-rt", "EndpointConfigName": "dogs-rt"} or (
+        endpoint["EndpointName"] == "dogs-rt" and endpoint["EndpointConfigName"] == "dogs-rt")
+    again = dogctl("deploy", "--sagemaker", "--name", "dogs-rt", "--model-data", model_data)
+    assert again.returncode == 2 and "endpoint 'dogs-rt' already exists" in again.stderr
+
+    # invoke: one JSON request per photo (the answers are queued on moto).
+    photo = sample_photos[0]
+    _queue_answers(recording, [{"predictions": [_prediction("001.Affenpinscher", 0.625)]}])
+    inv = dogctl("invoke", "--sagemaker", "--name", "dogs-rt", str(photo))
+    assert inv.returncode == 0, inv.stderr
+    assert inv.stdout.strip() == f"{photo}: Affenpinscher 62.5%"
+
+    # evaluate: the test split (2 classes x 3 images at most) in one JSON batch; 2 answers wrong.
+    files = sorted((work.parent / "src" / "test").rglob("*.jpg"))
+    assert len(files) >= 3
+    classes = [p.parent.name for p in files]
+    wrong = {0, len(files) - 1}
+    answers = [_prediction(c if i not in wrong else "999.Other") for i, c in enumerate(classes)]
+    _queue_answers(recording, [{"predictions": answers}])
+    ev = dogctl("evaluate", "--sagemaker", "--name", "dogs-rt")
+    assert ev.returncode == 0, ev.stdout + ev.stderr
+    right = len(files) - 2
+    assert f"accuracy {100 * right / len(files):.1f}% ({right} of {len(files)} images" in ev.stdout
+
+    # Serverless: memory and concurrency, no instances.
+    sls = dogctl("deploy", "--sagemaker", "--name", "dogs-sls", "--model-data", model_data,
+                 "--serverless-memory", "4096", "--max-concurrency", "3")
+    assert sls.returncode == 0, sls.stdout + sls.stderr
+    config = recorded(recording, "CreateEndpointConfig")[-1]
+    (variant,) = config["ProductionVariants"]
+    assert variant["ServerlessConfig"] == {"MemorySizeInMB": 4096, "MaxConcurrency": 3}
+    assert "InstanceType" not in variant
+
+    for name in ("dogs-rt", "dogs-sls"):
+        down = dogctl("teardown", "--sagemaker", "--name", name)
+        assert down.returncode == 0, down.stderr
+        assert down.stdout.strip() == (f"teardown: deleted endpoint {name}, endpoint config {name}, "
+                                       f"model {name}")
+    sm = boto3.client("sagemaker")
+    assert sm.list_endpoints()["Endpoints"] == [] and sm.list_models()["Models"] == []
+    assert sm.list_endpoint_configs()["EndpointConfigs"] == []
+    nothing = dogctl("teardown", "--sagemaker", "--name", "dogs-rt")
+    assert nothing.stdout.strip() == "teardown: nothing named 'dogs-rt' to delete"
+
+
+def test_sagemaker_commands_say_what_is_missing(aws, tmp_path):
+    work = str(tmp_path / "work")
+    env = {k: v for k, v in os.environ.items()}
+    out = subprocess.run([str(BIN / "dogctl"), "--workdir", work, "deploy", "--sagemaker", "--bucket", BUCKET,
+                          "--region", "eu-west-1"], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.strip() == ("dogctl deploy: error: no AWS credentials: `aws configure` (or set "
+                                  "AWS_PROFILE); without AWS, use the local backend (--local)")
