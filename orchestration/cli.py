@@ -230,8 +230,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     prepared = dataset.load_prepared(args.workdir)
     print(f"tune: study {name!r}: {args.trials} trials, {args.parallel} in parallel, TPE sampler "
           f"with median pruning, objective valid_acc, on {prepared.name}", flush=True)
-    for name, tune in space.items():
-        print(f"  {name}: {describe_tune(tune)}")
+    for param, tune in space.items():
+        print(f"  {param}: {describe_tune(tune)}")
     summary = tuning.run_study(args.workdir, prepared.channels, setup,
                                emit=lambda line: print(line, flush=True))
     return _tuning_outcome(summary, list(space), f"study {name!r}: {len(summary['trials'])} trials")

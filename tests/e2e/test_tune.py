@@ -43,6 +43,7 @@ def test_the_local_workflow_end_to_end(tmp_path, train_env, sample_photos):
     values = [float(row.split()[2]) for row in table if row.split()[2] != "-"]
     assert values == sorted(values, reverse=True)  # best first
     assert "starts:" in out.stdout and "epoch 1: valid_acc=" in out.stdout
+    assert "tune: study 'tune': 4 trials\n" in out.stdout
 
     best_file = work / "tuning" / "tune" / "best-hyperparameters.json"
     best = json.loads(best_file.read_text())
