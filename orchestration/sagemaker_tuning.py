@@ -8,7 +8,6 @@ which runs with them.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,11 +15,10 @@ from typing import Any
 
 from dogbreed.hyperparameters import Tune, format_value, value_type
 from dogbreed.metrics import METRIC_DEFINITIONS, OBJECTIVE_METRIC, OBJECTIVE_TYPE
-from dogbreed.report import TUNING_FILE
 
 from .aws import AwsError, Settings
 from .sagemaker_jobs import estimator
-from .tuning import BEST_FILE, TuningSetup
+from .tuning import TuningSetup, write_results
 
 STRATEGY = "Bayesian"
 EARLY_STOPPING = "Auto"
@@ -117,11 +115,7 @@ def summarize(job: dict[str, Any], summaries: list[dict[str, Any]], static: dict
     if best is None:
         scored = [r for r in rows if r["objective"] is not None]
         best = max(scored, key=lambda r: r["objective"]) if scored else None
-    folder.mkdir(parents=True, exist_ok=True)
-    summary = {"study": job["HyperParameterTuningJobName"], "objective": OBJECTIVE_METRIC,
-               "status": job["HyperParameterTuningJobStatus"], "trials": rows, "best": best,
-               "best_file": str(folder / BEST_FILE) if best else None}
-    (folder / TUNING_FILE).write_text(json.dumps(summary, indent=1, default=str))
-    if best:
-        (folder / BEST_FILE).write_text(json.dumps(best["hyperparameters"], indent=1) + "\n")
-    return summary
+    return write_results(folder, {"study": job["HyperParameterTuningJobName"],
+                                  "objective": OBJECTIVE_METRIC,
+                                  "status": job["HyperParameterTuningJobStatus"],
+                                  "trials": rows, "best": best})

@@ -156,9 +156,17 @@ def summarize(study: Any, setup: TuningSetup, folder: Path) -> dict[str, Any]:
                        "epochs_reported": len(t.intermediate_values)})
     completed = [t for t in trials if t["status"] == "complete" and t["objective"] is not None]
     best = max(completed, key=lambda t: t["objective"]) if completed else None
-    summary = {"study": setup.name, "objective": OBJECTIVE_METRIC, "trials": trials,
-               "best": best, "best_file": str(folder / BEST_FILE) if best else None}
-    (folder / TUNING_FILE).write_text(json.dumps(summary, indent=1))
+    return write_results(folder, {"study": setup.name, "objective": OBJECTIVE_METRIC, "trials": trials,
+                                  "best": best})
+
+
+def write_results(folder: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """Write tuning.json (the report reads it) and the best trial's hyperparameters, for either
+    tuner; ``summary`` gains ``best_file``."""
+    best = summary["best"]
+    summary["best_file"] = str(folder / BEST_FILE) if best else None
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / TUNING_FILE).write_text(json.dumps(summary, indent=1, default=str))
     if best:
         (folder / BEST_FILE).write_text(json.dumps(best["hyperparameters"], indent=1) + "\n")
     return summary
