@@ -270,10 +270,8 @@ def cmd_tune_sagemaker(args: argparse.Namespace, setup: tuning.TuningSetup) -> i
 
 
 def _tuning_outcome(summary: dict, names: list[str], headline: str) -> int:
-    from .tuning import trials_table
-
     print(f"tune: {headline}")
-    print(trials_table(summary, names))
+    print(tuning.trials_table(summary, names))
     if not summary["best"]:
         print("tune: no trial completed", file=sys.stderr)
         return 1

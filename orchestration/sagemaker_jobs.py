@@ -114,7 +114,7 @@ def estimator(settings: Settings, hyperparameters: dict[str, str], *, session: A
     )
 
 
-RULES_RUNNING = ("InProgress", "Stopping")
+RUNNING = ("InProgress", "Stopping")  # a job's (or a rule evaluation's) status while not done
 
 
 def describe_training(client: Any, name: str) -> dict[str, Any]:
@@ -144,8 +144,8 @@ def wait_training(client: Any, name: str, emit: Callable[[str], None], poll: flo
             if key not in seen:
                 seen.add(key)
                 emit(f"{time.monotonic() - started:6.0f}s  {step['Status']}: {step.get('StatusMessage', '')}")
-        if job["TrainingJobStatus"] not in ("InProgress", "Stopping"):
-            running = [r for r in rule_statuses(job) if r.get("RuleEvaluationStatus") in RULES_RUNNING]
+        if job["TrainingJobStatus"] not in RUNNING:
+            running = [r for r in rule_statuses(job) if r.get("RuleEvaluationStatus") in RUNNING]
             if not running:
                 return job
             rules_deadline = rules_deadline or time.monotonic() + rules_timeout
@@ -184,8 +184,10 @@ def _download_tar(s3: Any, uri: str, dest: Path) -> bool:
         archive = Path(tmp) / "archive.tar.gz"
         try:
             s3.download_file(bucket, key, str(archive))
-        except ClientError:
-            return False
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                return False  # the job wrote none (e.g. no output data)
+            raise AwsError(f"cannot download {uri}: {exc}") from exc
         dest.mkdir(parents=True, exist_ok=True)
         with tarfile.open(archive) as tar:
             tar.extractall(dest, filter="data")  # no absolute paths, no links out, no devices

@@ -17,12 +17,11 @@ from dogbreed.hyperparameters import Tune, format_value, value_type
 from dogbreed.metrics import METRIC_DEFINITIONS, OBJECTIVE_METRIC, OBJECTIVE_TYPE
 
 from .aws import AwsError, Settings
-from .sagemaker_jobs import estimator
+from .sagemaker_jobs import RUNNING, estimator
 from .tuning import TuningSetup, write_results
 
 STRATEGY = "Bayesian"
 EARLY_STOPPING = "Auto"
-RUNNING = ("InProgress", "Stopping")
 
 
 def parameter_ranges(space: dict[str, Tune]) -> dict[str, Any]:

@@ -70,11 +70,14 @@ def trained_model(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> Pa
 
 
 @pytest.fixture(scope="session")
-def moto():
-    """moto's server on a free loopback port: AWS APIs over real HTTP (AWS_ENDPOINT_URL)."""
+def moto(tmp_path_factory: pytest.TempPathFactory):
+    """moto's server on a free loopback port: AWS APIs over real HTTP (AWS_ENDPOINT_URL). Its
+    request recorder writes to a temporary file, not into the checkout."""
     port = free_port()
+    recording = tmp_path_factory.mktemp("moto") / "recording"
     proc = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "MOTO_RECORDER_FILEPATH": str(recording)})
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/moto-api/", proc, what="moto_server")
     yield url
