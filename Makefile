@@ -84,8 +84,8 @@ local-serve:  ## serve local_test/test_dir's model from the image on port 8080 (
 demo: install  ## the main job, locally: data, short tuning, training with the debugger, report, endpoint (DATA=...)
 	$(VENV)/bin/dogctl --workdir $(WORK) data $(if $(DATA),--source "$(DATA)")
 	$(if $(filter-out 0,$(DEMO_TRIALS)),$(VENV)/bin/dogctl --workdir $(WORK) tune --local --name demo \
-	    --trials $(DEMO_TRIALS) $(DEMO_TUNE))
-	$(VENV)/bin/dogctl --workdir $(WORK) train --local $(addprefix --hp ,$(DEMO_HP)) \
+	    --local-image $(IMAGE) --trials $(DEMO_TRIALS) $(DEMO_TUNE))
+	$(VENV)/bin/dogctl --workdir $(WORK) train --local --local-image $(IMAGE) $(addprefix --hp ,$(DEMO_HP)) \
 	    $(if $(filter-out 0,$(DEMO_TRIALS)),--hyperparameters $(WORK)/tuning/demo/best-hyperparameters.json,--hp lr=0.002)
 	$(VENV)/bin/dogctl --workdir $(WORK) deploy --port $(DEMO_PORT)
 	status=0; \

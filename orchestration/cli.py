@@ -32,7 +32,7 @@ from dogbreed.jobdir import JobDirError
 from dogbreed.opt_ml import CLASSES_FILE
 from dogbreed.report import REPORT_FILE, TUNING_FILE
 
-from . import aws, dataset, endpoint, local, tuning
+from . import aws, dataset, endpoint, local, runner, tuning
 from .progress import Progress
 
 DEFAULT_WORKDIR = Path("work")
@@ -158,6 +158,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     hyperparameters = hyperparameters_from(args)
     if args.sagemaker:
         return cmd_train_sagemaker(args, hyperparameters)
+    where = _runner(args)
     prepared = dataset.load_prepared(args.workdir)
     run_dir = local.new_run_dir(args.workdir, "train", args.name)
     print(f"train: local run in {run_dir} on {prepared.name} "
@@ -173,10 +174,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         params = parse(hyperparameters)
         steps = params.epochs * -(-prepared.counts["train"] // params.batch_size)
         interval = args.debug_interval or max(1, steps // DEBUG_SAVES)
-        debug_hook = hook_config(run_dir.resolve() / "opt_ml" / "output" / TENSORS_DIR, interval)
+        def debug_hook(opt_ml: Path) -> dict:
+            return hook_config(opt_ml / "output" / TENSORS_DIR, interval)
         print(f"train: debugger on: tensors at steps 0-9 and every {interval} steps "
               f"(of {steps}), losses at every step", flush=True)
-    result = local.run_training(run_dir, prepared.channels, hyperparameters, debug_hook=debug_hook)
+    print(f"train: running {where.describe()}", flush=True)
+    result = local.run_training(run_dir, prepared.channels, hyperparameters, runner=where,
+                                debug_hook=debug_hook)
     if not result.ok:
         print(f"train: failed after {result.seconds:.0f}s: {result.failure()}", file=sys.stderr)
         print(f"train: full log in {run_dir / 'train.log'}", file=sys.stderr)
@@ -189,6 +193,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if report.is_file():
         print(f"train: report in {report}")
     return 0
+
+
+def _runner(args: argparse.Namespace) -> runner.Runner:
+    return runner.choose(args.runner, args.local_image)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -227,12 +235,14 @@ def cmd_tune(args: argparse.Namespace) -> int:
     space = setup.space()  # checks the names
     if args.sagemaker:
         return cmd_tune_sagemaker(args, setup)
+    where = _runner(args)
     prepared = dataset.load_prepared(args.workdir)
     print(f"tune: study {name!r}: {args.trials} trials, {args.parallel} in parallel, TPE sampler "
           f"with median pruning, objective valid_acc, on {prepared.name}", flush=True)
     for param, tune in space.items():
         print(f"  {param}: {describe_tune(tune)}")
-    summary = tuning.run_study(args.workdir, prepared.channels, setup,
+    print(f"tune: trials run {where.describe()}", flush=True)
+    summary = tuning.run_study(args.workdir, prepared.channels, setup, runner=where,
                                emit=lambda line: print(line, flush=True))
     return _tuning_outcome(summary, list(space), f"study {name!r}: {len(summary['trials'])} trials")
 
@@ -419,6 +429,16 @@ def job_options(p: argparse.ArgumentParser) -> None:
     aws_options(p)
 
 
+def runner_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runner", choices=runner.KINDS, default=os.environ.get("DOGCTL_RUNNER", "auto"),
+                   help="locally, where `train` runs: in the image with a container engine, or as a "
+                        "process; auto: the container when an engine and the image are there "
+                        "(default: $DOGCTL_RUNNER or auto)")
+    p.add_argument("--local-image", default=os.environ.get("DOGCTL_LOCAL_IMAGE", runner.DEFAULT_IMAGE),
+                   help="locally, the image to run `train` in (default: $DOGCTL_LOCAL_IMAGE or "
+                        f"{runner.DEFAULT_IMAGE}, what `make build` tags)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dogctl", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -450,6 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug-interval", type=int, metavar="STEPS",
                    help=f"save weights and gradients every STEPS training steps "
                         f"(default: about {DEBUG_SAVES} times in the run)")
+    runner_options(p)
     p.add_argument("--sagemaker", action="store_true",
                    help="submit a SageMaker training job instead (channels from `dogctl data --sagemaker`)")
     job_options(p)
@@ -474,7 +495,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hp", action="append", metavar="NAME=VALUE",
                    help="a fixed hyperparameter for every trial (repeatable)")
     p.add_argument("--hyperparameters", metavar="FILE", help="JSON file of fixed hyperparameters")
-    p.add_argument("--seed", type=int, default=0, help="sampler seed (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="sampler seed (default: %(default)s); the same trials again only with "
+                        "--parallel 1: Optuna reseeds its sampler for parallel trials")
+    runner_options(p)
     p.add_argument("--sagemaker", action="store_true",
                    help="a SageMaker HyperparameterTuner job instead (channels from "
                         "`dogctl data --sagemaker`)")
@@ -545,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (UsageError, HyperparameterError, dataset.DatasetError, JobDirError,
-            endpoint.EndpointError, aws.AwsError) as exc:
+            endpoint.EndpointError, aws.AwsError, runner.RunnerError) as exc:
         print(f"dogctl {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,11 +1,11 @@
-"""The local backend: the real `train` program as a process, in its own /opt/ml folder."""
+"""The local backend: the real `train` program in its own /opt/ml folder, in the image or as a
+process (:mod:`orchestration.runner`)."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +13,8 @@ from datetime import datetime
 from pathlib import Path
 
 from dogbreed.opt_ml import METADATA_FILE, OptML
+
+from .runner import PROCESS, Runner
 
 
 @dataclass
@@ -42,25 +44,29 @@ def new_run_dir(workdir: Path, kind: str, name: str | None = None) -> Path:
 
 
 def run_training(run_dir: Path, channels: dict[str, Path], hyperparameters: dict[str, str], *,
+                 runner: Runner = PROCESS,
                  on_line: Callable[[str], None] | None = None,
                  env: dict[str, str] | None = None,
-                 debug_hook: dict | None = None,
+                 debug_hook: Callable[[Path], dict] | None = None,
                  cpus: set[int] | None = None) -> TrainResult:
-    """Lay out ``run_dir/opt_ml`` and run ``train`` there; every output line goes to
-    ``run_dir/train.log`` and to ``on_line`` (default: stdout). ``debug_hook``: a
-    debughookconfig.json (:func:`dogbreed.debugger.hook_config`) turns the debugger on; ``cpus``
-    pins the run to those cores (train sizes its threads to them). If ``on_line`` raises, the run
-    is stopped and the exception goes on."""
+    """Lay out ``run_dir/opt_ml`` and run ``train`` there with ``runner``; every output line goes
+    to ``run_dir/train.log`` and to ``on_line`` (default: stdout). ``debug_hook``: given the
+    /opt/ml root as `train` sees it, a debughookconfig.json (:func:`dogbreed.debugger.hook_config`)
+    that turns the debugger on; ``cpus`` pins the run to those cores (train sizes its threads to
+    them). If ``on_line`` raises, the run is stopped and the exception goes on."""
     opt = OptML(run_dir / "opt_ml")
-    opt.write_inputs(channels, hyperparameters, debug_hook=debug_hook)
+    hook = debug_hook(runner.opt_ml_root(opt)) if debug_hook else None
+    opt.write_inputs(channels, hyperparameters, debug_hook=hook, mount=runner.in_container)
+    opt.prepare_outputs()  # owned by this user, also when a container engine mounts them
     emit = on_line or (lambda line: print(line, flush=True))
+    name = runner.container_name(run_dir)
     started = time.monotonic()
     with open(run_dir / "train.log", "a", encoding="utf-8") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "dogbreed.train"],
+            runner.command(opt, channels, name=name, cpus=cpus),
             env={**os.environ, **(env or {}), "OPT_ML": str(opt.root), "PYTHONUNBUFFERED": "1"},
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus and not runner.in_container else None,
         )
         try:
             assert proc.stdout is not None
@@ -70,7 +76,6 @@ def run_training(run_dir: Path, channels: dict[str, Path], hyperparameters: dict
                 emit(line.rstrip("\n"))
             proc.wait()
         except BaseException:
-            proc.terminate()  # SIGTERM: train stops at once, its checkpoints kept
-            proc.wait()
+            runner.stop(proc, name)  # train stops at once on SIGTERM, its checkpoints kept
             raise
     return TrainResult(run_dir, opt, proc.returncode, time.monotonic() - started)

@@ -3,9 +3,9 @@
 The counterpart of SageMaker's HyperparameterTuner with Bayesian search and early stopping:
 a TPE sampler, and a median pruner fed by the ``valid_acc`` of every epoch line (parsed with
 the package's metric regexes, as SageMaker's tuner reads them). Each trial is the real `train`
-program in its own /opt/ml folder (:func:`orchestration.local.run_training`); trials run in
-parallel threads, one process each. The study is kept in SQLite, so an interrupted study
-resumes where it stopped.
+program in its own /opt/ml folder (:func:`orchestration.local.run_training`), in the image or
+as a process; trials run in parallel threads, one process or container each, on its own cores.
+The study is kept in SQLite, so an interrupted study resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from dogbreed.metrics import OBJECTIVE_METRIC, is_final, parse_epoch, parse_metr
 from dogbreed.report import TUNING_FILE
 
 from . import local
+from .runner import PROCESS, Runner
 
 BEST_FILE = "best-hyperparameters.json"
 
@@ -78,8 +79,8 @@ class _Pruned(Exception):
     pass
 
 
-def run_study(workdir: Path, channels: dict[str, Path], setup: TuningSetup,
-              emit: Callable[[str], None] = print) -> dict[str, Any]:
+def run_study(workdir: Path, channels: dict[str, Path], setup: TuningSetup, *,
+              runner: Runner = PROCESS, emit: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) the study; write the best hyperparameters and tuning.json; return the summary."""
     import optuna
 
@@ -128,7 +129,8 @@ def run_study(workdir: Path, channels: dict[str, Path], setup: TuningSetup,
 
         cpus = slots.get()
         try:
-            result = local.run_training(run_dir, channels, values, on_line=on_line, cpus=cpus)
+            result = local.run_training(run_dir, channels, values, runner=runner, on_line=on_line,
+                                        cpus=cpus)
         except _Pruned:
             with lock:
                 emit(f"tune: {label} pruned (below the median of earlier trials)")

@@ -28,10 +28,12 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def train_env(standin: tuple[Path, str]) -> dict[str, str]:
-    """Environment for `train`: the stand-in weights accepted by their own hash."""
+    """Environment for `train` as a process: the stand-in weights accepted by their own hash
+    (dogctl's local runs as processes too: the weights are a host file)."""
     path, sha = standin
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DOGBREED_", "OPT_ML"))}
-    env.update(DOGBREED_WEIGHTS=str(path), DOGBREED_WEIGHTS_SHA256=sha, PYTHONUNBUFFERED="1")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DOGBREED_", "OPT_ML", "DOGCTL_"))}
+    env.update(DOGBREED_WEIGHTS=str(path), DOGBREED_WEIGHTS_SHA256=sha, PYTHONUNBUFFERED="1",
+               DOGCTL_RUNNER="process")
     return env
 
 

@@ -196,9 +196,11 @@ class OptML:
     # -- what SageMaker writes (for local runs and tests) ------------------
     def write_inputs(self, channels: dict[str, Path], hyperparameters: dict[str, str], *,
                      hosts: tuple[str, ...] = ("algo-1",), current_host: str = "algo-1",
-                     copy: bool = False, debug_hook: dict[str, Any] | None = None) -> None:
-        """Lay out input/ as SageMaker would: config files, channels linked (or copied), and
-        with ``debug_hook`` a debughookconfig.json."""
+                     copy: bool = False, mount: bool = False,
+                     debug_hook: dict[str, Any] | None = None) -> None:
+        """Lay out input/ as SageMaker would: config files, channels linked (or copied, or with
+        ``mount`` empty folders for a container engine to mount them on), and with
+        ``debug_hook`` a debughookconfig.json."""
         self.config_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         for name, source in channels.items():
@@ -209,6 +211,8 @@ class OptML:
                 shutil.rmtree(target)
             if copy:
                 shutil.copytree(source, target)
+            elif mount:
+                target.mkdir()
             else:
                 target.symlink_to(Path(source).resolve(), target_is_directory=True)
         file_channel = {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated",

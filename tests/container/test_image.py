@@ -16,11 +16,13 @@ import subprocess
 import time
 import urllib.request
 import uuid
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port, wait_http
+from local_test.testdata import make_dataset
+from tests.helpers import BIN, free_port, wait_http
 
 pytestmark = pytest.mark.container
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,6 +30,7 @@ LOCAL_TEST = ROOT / "local_test"
 IMAGE = f"localhost/dogbreed-test:{uuid.uuid4().hex[:8]}"
 REGISTRY = "127.0.0.1:5000"
 DOCKER_V2 = "application/vnd.docker.distribution.manifest.v2+json"
+DOGCTL = str(BIN / "dogctl")
 
 
 def sh(*cmd: str, env: dict[str, str] | None = None, timeout: float = 900,
@@ -166,3 +169,67 @@ def test_push_to_a_registry_in_docker_v2_format_and_pull_back(engine, image, reg
     sh(engine, "pull", remote)
     assert inspect(engine, remote)["Id"] == inspect(engine, image)["Id"]
     sh(engine, "rmi", remote)
+
+
+def dogctl_env(engine: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DOGBREED_", "DOGCTL_", "OPT_ML"))}
+    return {**env, "ENGINE": engine, "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """A dogctl work folder with a small generated dataset prepared (`dogctl data` from a zip)."""
+    root = tmp_path_factory.mktemp("dogctl")
+    data = make_dataset(root / "src", classes=3, per_class=8, size=32)
+    archive = root / "dogImages.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(data.rglob("*.jpg")):
+            zf.write(path, f"dogImages/{path.relative_to(data)}")
+    sh(DOGCTL, "--workdir", str(root / "work"), "data", "--source", str(archive))
+    return root / "work"
+
+
+FAST = ["--hp", "pretrained=false", "--hp", "image_size=32", "--hp", "batch_size=8"]
+
+
+def test_dogctl_trains_in_the_image_when_an_engine_and_the_image_are_there(engine, image, workdir):
+    out = sh(DOGCTL, "--workdir", str(workdir), "train", "--local-image", image, "--name", "boxed",
+             *FAST, "--hp", "epochs=2", "--debug-interval", "2", env=dogctl_env(engine))
+    assert f"train: running in the container {image} ({engine}): image " in out.stdout
+    opt_ml = workdir / "runs" / "boxed" / "opt_ml"
+    assert (opt_ml / "model" / "model.pt").is_file() and "epoch=2/2" in out.stdout
+    # The debugger's tensors (the hook's path is the container's /opt/ml), verdicts and report.
+    assert any((opt_ml / "output" / "tensors").rglob("*.tfevents"))
+    assert (opt_ml / "output" / "data" / "report.html").is_file()
+    # Channels are mounted, never copied into the run folder.
+    assert not any((opt_ml / "input" / "data" / "train").iterdir())
+    assert sh(engine, "ps", "-a", "--filter", "name=dogctl-boxed", "-q").stdout.strip() == ""
+
+
+def test_dogctl_tunes_with_trials_in_parallel_containers(engine, image, workdir):
+    out = sh(DOGCTL, "--workdir", str(workdir), "tune", "--runner", "container", "--local-image", image,
+             "--name", "boxed", "--trials", "2", "--parallel", "2", "--tune", "lr", *FAST,
+             "--hp", "epochs=1", env=dogctl_env(engine))
+    assert f"tune: trials run in the container {image} ({engine})" in out.stdout
+    assert out.stdout.count(" done: valid_acc=") == 2, out.stdout
+    best = json.loads((workdir / "tuning" / "boxed" / "best-hyperparameters.json").read_text())
+    assert best["epochs"] == "1" and float(best["lr"]) > 0
+
+
+def test_an_interrupted_run_stops_its_container_and_keeps_its_checkpoint(engine, image, workdir):
+    proc = subprocess.Popen([DOGCTL, "--workdir", str(workdir), "train", "--runner", "container",
+                             "--local-image", image, "--name", "stopped", "--no-debugger", *FAST,
+                             "--hp", "epochs=100"], env=dogctl_env(engine), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        seen.append(line)
+        if "epoch=2/100" in line:  # epoch 1 checkpointed by now
+            proc.send_signal(signal.SIGINT)  # Ctrl-C: dogctl stops the container
+            break
+    rest = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, "".join(seen) + rest
+    assert "dogctl train: interrupted" in rest
+    assert sh(engine, "ps", "-a", "--filter", "name=dogctl-stopped", "-q").stdout.strip() == ""
+    assert any((workdir / "runs" / "stopped" / "opt_ml" / "checkpoints").iterdir())

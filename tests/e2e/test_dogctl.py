@@ -27,10 +27,12 @@ def test_data_then_train_locally(tmp_path, train_env):
     out = dogctl("--workdir", str(work), "data", "--source", str(archive), env=train_env)
     assert out.returncode == 0, out.stderr
     assert "data: 3 classes" in out.stdout and "train     24 images" in out.stdout
+    # auto: no container engine here (ENGINE names none), so a process, and the user is told why.
     out = dogctl("--workdir", str(work), "train", "--local", "--name", "t1", "--hp", "epochs=2",
                  "--hp", "image_size=40", "--hp", "batch_size=8", "--hp", "pretrained=false",
-                 env=train_env)
+                 "--runner", "auto", env={**train_env, "ENGINE": "no-such-engine"})
     assert out.returncode == 0, out.stdout + out.stderr
+    assert "train: running as a process: ENGINE=no-such-engine: no such command\n" in out.stdout
     assert "epoch=2/2" in out.stdout and "train: done in" in out.stdout
     run = work / "runs" / "t1"
     assert (run / "opt_ml" / "model" / "model.pt").is_file()
@@ -51,6 +53,12 @@ def test_errors_are_one_line_not_tracebacks(tmp_path, train_env):
     work = str(tmp_path / "work")
     no_data = dogctl("--workdir", work, "train", "--hp", "epochs=2", env=train_env)
     assert no_data.returncode == 2 and "run `dogctl data` first" in no_data.stderr
+    for command in ("train", "tune"):
+        no_engine = dogctl("--workdir", work, command, "--runner", "container",
+                           env={**train_env, "ENGINE": "no-such-engine"})
+        assert no_engine.returncode == 2
+        assert no_engine.stderr == (f"dogctl {command}: error: ENGINE=no-such-engine: no such command "
+                                    "(or use --runner process)\n")
     bad_hp = dogctl("--workdir", work, "train", "--hp", "lr=fast", env=train_env)
     assert bad_hp.returncode == 2
     assert bad_hp.stderr.strip() == ("dogctl train: error: hyperparameter 'lr': got 'fast'; allowed: "

@@ -246,8 +246,7 @@ def test_deploy_invoke_evaluate_teardown_on_sagemaker(sagemaker, recording, samp
     assert config["EndpointConfigName"] == "dogs-rt" and variant["ModelName"] == "dogs-rt"
     assert variant["InstanceType"] == "ml.g4dn.xlarge" and variant["InitialInstanceCount"] == 1
     (endpoint,) = recorded(recording, "CreateEndpoint")
-    assert endpoint == {"EndpointName": "dogs-rt", "EndpointConfigName": "dogs-rt"} or (
-        endpoint["EndpointName"] == "dogs-rt" and endpoint["EndpointConfigName"] == "dogs-rt")
+    assert (endpoint["EndpointName"], endpoint["EndpointConfigName"]) == ("dogs-rt", "dogs-rt")
     again = dogctl("deploy", "--sagemaker", "--name", "dogs-rt", "--model-data", model_data)
     assert again.returncode == 2 and "endpoint 'dogs-rt' already exists" in again.stderr
 

@@ -82,3 +82,21 @@ def test_failure_file_starts_with_a_one_line_reason(tmp_path):
     assert lines == ["bad thing happened here", "Traceback", "  line"]
     opt.clear_failure()
     assert not opt.failure_file.exists()
+
+
+def test_channels_are_links_copies_or_mount_points(tmp_path):
+    source = tmp_path / "src" / "train"
+    (source / "001.A").mkdir(parents=True)
+    (source / "001.A" / "a.jpg").write_bytes(b"x")
+    opt = OptML(tmp_path / "opt_ml")
+    opt.write_inputs({"train": source}, {"epochs": "1"}, mount=True)
+    assert opt.channel("train").is_dir() and not opt.channel("train").is_symlink()
+    assert not any(opt.channel("train").iterdir())  # for an engine's -v to mount on
+    opt.write_inputs({"train": source}, {"epochs": "1"})
+    assert opt.channel("train").resolve() == source.resolve()
+    opt.write_inputs({"train": source}, {"epochs": "1"}, copy=True)
+    assert (opt.channel("train") / "001.A" / "a.jpg").read_bytes() == b"x"
+    assert source.is_dir() and (source / "001.A" / "a.jpg").is_file()  # the source untouched
+    opt.write_inputs({"train": source}, {"epochs": "1"}, mount=True)
+    assert not any(opt.channel("train").iterdir())
+    assert json.loads(opt.inputdataconfig_file.read_text())["train"]["TrainingInputMode"] == "File"
