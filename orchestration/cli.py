@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -564,8 +565,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM: stop as Ctrl-C does (what the command started is stopped, checkpoints kept)."""
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    # Trials run in threads, which a signal cannot interrupt: their `train` runs are stopped here.
+    local.stop_all()
+    raise KeyboardInterrupt if signum == signal.SIGINT else Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_signal)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when ignored (nohup, &)
+        signal.signal(signal.SIGINT, _on_signal)
     try:
         return args.func(args)
     except (UsageError, HyperparameterError, dataset.DatasetError, JobDirError,
@@ -575,6 +589,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"dogctl {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"dogctl {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
 
 
 if __name__ == "__main__":

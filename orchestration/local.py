@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,20 @@ from pathlib import Path
 from dogbreed.opt_ml import METADATA_FILE, OptML
 
 from .runner import PROCESS, Runner
+
+_active: dict[int, tuple[Runner, subprocess.Popen, str]] = {}  # pid -> (runner, process, name)
+_active_lock = threading.RLock()  # reentrant: the signal handler may interrupt its holder
+
+
+def stop_all() -> int:
+    """Stop every `train` this process started that still runs (all trials of a study); return
+    how many. Called by the command line's signal handlers: trials run in threads, which a signal
+    does not interrupt."""
+    with _active_lock:
+        runs = list(_active.values())
+    for runner, proc, name in runs:
+        runner.stop(proc, name, wait=False)  # their readers wait for them
+    return len(runs)
 
 
 @dataclass
@@ -68,6 +83,8 @@ def run_training(run_dir: Path, channels: dict[str, Path], hyperparameters: dict
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
             preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus and not runner.in_container else None,
         )
+        with _active_lock:
+            _active[proc.pid] = (runner, proc, name)
         try:
             assert proc.stdout is not None
             for line in proc.stdout:
@@ -78,4 +95,7 @@ def run_training(run_dir: Path, channels: dict[str, Path], hyperparameters: dict
         except BaseException:
             runner.stop(proc, name)  # train stops at once on SIGTERM, its checkpoints kept
             raise
+        finally:
+            with _active_lock:
+                _active.pop(proc.pid, None)
     return TrainResult(run_dir, opt, proc.returncode, time.monotonic() - started)

@@ -76,15 +76,17 @@ class Runner:
         cmd += [*self.device_flags, *shlex.split(os.environ.get("RUN_FLAGS", "")), self.image, "train"]
         return cmd
 
-    def stop(self, proc: subprocess.Popen, name: str) -> None:
-        """SIGTERM to `train` (it stops at once, checkpoints kept), then wait for it."""
+    def stop(self, proc: subprocess.Popen, name: str, *, wait: bool = True) -> None:
+        """SIGTERM to `train` (it stops at once, checkpoints kept), then with ``wait`` wait for it
+        (not from a signal handler: the interrupted code may be waiting on it already)."""
         if self.in_container:
             assert self.engine
             subprocess.run([self.engine, "stop", "-t", str(STOP_SECONDS), name],
                            capture_output=True, timeout=STOP_SECONDS + 60)
-        else:
+        elif proc.poll() is None:
             proc.terminate()
-        proc.wait()
+        if wait:
+            proc.wait()
 
 
 PROCESS = Runner()  # this checkout's code, as a process

@@ -83,6 +83,7 @@ def run_study(workdir: Path, channels: dict[str, Path], setup: TuningSetup, *,
               runner: Runner = PROCESS, emit: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) the study; write the best hyperparameters and tuning.json; return the summary."""
     import optuna
+    from optuna.trial import TrialState
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     folder = workdir / "tuning" / setup.name
@@ -93,10 +94,11 @@ def run_study(workdir: Path, channels: dict[str, Path], setup: TuningSetup, *,
         sampler=optuna.samplers.TPESampler(seed=setup.seed, n_startup_trials=min(5, setup.trials)),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
     )
-    finished = [t for t in study.trials if t.state.is_finished()]
-    remaining = setup.trials - len(finished)
-    if finished:
-        emit(f"tune: resuming study {setup.name!r}: {len(finished)} of {setup.trials} trials done")
+    # Failed trials (an error, or stopped by Ctrl-C or SIGTERM) do not count: others replace them.
+    done = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    remaining = setup.trials - len(done)
+    if study.trials:
+        emit(f"tune: resuming study {setup.name!r}: {len(done)} of {setup.trials} trials done")
     space = setup.space()
     slots = cpu_slots(setup.parallel)
     lock = threading.Lock()

@@ -216,20 +216,26 @@ def test_dogctl_tunes_with_trials_in_parallel_containers(engine, image, workdir)
     assert best["epochs"] == "1" and float(best["lr"]) > 0
 
 
-def test_an_interrupted_run_stops_its_container_and_keeps_its_checkpoint(engine, image, workdir):
+@pytest.mark.parametrize("signum,code,said", [(signal.SIGINT, 130, "interrupted"),
+                                              (signal.SIGTERM, 143, "terminated (SIGTERM)")])
+def test_a_stopped_run_stops_its_container_and_keeps_its_checkpoint(engine, image, workdir, signum,
+                                                                     code, said):
+    name = f"stopped-{signum}"
     proc = subprocess.Popen([DOGCTL, "--workdir", str(workdir), "train", "--runner", "container",
-                             "--local-image", image, "--name", "stopped", "--no-debugger", *FAST,
-                             "--hp", "epochs=100"], env=dogctl_env(engine), cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             "--local-image", image, "--name", name, "--no-debugger", *FAST,
+                             "--hp", "epochs=100", "--hp", "patience=0"], env=dogctl_env(engine),
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            # Ctrl-C as in a terminal, even where this test runs with SIGINT ignored
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []
     assert proc.stdout is not None
     for line in proc.stdout:
         seen.append(line)
         if "epoch=2/100" in line:  # epoch 1 checkpointed by now
-            proc.send_signal(signal.SIGINT)  # Ctrl-C: dogctl stops the container
+            proc.send_signal(signum)  # to dogctl alone: it stops the container
             break
     rest = proc.communicate(timeout=120)[0]
-    assert proc.returncode == 130, "".join(seen) + rest
-    assert "dogctl train: interrupted" in rest
-    assert sh(engine, "ps", "-a", "--filter", "name=dogctl-stopped", "-q").stdout.strip() == ""
-    assert any((workdir / "runs" / "stopped" / "opt_ml" / "checkpoints").iterdir())
+    assert proc.returncode == code, "".join(seen) + rest
+    assert f"dogctl train: {said}" in rest
+    assert sh(engine, "ps", "-a", "--filter", f"name=dogctl-{name}", "-q").stdout.strip() == ""
+    assert any((workdir / "runs" / name / "opt_ml" / "checkpoints").iterdir())

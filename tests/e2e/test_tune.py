@@ -9,6 +9,7 @@ import re
 import subprocess
 import zipfile
 
+import psutil
 import pytest
 
 from dogbreed.hyperparameters import parse
@@ -95,3 +96,36 @@ def test_tune_rejects_an_unknown_name_in_one_line(tmp_path, train_env):
     assert out.returncode == 2 and out.stderr.startswith("dogctl tune: error: not tunable: colour")
     bad = dogctl(tmp_path / "work", "tune", "--range", "lr=big", env=train_env)
     assert bad.returncode == 2 and "--range takes NAME=LOW:HIGH[:log]" in bad.stderr
+
+
+def test_sigterm_stops_every_trial_and_the_study_resumes(tmp_path, train_env):
+    data = make_dataset(tmp_path / "src", classes=3, per_class=8, size=32)
+    work = tmp_path / "work"
+    assert dogctl(work, "data", "--source", str(data), env=train_env).returncode == 0
+    common = ["tune", "--name", "cut", "--trials", "2", "--parallel", "2", "--tune", "lr",
+              "--hp", "pretrained=false", "--hp", "image_size=32", "--hp", "batch_size=8"]
+    proc = subprocess.Popen([str(BIN / "dogctl"), "--workdir", str(work), *common, "--hp", "epochs=200",
+                             "--hp", "patience=0"],
+                            env=train_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen, started = [], set()
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        seen.append(line)
+        if m := re.match(r"tune: (trial-\d+) epoch 1:", line):
+            started.add(m.group(1))
+            if len(started) == 2:
+                break
+    trains = psutil.Process(proc.pid).children(recursive=True)
+    assert len([p for p in trains if "dogbreed.train" in " ".join(p.cmdline())]) == 2, "".join(seen)
+    proc.terminate()  # SIGTERM to dogctl alone, as a scheduler or `kill` sends it
+    rest = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 143, "".join(seen) + rest
+    assert "dogctl tune: terminated (SIGTERM)" in rest
+    gone, alive = psutil.wait_procs(trains, timeout=30)
+    assert not alive, f"still running: {alive}"
+    # The two stopped trials failed; they do not count, so the study runs two more.
+    again = dogctl(work, *common, "--hp", "epochs=1", env=train_env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "resuming study 'cut': 0 of 2 trials done" in again.stdout
+    summary = json.loads((work / "tuning" / "cut" / "tuning.json").read_text())
+    assert sorted(t["status"] for t in summary["trials"]) == ["complete", "complete", "fail", "fail"]
