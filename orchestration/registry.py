@@ -79,8 +79,18 @@ def _run(cmd: list[str], stdin: str | None = None) -> None:
         raise RegistryError(f"`{' '.join(cmd[:2])}` failed (exit {result.returncode})")
 
 
+def local_image(engine_name: str, image: str) -> str | None:
+    """``image <id>, built <time>`` for a local image, or None when the engine does not have it."""
+    found = subprocess.run([engine_name, "image", "inspect", "--format", "{{.Id}} {{.Created}}", image],
+                           capture_output=True, text=True)
+    if found.returncode != 0:
+        return None
+    image_id, _, created = found.stdout.strip().partition(" ")
+    return f"image {image_id.removeprefix('sha256:')[:12]}, built {created[:19]}"
+
+
 def push(image: str, target: Target, tag: str, engine_name: str) -> str:
-    if subprocess.run([engine_name, "image", "inspect", image], capture_output=True).returncode != 0:
+    if local_image(engine_name, image) is None:
         raise RegistryError(f"no local image {image}: run `make build` first")
     if target.password is not None:
         _run([engine_name, "login", "--username", target.username or "AWS", "--password-stdin",

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from dogbreed.opt_ml import OptML
 
-from .registry import RegistryError, engine
+from .registry import RegistryError, engine, local_image
 
 KINDS = ("auto", "container", "process")
 DEFAULT_IMAGE = "dogbreed:latest"
@@ -102,16 +102,6 @@ def gpu_flags(engine_name: str) -> tuple[str, ...]:
     return ("--gpus", "all")
 
 
-def image_info(engine_name: str, image: str) -> str | None:
-    """``id, created`` of a local image, or None when it is not there."""
-    found = subprocess.run([engine_name, "image", "inspect", "--format", "{{.Id}} {{.Created}}", image],
-                           capture_output=True, text=True)
-    if found.returncode != 0:
-        return None
-    image_id, _, created = found.stdout.strip().partition(" ")
-    return f"image {image_id.removeprefix('sha256:')[:12]}, built {created[:19]}"
-
-
 def choose(kind: str = "auto", image: str = DEFAULT_IMAGE) -> Runner:
     """The runner for ``kind`` (one of :data:`KINDS`)."""
     if kind not in KINDS:
@@ -124,7 +114,7 @@ def choose(kind: str = "auto", image: str = DEFAULT_IMAGE) -> Runner:
         if kind == "container":
             raise RunnerError(f"{exc} (or use --runner process)") from exc
         return Runner(why=str(exc).splitlines()[0])
-    info = image_info(engine_name, image)
+    info = local_image(engine_name, image)
     if info is None:
         if kind == "container":
             raise RunnerError(f"no local image {image} in {engine_name}: `make build` it "

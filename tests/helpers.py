@@ -17,6 +17,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import zipfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,6 +95,15 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60, what: str =
         assert proc.poll() is None, f"{what} exited with code {proc.returncode}"
         assert time.monotonic() < deadline, f"{what} did not answer {url} within {timeout:.0f} s"
         time.sleep(0.2)
+
+
+def zip_folder(folder: Path, archive: Path, prefix: str = "dogImages") -> Path:
+    """``folder``'s files in a zip under ``prefix``/, as dogImages.zip lays them out."""
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zf.write(path, f"{prefix}/{path.relative_to(folder)}")
+    return archive
 
 
 def free_port() -> int:

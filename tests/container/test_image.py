@@ -16,13 +16,12 @@ import subprocess
 import time
 import urllib.request
 import uuid
-import zipfile
 from pathlib import Path
 
 import pytest
 
 from local_test.testdata import make_dataset
-from tests.helpers import BIN, free_port, wait_http
+from tests.helpers import BIN, free_port, wait_http, zip_folder
 
 pytestmark = pytest.mark.container
 ROOT = Path(__file__).resolve().parents[2]
@@ -181,10 +180,7 @@ def workdir(tmp_path_factory) -> Path:
     """A dogctl work folder with a small generated dataset prepared (`dogctl data` from a zip)."""
     root = tmp_path_factory.mktemp("dogctl")
     data = make_dataset(root / "src", classes=3, per_class=8, size=32)
-    archive = root / "dogImages.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
-        for path in sorted(data.rglob("*.jpg")):
-            zf.write(path, f"dogImages/{path.relative_to(data)}")
+    archive = zip_folder(data, root / "dogImages.zip")
     sh(DOGCTL, "--workdir", str(root / "work"), "data", "--source", str(archive))
     return root / "work"
 

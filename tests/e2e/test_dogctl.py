@@ -1,12 +1,11 @@
 """`dogctl data` and `dogctl train --local` as a user runs them: real processes, real files."""
 
 import subprocess
-import zipfile
 
 import pytest
 
 from local_test.testdata import make_dataset
-from tests.helpers import BIN
+from tests.helpers import BIN, zip_folder
 
 pytestmark = pytest.mark.e2e
 DOGCTL = str(BIN / "dogctl")
@@ -19,10 +18,7 @@ def dogctl(*args, env=None, cwd=None):
 def test_data_then_train_locally(tmp_path, train_env):
     data = make_dataset(tmp_path / "src", classes=3, per_class=8, size=40,
                         splits={"train": 1.0, "valid": 0.75})
-    archive = tmp_path / "dogs.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
-        for path in data.rglob("*.jpg"):
-            zf.write(path, f"dogImages/{path.relative_to(data)}")
+    archive = zip_folder(data, tmp_path / "dogs.zip")
     work = tmp_path / "work"
     out = dogctl("--workdir", str(work), "data", "--source", str(archive), env=train_env)
     assert out.returncode == 0, out.stderr

@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import zipfile
 
 import psutil
 import pytest
 
 from dogbreed.hyperparameters import parse
 from local_test.testdata import make_dataset
-from tests.helpers import BIN, free_port
+from tests.helpers import BIN, free_port, zip_folder
 
 pytestmark = pytest.mark.e2e
 
@@ -26,10 +25,7 @@ def dogctl(work, *args, env, timeout=900):
 
 def test_the_local_workflow_end_to_end(tmp_path, train_env, sample_photos):
     data = make_dataset(tmp_path / "src", classes=3, per_class=8, size=32)
-    archive = tmp_path / "dogImages.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
-        for path in sorted(data.rglob("*.jpg")):
-            zf.write(path, f"dogImages/{path.relative_to(data)}")
+    archive = zip_folder(data, tmp_path / "dogImages.zip")
     work = tmp_path / "work"
     prepared = dogctl(work, "data", "--source", str(archive), env=train_env)
     assert prepared.returncode == 0, prepared.stderr

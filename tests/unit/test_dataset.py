@@ -10,15 +10,7 @@ import pytest
 
 from local_test.testdata import make_dataset
 from orchestration import dataset as D
-from tests.helpers import file_server
-
-
-def zip_folder(folder: Path, archive: Path, prefix: str = "dogImages") -> Path:
-    with zipfile.ZipFile(archive, "w") as zf:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                zf.write(path, f"{prefix}/{path.relative_to(folder)}")
-    return archive
+from tests.helpers import file_server, zip_folder
 
 
 @pytest.fixture
