@@ -98,4 +98,5 @@ def run_training(run_dir: Path, channels: dict[str, Path], hyperparameters: dict
         finally:
             with _active_lock:
                 _active.pop(proc.pid, None)
+            runner.remove(name)
     return TrainResult(run_dir, opt, proc.returncode, time.monotonic() - started)

@@ -88,6 +88,13 @@ class Runner:
         if wait:
             proc.wait()
 
+    def remove(self, name: str) -> None:
+        """Make sure a finished run's container is gone: ``--rm`` can lose a race with a stop
+        from elsewhere, leaving a stopped container behind. Nothing to do for a process."""
+        if self.in_container:
+            assert self.engine
+            subprocess.run([self.engine, "rm", "-f", name], capture_output=True, timeout=STOP_SECONDS + 60)
+
 
 PROCESS = Runner()  # this checkout's code, as a process
 
