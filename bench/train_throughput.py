@@ -23,10 +23,11 @@ from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
 from torchvision.models import resnet18
 
-from dogbreed.data import ImageFolder, collate, scan_split
+from dogbreed.data import scan_split
 from dogbreed.debugger import DebugHook, hook_config
 from dogbreed.hardware import place
 from dogbreed.hyperparameters import AUTO
+from dogbreed.loader import ImageFolder, collate
 from dogbreed.preprocess import decode_side, train_transform
 from dogbreed.profiler import StepTimer, SystemMonitor
 

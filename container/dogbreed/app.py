@@ -13,8 +13,9 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from . import payloads
+from .artifact import ArtifactError
 from .images import ImageError
-from .predictor import ModelLoadError, Predictor
+from .predictor import Predictor
 
 log = logging.getLogger("dogbreed.serve")
 DRAIN_LIMIT = 64 * 1024 * 1024  # read and drop at most this much of a refused body
@@ -35,7 +36,7 @@ class ModelState:
             try:
                 self.predictor = Predictor(self.model_dir, device)
                 self.error = None
-            except ModelLoadError as exc:
+            except ArtifactError as exc:  # metadata, classes or weights
                 self.error = str(exc)
                 log.error("model not loaded: %s", exc)
                 return

@@ -4,7 +4,7 @@ Class names are the folder names in sorted order; every split must have the
 same classes. Files that are not usable images are found before training
 (:func:`scan_split`), reported, and skipped; a file that still fails to decode
 later (a truncated JPEG passes the header check) is skipped by the loader and
-counted, never crashing an epoch.
+counted, never crashing an epoch (:mod:`dogbreed.loader`). Scanning needs no torch.
 """
 
 from __future__ import annotations
@@ -14,19 +14,15 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
 
-import torch
-from torch.utils.data import Dataset
-
-from .images import ImageError, check_header, decode
-from .preprocess import Transform
+from .errors import UserError
+from .images import check_header
 
 log = logging.getLogger(__name__)
 SHOW_NAMES = 5  # how many offending file names a message lists
 
 
-class DataError(Exception):
+class DataError(UserError):
     """The dataset is not usable; the message says what to fix."""
 
 
@@ -113,41 +109,3 @@ def check_same_classes(reference: Split, other: Split) -> None:
         f"{len(only_ref)} only in {reference.name} ({show(only_ref)}), "
         f"{len(only_other)} only in {other.name} ({show(only_other)})"
     )
-
-
-class ImageFolder(Dataset):
-    """Samples of a :class:`Split` as ``(tensor, label, index)``; an unreadable image comes
-    back as ``(None, description, index)``."""
-
-    def __init__(self, samples: list[tuple[str, int]], transform: Transform, decode_side: int):
-        self.samples = samples
-        self.transform = transform
-        self.decode_side = decode_side
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> tuple[Any, Any, int]:
-        path, label = self.samples[index]
-        try:
-            return self.transform(decode(path, self.decode_side)), label, index
-        except (ImageError, OSError) as exc:
-            return None, f"{path} ({exc})", index
-
-
-class Batch(NamedTuple):
-    images: torch.Tensor
-    labels: torch.Tensor
-    indices: list[int]  # positions in the dataset's samples
-    bad: list[str]  # descriptions of the samples that could not be decoded
-
-
-def collate(batch: list[tuple[Any, Any, int]]) -> Batch:
-    """Stack the good samples; return the unreadable ones' descriptions beside them."""
-    good = [item for item in batch if item[0] is not None]
-    bad = [desc for x, desc, _ in batch if x is None]
-    if not good:
-        return Batch(torch.empty(0), torch.empty(0, dtype=torch.long), [], bad)
-    return Batch(torch.stack([x for x, _, _ in good]),
-                 torch.tensor([y for _, y, _ in good], dtype=torch.long),
-                 [i for _, _, i in good], bad)

@@ -12,8 +12,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from .artifact import display_name
 from .images import ImageError, decode
-from .predictor import display_name
 
 log = logging.getLogger(__name__)
 EVALUATION_FILE = "evaluation.json"

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import UserError
 from .hyperparameters import AUTO
 
 
-class HardwareError(Exception):
+class HardwareError(UserError):
     """The hyperparameters ask for hardware this host does not have."""
 
 

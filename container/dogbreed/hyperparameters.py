@@ -17,6 +17,8 @@ import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
+from .errors import UserError
+
 AUTO = "auto"
 # Keys SageMaker (or its SDK) may add on its own, e.g. "_tuning_objective_metric" in tuning jobs.
 RESERVED_PREFIXES = ("_", "sagemaker_")
@@ -24,7 +26,7 @@ TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 FALSE_WORDS = frozenset({"false", "0", "no", "off"})
 
 
-class HyperparameterError(ValueError):
+class HyperparameterError(UserError, ValueError):
     """A hyperparameter is unknown, of the wrong type, or out of range."""
 
 

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .opt_ml import METADATA_FILE
+from .artifact import METADATA_FILE, ModelArtifact
+from .errors import UserError
 
 
-class JobDirError(Exception):
+class JobDirError(UserError):
     """The folder is not a training job's; the message says what was expected."""
 
 
@@ -40,7 +41,7 @@ class JobDir:
         folder = Path(folder)
         root = folder / "opt_ml" if (folder / "opt_ml").is_dir() else folder
         model = root / "model"
-        if not (model / METADATA_FILE).is_file():
+        if not ModelArtifact.is_model(model):
             raise JobDirError(
                 f"{folder} is not a finished training job: no model/{METADATA_FILE} (expected an "
                 "/opt/ml tree after `train`, a `dogctl` run folder or a downloaded SageMaker job)"
@@ -57,8 +58,12 @@ class JobDir:
     def name(self) -> str:
         return (self.root.parent if self.root.name == "opt_ml" else self.root).name
 
+    def artifact(self) -> ModelArtifact:
+        return ModelArtifact.read(self.model)
+
     def metadata(self) -> dict[str, Any]:
-        return json.loads((self.model / METADATA_FILE).read_text())
+        """metadata.json as a plain dict (the report's template reads it by key)."""
+        return self.artifact().metadata.to_json()
 
     def read_json(self, relative: str) -> Any:
         """A JSON file of output/data (or the job root), None when absent."""

@@ -12,7 +12,7 @@ Layout (SageMaker "How Amazon SageMaker AI provides training information"):
     input/config/debughookconfig.json    (optional, Debugger)
     input/config/profilerconfig.json     (optional, Profiler)
     input/data/<channel>/                train, valid, test (test optional)
-    model/                               model.pt, classes.json, metadata.json (tarred to S3)
+    model/                               the model artefact (dogbreed.artifact), tarred to S3
     checkpoints/                         synced with CheckpointConfig.S3Uri
     output/failure                       first line = FailureReason
     output/data/                         extra outputs, tarred to output.tar.gz
@@ -28,19 +28,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import UserError
+
 ENV_ROOT = "OPT_ML"
 DEFAULT_ROOT = "/opt/ml"
 REQUIRED_CHANNELS = ("train", "valid")
 OPTIONAL_CHANNELS = ("test",)
-# The model artefact, in model/: what `train` writes and `serve` loads.
-MODEL_FILE = "model.pt"  # state dict, loads with torch.load(weights_only=True)
-CLASSES_FILE = "classes.json"  # class folder names in output-index order
-METADATA_FILE = "metadata.json"  # architecture, preprocessing, hyperparameters, metrics
 # SageMaker shows at most this many characters of the failure file as FailureReason.
 FAILURE_REASON_LIMIT = 1024
 
 
-class ContractError(Exception):
+class ContractError(UserError):
     """The /opt/ml layout is not what the program needs; the message says why."""
 
 

@@ -1,59 +1,35 @@
-"""A trained model ready to answer: loaded once from the artefacts ``train`` wrote."""
+"""A trained model ready to answer: loaded once from the artefact ``train`` wrote."""
 
 from __future__ import annotations
 
-import json
-import re
 import threading
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .artifact import ArtifactError, ModelArtifact
 from .images import decode
-from .opt_ml import CLASSES_FILE, METADATA_FILE, MODEL_FILE
-from .preprocess import eval_transform_from_metadata
+from .preprocess import eval_transform_for
 from .resnet import ResNet18
 
-SUPPORTED_ARCHITECTURES = ("resnet18",)
 
-
-class ModelLoadError(Exception):
-    """The model folder is missing or inconsistent; the message says what is wrong."""
-
-
-def display_name(folder: str) -> str:
-    """'001.Affenpinscher' -> 'Affenpinscher'; '077.Irish_water_spaniel' -> 'Irish water spaniel'."""
-    return re.sub(r"^\d+[._-]", "", folder).replace("_", " ")
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelLoadError(f"{path} is missing: is this a model folder written by `train`?") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"{path} is not valid JSON: {exc}") from exc
+class ModelLoadError(ArtifactError):
+    """The weights cannot be loaded into the model the metadata describes."""
 
 
 class Predictor:
     """Decode, preprocess and classify photos with one loaded model."""
 
     def __init__(self, model_dir: Path, device: torch.device | None = None):
-        model_dir = Path(model_dir)
-        meta = _read_json(model_dir / METADATA_FILE)
-        if meta.get("architecture") not in SUPPORTED_ARCHITECTURES:
-            raise ModelLoadError(f"unsupported architecture {meta.get('architecture')!r} in {METADATA_FILE}")
-        classes = _read_json(model_dir / meta.get("classes_file", CLASSES_FILE))
-        if not isinstance(classes, list) or len(classes) != meta.get("num_classes"):
-            raise ModelLoadError(f"{CLASSES_FILE} does not list {meta.get('num_classes')} class names")
-        self.classes: list[str] = [str(c) for c in classes]
-        self.breeds = [display_name(c) for c in self.classes]
-        self.metadata = meta
-        self.transform = eval_transform_from_metadata(meta["preprocessing"])
+        artifact = ModelArtifact.read(model_dir)
+        self.classes: list[str] = artifact.classes
+        self.breeds = artifact.breeds
+        self.metadata = artifact.metadata
+        self.transform = eval_transform_for(artifact.metadata.preprocessing)
         self.decode_side = self.transform.resize
         self.device = device or torch.device("cpu")
-        weights = model_dir / meta.get("weights_file", MODEL_FILE)
+        weights = artifact.weights_path
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)
             model = ResNet18(len(self.classes))

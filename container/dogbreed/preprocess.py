@@ -5,19 +5,19 @@ written with PIL, numpy and torch alone, so ``serve`` starts without importing
 torchvision; it computes exactly what torchvision's ``Resize``/``CenterCrop``/
 ``ToTensor``/``Normalize`` do (tested). Validation during training and
 ``serve`` use this same class, rebuilt from the model's metadata
-(:func:`preprocessing_metadata` writes it, :func:`eval_transform_from_metadata`
-reads it), so both see images identically.
+(:class:`dogbreed.artifact.Preprocessing`, read back by :func:`eval_transform_for`),
+so both see images identically.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
+from .artifact import Preprocessing
 from .images import IMAGENET_MEAN, IMAGENET_STD, ImageError, resize_size
 
 Transform = Callable[[Image.Image], torch.Tensor]
@@ -76,16 +76,6 @@ def decode_side(image_size: int, train: bool) -> int:
     return 2 * image_size if train else resize_size(image_size)
 
 
-def preprocessing_metadata(image_size: int) -> dict[str, Any]:
-    return {
-        "image_size": image_size,
-        "resize_size": resize_size(image_size),
-        "mean": list(IMAGENET_MEAN),
-        "std": list(IMAGENET_STD),
-        "interpolation": "bilinear",
-    }
-
-
-def eval_transform_from_metadata(meta: dict[str, Any]) -> EvalTransform:
-    return EvalTransform(int(meta["image_size"]), int(meta["resize_size"]),
-                         tuple(meta["mean"]), tuple(meta["std"]))
+def eval_transform_for(prep: Preprocessing) -> EvalTransform:
+    """The evaluation transform a model was trained with."""
+    return EvalTransform(prep.image_size, prep.resize_size, prep.mean, prep.std)

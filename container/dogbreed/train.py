@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import math
 import os
@@ -32,14 +31,16 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from . import __version__, checkpoint, evaluation, metrics
-from .data import DataError, ImageFolder, Split, check_same_classes, collate, scan_split
+from .artifact import ModelArtifact, ModelMetadata, Preprocessing
+from .data import DataError, Split, check_same_classes, scan_split
 from .debugger import DebugHook
 from .distributed import ENV_FAILURE_FILE, World, init_process_group, launch, worker_world
 from .hardware import HardwareError, Placement, place, processes_per_host
 from .hyperparameters import HyperparameterError, Hyperparameters, parse
+from .loader import ImageFolder, collate
 from .model import ARCHITECTURE, build, freeze_backbone, set_train_mode
-from .opt_ml import CLASSES_FILE, METADATA_FILE, MODEL_FILE, ContractError, OptML, atomic_write_bytes
-from .preprocess import decode_side, eval_transform, preprocessing_metadata, train_transform
+from .opt_ml import ContractError, OptML
+from .preprocess import decode_side, eval_transform, train_transform
 from .profiler import ProfilerSettings, StepTimer, SystemMonitor
 from .weights import WeightsError
 
@@ -467,37 +468,31 @@ class Trainer:
             log.warning("rules/report skipped after an error: %s: %s", type(exc).__name__, exc)
 
     def write_model(self, scores: dict[str, float], seconds: float) -> None:
-        model_dir = self.opt.model_dir
         buffer = io.BytesIO()
         torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, buffer)
-        atomic_write_bytes(model_dir / MODEL_FILE, buffer.getvalue())
-        atomic_write_bytes(model_dir / CLASSES_FILE, json.dumps(self.classes, indent=1).encode())
         splits = {name: {"images": len(s.samples), "skipped": len(s.skipped)}
                   for name, s in self.splits.items()}
-        metadata = {
-            "format_version": 1,
-            "architecture": ARCHITECTURE,
-            "num_classes": len(self.classes),
-            "weights_file": MODEL_FILE,
-            "classes_file": CLASSES_FILE,
-            "preprocessing": preprocessing_metadata(self.params.image_size),
-            "pretrained": "imagenet" if self.params.pretrained else None,
-            "hyperparameters": asdict(self.params),
-            "metrics": {"selected_epoch": int(self.best["epoch"]), **scores},
-            "history": self.history,
-            "data": splits,
-            "training": {
+        metadata = ModelMetadata(
+            architecture=ARCHITECTURE,
+            num_classes=len(self.classes),
+            preprocessing=Preprocessing.for_size(self.params.image_size),
+            pretrained="imagenet" if self.params.pretrained else None,
+            hyperparameters=asdict(self.params),
+            metrics={"selected_epoch": int(self.best["epoch"]), **scores},
+            history=self.history,
+            data=splits,
+            training={
                 "seconds": round(seconds, 1),
                 "processes": self.world.size,
                 "device": self.placement.describe(),
                 "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "stopped_early": self.stopped_early,
             },
-            "versions": {"dogbreed": __version__, "torch": torch.__version__,
-                         "torchvision": _torchvision_version()},
-        }
-        atomic_write_bytes(model_dir / METADATA_FILE, json.dumps(metadata, indent=1).encode())
-        log.info("model written to %s (%s, %s, %s)", model_dir, MODEL_FILE, CLASSES_FILE, METADATA_FILE)
+            versions={"dogbreed": __version__, "torch": torch.__version__,
+                      "torchvision": _torchvision_version()},
+        )
+        ModelArtifact(self.opt.model_dir, metadata, list(self.classes)).write(buffer.getvalue())
+        log.info("model written to %s", self.opt.model_dir)
 
 
 def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

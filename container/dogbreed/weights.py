@@ -22,6 +22,11 @@ from pathlib import Path
 
 import torch
 
+try:
+    from .errors import UserError
+except ImportError:  # run as a script: the image's weights stage copies this file alone
+    UserError = Exception  # type: ignore[misc,assignment]
+
 URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
 FILENAME = "resnet18-f37072fd.pth"
 SHA256 = "f37072fd47e89c5e827621c5baffa7500819f7896bbacec160b1a16c560e07ec"
@@ -31,7 +36,7 @@ ENV_PATH = "DOGBREED_WEIGHTS"
 ENV_SHA256 = "DOGBREED_WEIGHTS_SHA256"
 
 
-class WeightsError(Exception):
+class WeightsError(UserError):
     """The pretrained weights are missing or do not match; the message says what to do."""
 
 

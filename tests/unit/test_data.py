@@ -3,7 +3,8 @@ import shutil
 import pytest
 import torch
 
-from dogbreed.data import DataError, ImageFolder, check_same_classes, collate, scan_split
+from dogbreed.data import DataError, check_same_classes, scan_split
+from dogbreed.loader import ImageFolder, collate
 from dogbreed.preprocess import eval_transform
 from local_test.testdata import make_dataset
 

@@ -11,8 +11,9 @@ from torchvision import transforms as T
 from torchvision.models import resnet18
 
 from dogbreed.app import ModelState, create_app
+from dogbreed.artifact import ArtifactError, display_name
 from dogbreed.images import IMAGENET_MEAN, IMAGENET_STD, ImageError, resize_size
-from dogbreed.predictor import ModelLoadError, Predictor, display_name
+from dogbreed.predictor import Predictor
 from dogbreed.preprocess import EvalTransform
 from dogbreed.resnet import ResNet18
 
@@ -77,7 +78,7 @@ def test_damaged_model_folders_are_explained(trained_model, tmp_path, damage, fr
     folder = tmp_path / "model"
     shutil.copytree(trained_model, folder)
     damage(folder)
-    with pytest.raises(ModelLoadError, match=fragment):
+    with pytest.raises(ArtifactError, match=fragment):
         Predictor(folder)
 
 
