@@ -3,6 +3,7 @@
     dogctl data  [--source ZIP|FOLDER|URL]        fetch, extract and check the dataset
     dogctl train --local [--hp NAME=VALUE ...]    train with the real `train` program
     dogctl tune --local [--trials 20 --parallel 2] tune (Optuna), best hyperparameters to a file
+    dogctl stop NAME                              stop a running training run or study
     dogctl report RUN_DIR                         the HTML report of a job (rules included)
     dogctl deploy [--model RUN_DIR]               serve a model (the newest by default) on :8080
     dogctl invoke PHOTO...                        the top breeds of each photo, from the endpoint
@@ -10,8 +11,8 @@
     dogctl teardown                               stop the endpoint
     dogctl summary                                data, tuning, model and report, in a few lines
 
-train, tune, deploy, invoke, evaluate and teardown take --sagemaker to do the same on SageMaker
-(after `dogctl data --sagemaker`); see README.
+data, train, tune, stop, deploy, invoke, evaluate and teardown take --sagemaker to do the same
+on SageMaker (after `dogctl data --sagemaker`); see README.
 
 Every command prints progress, and a one-line error instead of a traceback.
 """
@@ -21,28 +22,39 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dogbreed.debugger import TENSORS_DIR, hook_config
-from dogbreed.hyperparameters import HyperparameterError, Tune, describe_tune, parse
-from dogbreed.jobdir import JobDirError
-from dogbreed.opt_ml import CLASSES_FILE
-from dogbreed.report import REPORT_FILE, TUNING_FILE
+from dogbreed.errors import UserError
+from dogbreed.hyperparameters import parse
 
-from . import aws, dataset, endpoint, local, runner, tuning
+from . import dataset
 from .progress import Progress
+from .tuning import TuningSetup, parse_range, trials_table
+
+if TYPE_CHECKING:
+    from .local import LocalBackend
+    from .sagemaker import SageMakerBackend
+
+    Backend = LocalBackend | SageMakerBackend
 
 DEFAULT_WORKDIR = Path("work")
-DEBUG_SAVES = 8  # full tensor saves after the first ten steps, in a local run
-POLL_SECONDS = float(os.environ.get("DOGCTL_POLL_SECONDS", "30"))  # SageMaker status polling
+# Kept here, not imported from the local backend, so that `dogctl --help` stays fast.
+RUNNER_KINDS = ("auto", "container", "process")
+DEFAULT_IMAGE = "dogbreed:latest"
 
 
-class UsageError(Exception):
-    """Wrong use of a command; the message says what to do."""
+def backend(args: argparse.Namespace) -> Backend:
+    """The one place that chooses where a command runs: SageMaker with --sagemaker, else here."""
+    if getattr(args, "sagemaker", False):
+        from .sagemaker import SageMakerBackend
+
+        return SageMakerBackend(args)
+    from .local import LocalBackend
+
+    return LocalBackend(args)
 
 
 def _parse_assignments(items: list[str]) -> dict[str, str]:
@@ -50,7 +62,7 @@ def _parse_assignments(items: list[str]) -> dict[str, str]:
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name:
-            raise UsageError(f"--hp takes NAME=VALUE, got {item!r}")
+            raise UserError(f"--hp takes NAME=VALUE, got {item!r}")
         out[name.strip()] = value.strip()
     return out
 
@@ -63,7 +75,7 @@ def hyperparameters_from(args: argparse.Namespace) -> dict[str, str]:
         try:
             loaded = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise UsageError(f"cannot read hyperparameters from {path}: {exc}") from exc
+            raise UserError(f"cannot read hyperparameters from {path}: {exc}") from exc
         values.update({k: str(v) for k, v in loaded.items()})
     values.update(_parse_assignments(args.hp or []))
     parse(values)  # fail now, not minutes later inside the job
@@ -79,210 +91,33 @@ def cmd_data(args: argparse.Namespace) -> int:
         skipped = prepared.skipped.get(split, 0)
         note = f" ({skipped} unusable file(s) skipped)" if skipped else ""
         print(f"  {split:<5} {prepared.counts[split]:>6} images  {path}{note}")
-    if args.sagemaker:
-        settings = aws.Settings.load({"bucket": args.bucket, "prefix": args.prefix,
-                                      "region": args.region}, args.config)
-        settings.need("bucket")
-        session = settings.session()
-        uris = {}
-        for split, path in prepared.channels.items():
-            with Progress(f"data: uploading {split}", None, unit="files", stream=sys.stdout) as bar:
-                result = aws.upload_channel(session, path, settings.s3_uri("data", split),
-                                            lambda done, total, bar=bar: bar.advance_to(done, total))
-            uris[split] = result.uri
-            print(f"data: {split} -> {result.uri} ({result.uploaded} uploaded, {result.unchanged} unchanged)")
-        dataset.save_s3_channels(args.workdir, uris)
-        print("data: channels: " + json.dumps(uris))
-    return 0
-
-
-def _job_name(prefix: str) -> str:
-    """A unique SageMaker job name (tuning job names are at most 32 characters)."""
-    return datetime.now(UTC).strftime(f"{prefix}-%y%m%d-%H%M%S")
-
-
-def _settings(args: argparse.Namespace) -> aws.Settings:
-    options = {name: getattr(args, name, None) for name in ("bucket", "prefix", "region", "role", "image")}
-    options["train_instance_type"] = getattr(args, "instance_type", None)
-    return aws.Settings.load(options, args.config)
-
-
-LAST_JOB = Path("sagemaker") / "last-training-job"
-
-
-def cmd_train_sagemaker(args: argparse.Namespace, hyperparameters: dict[str, str]) -> int:
-    from . import sagemaker_jobs
-
-    settings = _settings(args)
-    session = sagemaker_jobs.session(settings)
-    name = args.attach or args.name or _job_name("dogbreed")
-    if not args.attach:
-        channels = dataset.load_s3_channels(args.workdir)
-        job = sagemaker_jobs.estimator(settings, hyperparameters, session=session, job_name=name,
-                                       spot=args.spot, debugger=args.debugger)
-        job.fit(channels, wait=False, job_name=name)
-        (args.workdir / LAST_JOB).parent.mkdir(parents=True, exist_ok=True)
-        (args.workdir / LAST_JOB).write_text(name + "\n")
-        print(f"train: SageMaker training job {name} submitted ({settings.train_instance_type}"
-              f"{', spot' if args.spot else ''}); channels {json.dumps(channels)}")
-        print(f"train: https://{session.boto_region_name}.console.aws.amazon.com/sagemaker/home"
-              f"#/jobs/{name}", flush=True)
-        if not args.wait:
-            print(f"train: not waiting; `dogctl train --sagemaker --attach {name}` follows it to the end")
-            return 0
-    job = sagemaker_jobs.wait_training(session.sagemaker_client, name,
-                                       lambda line: print(f"train: {line}", flush=True), poll=POLL_SECONDS)
-    status = job["TrainingJobStatus"]
-    metrics = {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList", [])}
-    print(f"train: job {name} {status}" + (f": {job.get('FailureReason')}" if status == "Failed" else ""))
-    if metrics:
-        print("train: final metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items())))
-    statuses = sagemaker_jobs.rule_statuses(job)
-    print("train: rule verdicts:" if statuses else "train: rule verdicts: none reported")
-    for rule in statuses:
-        print(f"  {rule['RuleConfigurationName']:<28} {rule.get('RuleEvaluationStatus', '?'):<14} "
-              f"{rule.get('StatusDetails', '')}".rstrip())
-    dest = args.workdir / "runs" / name
-    with Progress("train: downloading outputs", None, unit="parts", stream=sys.stdout):
-        found = sagemaker_jobs.download(session, job, dest)
-    for part, uri in found.items():
-        print(f"  {part:<16} {uri}")
-    if "model" in found:
-        from dogbreed.report import write_report
-
-        print(f"train: report in {write_report(dest)}")
-    print(f"train: outputs in {dest}")
-    return 0 if status == "Completed" else 1
+    return backend(args).data(args, prepared)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    hyperparameters = hyperparameters_from(args)
-    if args.sagemaker:
-        return cmd_train_sagemaker(args, hyperparameters)
-    where = _runner(args)
-    prepared = dataset.load_prepared(args.workdir)
-    run_dir = local.new_run_dir(args.workdir, "train", args.name)
-    print(f"train: local run in {run_dir} on {prepared.name} "
-          f"({prepared.counts['train']} training images)", flush=True)
-    if args.hyperparameters:  # from a tuning study: its trials go into this run's report
-        study = Path(args.hyperparameters).with_name(TUNING_FILE)
-        if study.is_file():
-            out = run_dir / "opt_ml" / "output" / "data"
-            out.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(study, out / TUNING_FILE)
-    debug_hook = None
-    if args.debugger:
-        params = parse(hyperparameters)
-        steps = params.epochs * -(-prepared.counts["train"] // params.batch_size)
-        interval = args.debug_interval or max(1, steps // DEBUG_SAVES)
-        def debug_hook(opt_ml: Path) -> dict:
-            return hook_config(opt_ml / "output" / TENSORS_DIR, interval)
-        print(f"train: debugger on: tensors at steps 0-9 and every {interval} steps "
-              f"(of {steps}), losses at every step", flush=True)
-    print(f"train: running {where.describe()}", flush=True)
-    result = local.run_training(run_dir, prepared.channels, hyperparameters, runner=where,
-                                debug_hook=debug_hook)
-    if not result.ok:
-        print(f"train: failed after {result.seconds:.0f}s: {result.failure()}", file=sys.stderr)
-        print(f"train: full log in {run_dir / 'train.log'}", file=sys.stderr)
-        return 1
-    scores = result.metadata()["metrics"]
-    summary = ", ".join(f"{k} {v:.4f}" for k, v in scores.items() if k != "selected_epoch")
-    print(f"train: done in {result.seconds:.0f}s; epoch {scores['selected_epoch']} kept: {summary}")
-    print(f"train: model in {result.opt_ml.model_dir}")
-    report = result.opt_ml.output_data_dir / REPORT_FILE
-    if report.is_file():
-        print(f"train: report in {report}")
-    return 0
-
-
-def _runner(args: argparse.Namespace) -> runner.Runner:
-    return runner.choose(args.runner, args.local_image)
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from dogbreed.jobdir import JobDir
-    from dogbreed.report import write_report
-    from dogbreed.rules import load_verdicts
-
-    path = write_report(args.job, out=args.out, evaluate=args.rules)
-    for r in load_verdicts(JobDir.find(args.job)) or []:
-        print(f"  {r.rule:<25} {r.verdict:<16} {r.summary}")
-    print(f"report: {path}")
-    return 0
-
-
-def parse_range(text: str) -> tuple[str, Tune]:
-    """NAME=LOW:HIGH[:log] or NAME=A|B|C -> a search range."""
-    name, sep, spec = text.partition("=")
-    if not sep or not name or not spec:
-        raise UsageError(f"--range takes NAME=LOW:HIGH[:log] or NAME=A|B|C, got {text!r}")
-    if "|" in spec:
-        return name, Tune(values=tuple(getattr(parse({name: v}), name) for v in spec.split("|")))
-    parts = spec.split(":")
-    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "log"):
-        raise UsageError(f"--range takes NAME=LOW:HIGH[:log] or NAME=A|B|C, got {text!r}")
-    low, high = (getattr(parse({name: v}), name) for v in parts[:2])
-    return name, Tune(low=low, high=high, log=len(parts) == 3)
+    return backend(args).train(args, hyperparameters_from(args))
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
     fixed = hyperparameters_from(args)
     ranges = tuple(parse_range(r) for r in args.range or [])
     tuned = tuple(n.strip() for n in args.tune.split(",") if n.strip())
-    name = args.name or (_job_name("dogbreed-tune") if args.sagemaker else "tune")
-    setup = tuning.TuningSetup(name, args.trials, args.parallel, tuned, tuple(fixed.items()),
-                               args.seed, ranges)
-    space = setup.space()  # checks the names
-    if args.sagemaker:
-        return cmd_tune_sagemaker(args, setup)
-    where = _runner(args)
-    prepared = dataset.load_prepared(args.workdir)
-    print(f"tune: study {name!r}: {args.trials} trials, {args.parallel} in parallel, TPE sampler "
-          f"with median pruning, objective valid_acc, on {prepared.name}", flush=True)
-    for param, tune in space.items():
-        print(f"  {param}: {describe_tune(tune)}")
-    print(f"tune: trials run {where.describe()}", flush=True)
-    summary = tuning.run_study(args.workdir, prepared.channels, setup, runner=where,
-                               emit=lambda line: print(line, flush=True))
-    return _tuning_outcome(summary, list(space), f"study {name!r}: {len(summary['trials'])} trials")
+    chosen = backend(args)
+    if args.name:
+        name = args.name
+    elif args.sagemaker:
+        from .sagemaker import job_name
 
-
-def cmd_tune_sagemaker(args: argparse.Namespace, setup: tuning.TuningSetup) -> int:
-    from . import sagemaker_jobs, sagemaker_tuning
-
-    settings = _settings(args)
-    session = sagemaker_jobs.session(settings)
-    client = session.sagemaker_client
-    name = setup.name
-    if args.attach:
-        name = args.attach
-        print(f"tune: waiting for the SageMaker tuning job {name}", flush=True)
+        name = job_name("dogbreed-tune")
     else:
-        channels = dataset.load_s3_channels(args.workdir)
-        job = sagemaker_tuning.tuner(settings, setup, session=session)
-        job.fit({k: v for k, v in channels.items() if k != "test"}, job_name=name, wait=False)
-        print(f"tune: SageMaker tuning job {name} submitted: {setup.trials} jobs, {setup.parallel} in "
-              f"parallel, {sagemaker_tuning.STRATEGY} search, early stopping "
-              f"{sagemaker_tuning.EARLY_STOPPING}, "
-              f"objective valid_acc, on {settings.train_instance_type}", flush=True)
-        for param, tune in setup.space().items():
-            print(f"  {param}: {describe_tune(tune)}")
-        if not args.wait:
-            print(f"tune: not waiting; `dogctl tune --sagemaker --attach {name}` waits and writes "
-                  "the results")
-            return 0
-    with Progress("tune", None, unit="jobs", stream=sys.stdout) as bar:
-        job = sagemaker_tuning.wait(client, name, lambda done, total, text: bar.advance_to(done, total),
-                                    poll=POLL_SECONDS)
-    summary = sagemaker_tuning.summarize(job, sagemaker_tuning.trials(client, name), dict(setup.fixed),
-                                         args.workdir / "tuning" / name)
-    return _tuning_outcome(summary, list(setup.space()), f"SageMaker tuning job {name} {summary['status']}")
-
-
-def _tuning_outcome(summary: dict, names: list[str], headline: str) -> int:
-    print(f"tune: {headline}")
-    print(tuning.trials_table(summary, names))
+        name = "tune"
+    setup = TuningSetup(name, args.trials, args.parallel, tuned, tuple(fixed.items()), args.seed, ranges)
+    setup.space()  # checks the names before anything starts
+    summary = chosen.tune(args, setup)
+    if summary is None:  # submitted, not waited for
+        return 0
+    print(f"tune: {summary['headline']}")
+    print(trials_table(summary, list(setup.space())))
     if not summary["best"]:
         print("tune: no trial completed", file=sys.stderr)
         return 1
@@ -292,108 +127,63 @@ def _tuning_outcome(summary: dict, names: list[str], headline: str) -> int:
     return 0
 
 
-def _sagemaker_session(args: argparse.Namespace) -> object:
-    from . import sagemaker_jobs
+def cmd_stop(args: argparse.Namespace) -> int:
+    return backend(args).stop(args)
 
-    return sagemaker_jobs.session(_settings(args))
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from dogbreed.jobdir import JobDir
+    from dogbreed.report import write_report
+    from dogbreed.verdicts import load_verdicts
+
+    path = write_report(args.job, out=args.out, evaluate=args.rules)
+    for r in load_verdicts(JobDir.find(args.job)) or []:
+        print(f"  {r.rule:<25} {r.verdict:<16} {r.summary}")
+    print(f"report: {path}")
+    return 0
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    if args.sagemaker:
-        return cmd_deploy_sagemaker(args)
-    model = endpoint.model_folder(args.model) if args.model else endpoint.newest_model(args.workdir)
-    name = args.name or endpoint.DEFAULT_NAME
-    print(f"deploy: starting serve on {model} (port {args.port})", flush=True)
-    ep = endpoint.deploy(args.workdir, model, name=name, port=args.port, workers=args.workers)
-    print(f"deploy: endpoint {ep.name!r} ready at {ep.url} (log {ep.log}); `dogctl teardown` stops it")
-    return 0
-
-
-def cmd_deploy_sagemaker(args: argparse.Namespace) -> int:
-    from . import sagemaker_endpoint as sme
-    from . import sagemaker_jobs
-
-    settings = _settings(args)
-    session = sagemaker_jobs.session(settings)
-    name = args.name or sme.DEFAULT_NAME
-    if args.model_data:
-        data = args.model_data
-    else:
-        last = args.workdir / LAST_JOB
-        job = args.job or (last.read_text().strip() if last.is_file() else None)
-        if not job:
-            raise UsageError("which model? pass --job TRAINING_JOB or --model-data s3://.../model.tar.gz "
-                             "(or run `dogctl train --sagemaker` first)")
-        data = sme.model_data(session.sagemaker_client, job)
-    hosting = sme.Hosting(args.instance_type or settings.endpoint_instance_type, args.instance_count,
-                          args.serverless_memory, args.max_concurrency)
-    print(f"deploy: {data} to endpoint {name!r} ({hosting.describe()})", flush=True)
-    last_status = [""]
-
-    def progress(status: str, seconds: float) -> None:
-        if status != last_status[0]:
-            print(f"deploy: {seconds:5.0f}s  {status}", flush=True)
-            last_status[0] = status
-
-    sme.deploy(settings, session, data, name, hosting, progress, poll=POLL_SECONDS)
-    print(f"deploy: endpoint {name!r} in service; `dogctl invoke --sagemaker PHOTO` to use it, "
-          f"`dogctl teardown --sagemaker` to stop paying for it")
-    return 0
-
-
-def _sender(args: argparse.Namespace) -> tuple[endpoint.Send, str, list[str] | None]:
-    """(send, where, the model's classes when known) for the chosen backend."""
-    if args.sagemaker:
-        from . import sagemaker_endpoint as sme
-
-        name = args.name or sme.DEFAULT_NAME
-        return sme.runtime_send(_sagemaker_session(args), name), f"SageMaker endpoint {name}", None
-    ep = endpoint.ready(endpoint.Endpoint.load(args.workdir, args.name or endpoint.DEFAULT_NAME))
-    classes = json.loads((Path(ep.model_dir) / CLASSES_FILE).read_text())
-    return endpoint.http_send(ep.url), ep.url, classes
+    return backend(args).deploy(args)
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
+    from .invocation import invoke
+
     for photo in args.photos:
         if not photo.is_file():
-            raise UsageError(f"{photo}: no such file")
-    send, _, _ = _sender(args)
+            raise UserError(f"{photo}: no such file")
+    send, _, _ = backend(args).sender(args)
     for photo in args.photos:
-        top = endpoint.invoke(send, photo, args.top_k)
+        top = invoke(send, photo, args.top_k)
         print(f"{photo}: " + ", ".join(f"{p['breed']} {100 * p['probability']:.1f}%" for p in top))
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .invocation import evaluate, format_evaluation
+
     split_dir = args.data or dataset.load_prepared(args.workdir).channels.get(args.split)
     if split_dir is None:
-        raise UsageError(f"the prepared dataset has no {args.split!r} split: pass --data FOLDER")
-    send, where, classes = _sender(args)
+        raise UserError(f"the prepared dataset has no {args.split!r} split: pass --data FOLDER")
+    send, where, classes = backend(args).sender(args)
     print(f"evaluate: {split_dir} through {where}", flush=True)
     with Progress("evaluate", None, unit="images", stream=sys.stdout) as bar:
-        result = endpoint.evaluate(send, Path(split_dir), classes, bar.advance_to)
-    print(endpoint.format_evaluation(result))
+        result = evaluate(send, Path(split_dir), classes, bar.advance_to)
+    print(format_evaluation(result))
     return 0
 
 
 def cmd_teardown(args: argparse.Namespace) -> int:
-    if args.sagemaker:
-        from . import sagemaker_endpoint as sme
-
-        name = args.name or sme.DEFAULT_NAME
-        deleted = sme.teardown(_sagemaker_session(args).sagemaker_client, name)
-        print(f"teardown: deleted {', '.join(deleted)}" if deleted
-              else f"teardown: nothing named {name!r} to delete")
-        return 0
-    name = args.name or endpoint.DEFAULT_NAME
-    stopped = endpoint.teardown(args.workdir, name)
-    print(f"teardown: endpoint {name!r} " + ("stopped" if stopped else "was not running"))
-    return 0
+    return backend(args).teardown(args)
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
     """What the local workflow has produced so far, in a few lines (the end of `make demo`)."""
-    from dogbreed.jobdir import JobDir
+    from dogbreed.jobdir import REPORT_FILE, TUNING_FILE, JobDir
+
+    from .local.endpoint import newest_model
+    from .tuning import BEST_FILE
 
     prepared = dataset.load_prepared(args.workdir)
     counts = ", ".join(f"{split} {n}" for split, n in prepared.counts.items())
@@ -403,13 +193,12 @@ def cmd_summary(args: argparse.Namespace) -> int:
         best = tuned.get("best") or {}
         line = f"summary: tuning {tuned['study']!r}: {len(tuned['trials'])} trials"
         if best:
-            line += (f"; best {best['name']} valid_acc {best['objective']:.4f} "
-                     f"({study.with_name(tuning.BEST_FILE)})")
+            line += f"; best {best['name']} valid_acc {best['objective']:.4f} ({study.with_name(BEST_FILE)})"
         print(line)
-    job = JobDir.find(endpoint.newest_model(args.workdir).parent)
-    metrics = job.metadata()["metrics"]
-    scores = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "selected_epoch")
-    print(f"summary: model {job.model} (epoch {metrics['selected_epoch']}): {scores}")
+    job = JobDir.find(newest_model(args.workdir).parent)
+    meta = job.artifact().metadata
+    scores = ", ".join(f"{k} {v:.4f}" for k, v in meta.scores.items())
+    print(f"summary: model {job.model} (epoch {meta.selected_epoch}): {scores}")
     report = job.output_data / REPORT_FILE
     if report.is_file():
         print(f"summary: report {report}")
@@ -431,13 +220,13 @@ def job_options(p: argparse.ArgumentParser) -> None:
 
 
 def runner_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--runner", choices=runner.KINDS, default=os.environ.get("DOGCTL_RUNNER", "auto"),
+    p.add_argument("--runner", choices=RUNNER_KINDS, default=os.environ.get("DOGCTL_RUNNER", "auto"),
                    help="locally, where `train` runs: in the image with a container engine, or as a "
                         "process; auto: the container when an engine and the image are there "
                         "(default: $DOGCTL_RUNNER or auto)")
-    p.add_argument("--local-image", default=os.environ.get("DOGCTL_LOCAL_IMAGE", runner.DEFAULT_IMAGE),
+    p.add_argument("--local-image", default=os.environ.get("DOGCTL_LOCAL_IMAGE", DEFAULT_IMAGE),
                    help="locally, the image to run `train` in (default: $DOGCTL_LOCAL_IMAGE or "
-                        f"{runner.DEFAULT_IMAGE}, what `make build` tags)")
+                        f"{DEFAULT_IMAGE}, what `make build` tags)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -469,8 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-debugger", dest="debugger", action="store_false",
                    help="no Debugger hook (no tensors saved, no rules, no report at the end)")
     p.add_argument("--debug-interval", type=int, metavar="STEPS",
-                   help=f"save weights and gradients every STEPS training steps "
-                        f"(default: about {DEBUG_SAVES} times in the run)")
+                   help="save weights and gradients every STEPS training steps "
+                        "(default: about 8 times in the run)")
     runner_options(p)
     p.add_argument("--sagemaker", action="store_true",
                    help="submit a SageMaker training job instead (channels from `dogctl data --sagemaker`)")
@@ -519,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     def endpoint_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--name", help=f"endpoint name (default: {endpoint.DEFAULT_NAME}; "
+        p.add_argument("--name", help="endpoint name (default: dogbreed-local; "
                        "with --sagemaker: dogbreed)")
         p.add_argument("--sagemaker", action="store_true", help="the SageMaker endpoint instead")
         aws_options(p)
@@ -559,6 +348,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("summary", help="what the local workflow produced: data, tuning, model, report")
     p.set_defaults(func=cmd_summary)
 
+    p = sub.add_parser("stop", help="stop a running training job or tuning study (checkpoints kept)")
+    p.add_argument("job", metavar="NAME", help="the run or study name (locally), or the SageMaker "
+                   "training or tuning job name (with --sagemaker)")
+    p.add_argument("--sagemaker", action="store_true", help="a SageMaker job (StopTrainingJob or "
+                   "StopHyperParameterTuningJob)")
+    aws_options(p)
+    p.set_defaults(func=cmd_stop)
+
     p = sub.add_parser("teardown", help="stop the endpoint (SageMaker: delete endpoint, config and model)")
     endpoint_options(p)
     p.set_defaults(func=cmd_teardown)
@@ -571,7 +368,8 @@ class Terminated(BaseException):
 
 def _on_signal(signum: int, frame: object) -> None:
     # Trials run in threads, which a signal cannot interrupt: their `train` runs are stopped here.
-    local.stop_all()
+    if "orchestration.local.training" in sys.modules:
+        sys.modules["orchestration.local.training"].stop_all()
     raise KeyboardInterrupt if signum == signal.SIGINT else Terminated
 
 
@@ -582,8 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, _on_signal)
     try:
         return args.func(args)
-    except (UsageError, HyperparameterError, dataset.DatasetError, JobDirError,
-            endpoint.EndpointError, aws.AwsError, runner.RunnerError) as exc:
+    except UserError as exc:
         print(f"dogctl {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

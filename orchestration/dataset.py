@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from dogbreed.data import DataError, check_same_classes, scan_split
+from dogbreed.errors import UserError
 
 from .progress import Progress
 
@@ -32,7 +33,7 @@ MAX_RATIO = 200  # uncompressed/compressed for the whole archive (JPEGs are abou
 STATE_FILE = "channels.json"
 
 
-class DatasetError(Exception):
+class DatasetError(UserError):
     """The dataset cannot be fetched, extracted or used; the message says why."""
 
 

@@ -18,11 +18,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from dogbreed.errors import UserError
+
 ENGINE_SCRIPT = Path(__file__).resolve().parent.parent / "docker" / "engine.sh"
 DEFAULT_REPOSITORY = "dogbreed"
 
 
-class RegistryError(Exception):
+class RegistryError(UserError):
     """The push cannot go on; the message says what to fix."""
 
 

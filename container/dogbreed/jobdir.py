@@ -19,6 +19,10 @@ from typing import Any
 from .artifact import METADATA_FILE, ModelArtifact
 from .errors import UserError
 
+# Files a job leaves in output/data beside the rules' verdicts and the evaluation.
+REPORT_FILE = "report.html"
+TUNING_FILE = "tuning.json"  # a tuning study's trials, copied in by `dogctl train --hyperparameters`
+
 
 class JobDirError(UserError):
     """The folder is not a training job's; the message says what was expected."""

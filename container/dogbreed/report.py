@@ -23,11 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from .hyperparameters import DEFAULTS, Hyperparameters, format_value
-from .jobdir import JobDir, JobDirError
+from .jobdir import REPORT_FILE, TUNING_FILE, JobDir, JobDirError
 from .rules import ISSUES, NO_ISSUES, RuleResult, evaluate_rules, load_verdicts
 
-REPORT_FILE = "report.html"
-TUNING_FILE = "tuning.json"
 BLUE, ORANGE, GREEN, GREY, RED = "#2563eb", "#ea580c", "#16a34a", "#9ca3af", "#dc2626"
 
 

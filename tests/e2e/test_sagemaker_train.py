@@ -12,8 +12,8 @@ from dogbreed.debugger import collections
 from dogbreed.hyperparameters import HyperparameterError
 from dogbreed.metrics import METRIC_DEFINITIONS
 from local_test.testdata import make_dataset
-from orchestration.aws import Settings
-from orchestration.sagemaker_jobs import estimator, session
+from orchestration.sagemaker.settings import Settings
+from orchestration.sagemaker.training import estimator, session
 from tests.helpers import BIN, BUCKET, IMAGE, ROLE, recorded
 
 pytestmark = pytest.mark.e2e

@@ -1,9 +1,8 @@
-"""The local backend: the real `train` program in its own /opt/ml folder, in the image or as a
-process (:mod:`orchestration.runner`)."""
+"""The real `train` program in its own /opt/ml folder, in the image or as a process
+(:mod:`orchestration.local.runner`), its output followed line by line."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import threading
@@ -13,10 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from dogbreed.opt_ml import METADATA_FILE, OptML
+from dogbreed.artifact import ModelArtifact
+from dogbreed.opt_ml import OptML
 
 from .runner import PROCESS, Runner
 
+DebugHookFactory = Callable[[Path], dict]  # the /opt/ml root as train sees it -> debughookconfig
 _active: dict[int, tuple[Runner, subprocess.Popen, str]] = {}  # pid -> (runner, process, name)
 _active_lock = threading.RLock()  # reentrant: the signal handler may interrupt its holder
 
@@ -43,8 +44,8 @@ class TrainResult:
     def ok(self) -> bool:
         return self.returncode == 0
 
-    def metadata(self) -> dict:
-        return json.loads((self.opt_ml.model_dir / METADATA_FILE).read_text())
+    def artifact(self) -> ModelArtifact:
+        return ModelArtifact.read(self.opt_ml.model_dir)
 
     def failure(self) -> str:
         path = self.opt_ml.failure_file
@@ -62,7 +63,7 @@ def run_training(run_dir: Path, channels: dict[str, Path], hyperparameters: dict
                  runner: Runner = PROCESS,
                  on_line: Callable[[str], None] | None = None,
                  env: dict[str, str] | None = None,
-                 debug_hook: Callable[[Path], dict] | None = None,
+                 debug_hook: DebugHookFactory | None = None,
                  cpus: set[int] | None = None) -> TrainResult:
     """Lay out ``run_dir/opt_ml`` and run ``train`` there with ``runner``; every output line goes
     to ``run_dir/train.log`` and to ``on_line`` (default: stdout). ``debug_hook``: given the

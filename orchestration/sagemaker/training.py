@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import logging
 import os
-import tarfile
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from dogbreed.debugger import collections
 from dogbreed.hyperparameters import parse
 from dogbreed.metrics import METRIC_DEFINITIONS
 
-from .aws import AwsError, Settings
+from .polling import RUNNING, poll
+from .s3 import download_prefix, download_tar
+from .settings import AwsError, Settings
 
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 PROFILER_INTERVAL_MS = 500
@@ -114,9 +114,6 @@ def estimator(settings: Settings, hyperparameters: dict[str, str], *, session: A
     )
 
 
-RUNNING = ("InProgress", "Stopping")  # a job's (or a rule evaluation's) status while not done
-
-
 def describe_training(client: Any, name: str) -> dict[str, Any]:
     from botocore.exceptions import ClientError
 
@@ -130,68 +127,35 @@ def rule_statuses(job: dict[str, Any]) -> list[dict[str, Any]]:
     return [*job.get("DebugRuleEvaluationStatuses", []), *job.get("ProfilerRuleEvaluationStatuses", [])]
 
 
-def wait_training(client: Any, name: str, emit: Callable[[str], None], poll: float = 30,
+def wait_training(client: Any, name: str, emit: Callable[[str], None], poll_every: float | None = None,
                   rules_timeout: float = 3600) -> dict[str, Any]:
     """Follow the job until it ends and its rules have given their verdicts, emitting each new
     status (SageMaker's secondary statuses: Starting, Downloading, Training, Uploading, ...)."""
     seen: set[tuple[str, str]] = set()
-    started = time.monotonic()
-    rules_deadline: float | None = None
-    while True:
-        job = describe_training(client, name)
+    ended: list[float] = []  # when the job itself ended (its rules may still run)
+
+    def progress(job: dict[str, Any], seconds: float) -> None:
         for step in job.get("SecondaryStatusTransitions", []):
             key = (step["Status"], step.get("StatusMessage", ""))
             if key not in seen:
                 seen.add(key)
-                emit(f"{time.monotonic() - started:6.0f}s  {step['Status']}: {step.get('StatusMessage', '')}")
-        if job["TrainingJobStatus"] not in RUNNING:
-            running = [r for r in rule_statuses(job) if r.get("RuleEvaluationStatus") in RUNNING]
-            if not running:
-                return job
-            rules_deadline = rules_deadline or time.monotonic() + rules_timeout
-            if time.monotonic() > rules_deadline:
-                emit(f"rules still running after {rules_timeout:.0f}s: "
-                     + ", ".join(r["RuleConfigurationName"] for r in running))
-                return job
-        time.sleep(poll)
+                emit(f"{seconds:6.0f}s  {step['Status']}: {step.get('StatusMessage', '')}")
+        if job["TrainingJobStatus"] not in RUNNING and not ended:
+            ended.append(seconds)
 
+    def finished(job: dict[str, Any]) -> bool:
+        if job["TrainingJobStatus"] in RUNNING:
+            return False
+        running = [r["RuleConfigurationName"] for r in rule_statuses(job)
+                   if r.get("RuleEvaluationStatus") in RUNNING]
+        if running and time.monotonic() - started > ended[0] + rules_timeout:
+            emit(f"rules still running after {rules_timeout:.0f}s: {', '.join(running)}")
+            return True
+        return not running
 
-def _s3_parts(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return bucket, key
-
-
-def _download_prefix(s3: Any, uri: str, dest: Path) -> int:
-    bucket, prefix = _s3_parts(uri.rstrip("/") + "/")
-    count = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            relative = PurePosixPath(obj["Key"][len(prefix):])
-            if not relative.parts or ".." in relative.parts or relative.is_absolute():
-                continue  # never write outside dest, whatever the keys say
-            target = dest.joinpath(*relative.parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(bucket, obj["Key"], str(target))
-            count += 1
-    return count
-
-
-def _download_tar(s3: Any, uri: str, dest: Path) -> bool:
-    from botocore.exceptions import ClientError
-
-    bucket, key = _s3_parts(uri)
-    with tempfile.TemporaryDirectory() as tmp:
-        archive = Path(tmp) / "archive.tar.gz"
-        try:
-            s3.download_file(bucket, key, str(archive))
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
-                return False  # the job wrote none (e.g. no output data)
-            raise AwsError(f"cannot download {uri}: {exc}") from exc
-        dest.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(archive) as tar:
-            tar.extractall(dest, filter="data")  # no absolute paths, no links out, no devices
-    return True
+    started = time.monotonic()
+    return poll(lambda: describe_training(client, name), finished, progress,
+                what=f"training job {name!r}", every=poll_every)
 
 
 def download(session: Any, job: dict[str, Any], dest: Path) -> dict[str, str]:
@@ -201,10 +165,10 @@ def download(session: Any, job: dict[str, Any], dest: Path) -> dict[str, str]:
     name = job["TrainingJobName"]
     found: dict[str, str] = {}
     model_uri = job.get("ModelArtifacts", {}).get("S3ModelArtifacts")
-    if model_uri and _download_tar(s3, model_uri, dest / "model"):
+    if model_uri and download_tar(s3, model_uri, dest / "model"):
         found["model"] = model_uri
     output_uri = model_uri and model_uri.rsplit("/", 1)[0] + "/output.tar.gz"
-    if output_uri and _download_tar(s3, output_uri, dest / "output" / "data"):
+    if output_uri and download_tar(s3, output_uri, dest / "output" / "data"):
         found["output"] = output_uri
     parts = {"debug-output": job.get("DebugHookConfig", {}).get("S3OutputPath"),
              "profiler-output": job.get("ProfilerConfig", {}).get("S3OutputPath"),
@@ -212,6 +176,30 @@ def download(session: Any, job: dict[str, Any], dest: Path) -> dict[str, str]:
     for part, base in parts.items():
         if base:
             uri = f"{base.rstrip('/')}/{name}/{part}"
-            if _download_prefix(s3, uri, dest / part):
+            if download_prefix(s3, uri, dest / part):
                 found[part] = uri
     return found
+
+
+def stop(client: Any, name: str) -> tuple[str, str]:
+    """Stop the training job, or else the tuning job, named ``name``: (which kind, what happened)."""
+    from botocore.exceptions import ClientError
+
+    calls = (("training job", "TrainingJobStatus", lambda: client.describe_training_job(TrainingJobName=name),
+              lambda: client.stop_training_job(TrainingJobName=name)),
+             ("tuning job", "HyperParameterTuningJobStatus",
+              lambda: client.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name),
+              lambda: client.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)))
+    for kind, key, describe, stop_call in calls:
+        try:
+            status = describe()[key]
+        except ClientError:
+            continue  # not a job of this kind
+        if status not in RUNNING:
+            return kind, f"already {status}; nothing to stop"
+        try:
+            stop_call()
+        except ClientError as exc:
+            raise AwsError(f"SageMaker refused to stop {kind} {name!r}: {exc}") from exc
+        return kind, "stopping (SageMaker sends SIGTERM; the checkpoints stay in S3)"
+    raise AwsError(f"no training or tuning job named {name!r} in this account and region")

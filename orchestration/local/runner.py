@@ -19,9 +19,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from dogbreed.errors import UserError
 from dogbreed.opt_ml import OptML
 
-from .registry import RegistryError, engine, local_image
+from ..registry import RegistryError, engine, local_image
 
 KINDS = ("auto", "container", "process")
 DEFAULT_IMAGE = "dogbreed:latest"
@@ -30,7 +31,7 @@ SHM_SIZE = "2g"  # data-loader workers share batches through /dev/shm (docker's 
 STOP_SECONDS = 30  # after SIGTERM, before the engine kills the container
 
 
-class RunnerError(Exception):
+class RunnerError(UserError):
     """The asked-for runner cannot be used; the message says what to do."""
 
 

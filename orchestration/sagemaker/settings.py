@@ -1,4 +1,4 @@
-"""The SageMaker backend's configuration, and the S3 side of `dogctl data`.
+"""The SageMaker backend's configuration: settings, AWS session, and the one error type.
 
 Settings come from, in order: command-line options, environment variables (``DOGCTL_<NAME>``,
 and the AWS ones boto3 reads: AWS_PROFILE, AWS_REGION, ...), then one TOML file (``--config``,
@@ -15,19 +15,19 @@ Each missing setting is reported with where it can be given, never as a tracebac
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+
+from dogbreed.errors import UserError
 
 CONFIG_ENV = "DOGCTL_CONFIG"
 DEFAULT_CONFIG = Path("dogctl.toml")
 
 
-class AwsError(Exception):
+class AwsError(UserError):
     """A setting, a credential or an AWS call is missing or refused; the message says what to do."""
 
 
@@ -84,52 +84,3 @@ class Settings:
 
     def s3_uri(self, *parts: str) -> str:
         return "s3://" + "/".join([self.need("bucket"), self.prefix.strip("/"), *parts])
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-@dataclass
-class UploadResult:
-    uri: str
-    uploaded: int
-    unchanged: int
-
-
-def upload_channel(session: Any, folder: Path, uri: str,
-                   progress: Callable[[int, int], None] | None = None) -> UploadResult:
-    """Mirror ``folder`` under ``uri`` (s3://bucket/key-prefix), skipping files already there with
-    the same size and MD5 (the ETag of a single-part upload). Links are followed (carved splits)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    prefix = prefix.rstrip("/")
-    s3 = session.client("s3")
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    try:
-        existing: dict[str, tuple[int, str]] = {}
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
-            for obj in page.get("Contents", []):
-                existing[obj["Key"]] = (obj["Size"], obj["ETag"].strip('"'))
-        uploaded = unchanged = 0
-        for i, path in enumerate(files, 1):
-            key = f"{prefix}/{path.relative_to(folder).as_posix()}"
-            size = path.stat().st_size
-            if key in existing and existing[key] == (size, _md5(path)):
-                unchanged += 1
-            else:
-                s3.upload_file(str(path), bucket, key)
-                uploaded += 1
-            if progress:
-                progress(i, len(files))
-    except s3.exceptions.NoSuchBucket as exc:
-        raise AwsError(f"bucket {bucket!r} does not exist (or is not yours): create it, "
-                       "or set another") from exc
-    except (ClientError, BotoCoreError) as exc:
-        raise AwsError(f"S3 refused the upload to {uri}: {exc}") from exc
-    return UploadResult(f"s3://{bucket}/{prefix}/", uploaded, unchanged)

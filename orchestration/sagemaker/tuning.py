@@ -8,7 +8,6 @@ which runs with them.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,10 @@ from typing import Any
 from dogbreed.hyperparameters import Tune, format_value, value_type
 from dogbreed.metrics import METRIC_DEFINITIONS, OBJECTIVE_METRIC, OBJECTIVE_TYPE
 
-from .aws import AwsError, Settings
-from .sagemaker_jobs import RUNNING, estimator
-from .tuning import TuningSetup, write_results
+from ..tuning import TuningSetup, write_results
+from .polling import RUNNING, poll
+from .settings import AwsError, Settings
+from .training import estimator
 
 STRATEGY = "Bayesian"
 EARLY_STOPPING = "Auto"
@@ -70,22 +70,21 @@ def describe(client: Any, name: str) -> dict[str, Any]:
 
 
 def wait(client: Any, name: str, progress: Callable[[int, int, str], None],
-         poll: float = 30, timeout: float | None = None) -> dict[str, Any]:
+         poll_every: float | None = None, timeout: float | None = None) -> dict[str, Any]:
     """Poll the tuning job until it ends; ``progress(finished_jobs, max_jobs, counters)``."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        job = describe(client, name)
+
+    def report(job: dict[str, Any], _seconds: float) -> None:
         counters = job.get("TrainingJobStatusCounters", {})
         finished = sum(counters.get(k, 0) for k in ("Completed", "NonRetryableErrors", "Stopped"))
         total = job["HyperParameterTuningJobConfig"]["ResourceLimits"]["MaxNumberOfTrainingJobs"]
-        text = ", ".join(f"{k} {v}" for k, v in counters.items() if v)
-        progress(finished, total, text)
-        if job["HyperParameterTuningJobStatus"] not in RUNNING:
-            return job
-        if deadline is not None and time.monotonic() > deadline:
-            raise AwsError(f"tuning job {name!r} still {job['HyperParameterTuningJobStatus']}; "
-                           f"`dogctl tune --sagemaker --attach {name}` waits again")
-        time.sleep(poll)
+        progress(finished, total, ", ".join(f"{k} {v}" for k, v in counters.items() if v))
+
+    def finished(job: dict[str, Any]) -> bool:
+        return job["HyperParameterTuningJobStatus"] not in RUNNING
+
+    return poll(lambda: describe(client, name), finished, report, what=f"tuning job {name!r}",
+                every=poll_every, timeout=timeout,
+                resume_hint=f"`dogctl tune --sagemaker --attach {name}` waits again")
 
 
 def trials(client: Any, name: str) -> list[dict[str, Any]]:

@@ -9,13 +9,13 @@ Debugger on deploys as is: its model.tar.gz holds only what ``serve`` loads.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .aws import AwsError, Settings
-from .endpoint import EndpointError, Send
+from ..invocation import EndpointError, Send
+from .polling import poll
+from .settings import AwsError, Settings
 
 DEFAULT_NAME = "dogbreed"
 CREATING = ("Creating", "Updating", "SystemUpdating")
@@ -55,7 +55,8 @@ def model_data(client: Any, job_name: str) -> str:
 
 
 def deploy(settings: Settings, session: Any, data: str, name: str, hosting: Hosting,
-           progress: Callable[[str, float], None], poll: float = 30, timeout: float = 3600) -> dict:
+           progress: Callable[[str, float], None], poll_every: float | None = None,
+           timeout: float = 3600) -> dict:
     """Create the model, endpoint config and endpoint; wait until InService (or fail clearly)."""
     from botocore.exceptions import ClientError
     from sagemaker.model import Model
@@ -83,20 +84,19 @@ def deploy(settings: Settings, session: Any, data: str, name: str, hosting: Host
     except ClientError as exc:
         raise AwsError(f"SageMaker refused the deployment of {name!r}: {exc} "
                        f"(`dogctl teardown --sagemaker --name {name}` removes what was created)") from exc
-    started = time.monotonic()
-    while True:
-        endpoint = client.describe_endpoint(EndpointName=name)
+
+    def finished(endpoint: dict[str, Any]) -> bool:
         status = endpoint["EndpointStatus"]
-        progress(status, time.monotonic() - started)
-        if status == "InService":
-            return endpoint
-        if status not in CREATING:
+        if status not in CREATING and status != "InService":
             reason = endpoint.get("FailureReason", "no reason given")
             raise AwsError(f"endpoint {name!r} is {status}: {reason} "
                            f"(`dogctl teardown --sagemaker --name {name}` cleans up)")
-        if time.monotonic() - started > timeout:
-            raise AwsError(f"endpoint {name!r} still {status} after {timeout:.0f}s")
-        time.sleep(poll)
+        return status == "InService"
+
+    return poll(lambda: client.describe_endpoint(EndpointName=name), finished,
+                lambda endpoint, seconds: progress(endpoint["EndpointStatus"], seconds),
+                what=f"endpoint {name!r}", every=poll_every, timeout=timeout,
+                resume_hint=f"`dogctl teardown --sagemaker --name {name}` removes it")
 
 
 def runtime_send(session: Any, name: str) -> Send:

@@ -1,0 +1,163 @@
+"""The local backend: every verb on this machine, no AWS. `train` runs in the image when a
+container engine has it, as a process otherwise (:mod:`.runner`); tuning is an Optuna study
+(:mod:`.study`); the endpoint is the real `serve` on a local port (:mod:`.endpoint`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psutil
+
+from dogbreed.artifact import ModelArtifact
+from dogbreed.debugger import TENSORS_DIR, hook_config
+from dogbreed.errors import UserError
+from dogbreed.hyperparameters import describe_tune, parse
+from dogbreed.jobdir import REPORT_FILE, TUNING_FILE
+
+from .. import dataset
+from ..invocation import Send
+from ..tuning import TuningSetup
+from . import endpoint, runner, study, training
+
+DEBUG_SAVES = 8  # full tensor saves after the first ten steps, in a local run
+PID_FILE = "dogctl.pid"  # in a run or study folder while dogctl works on it: `dogctl stop` reads it
+STOP_WAIT_SECONDS = 120
+
+
+@contextmanager
+def _claimed(folder: Path) -> Iterator[None]:
+    """Mark ``folder`` as worked on by this process (for `dogctl stop`) until the block ends."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pid_file = folder / PID_FILE
+    pid_file.write_text(f"{os.getpid()}\n")
+    try:
+        yield
+    finally:
+        pid_file.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie, ended but not yet reaped by its parent, is not)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+class LocalBackend:
+    """The workflow's verbs on this machine; ``args`` are the parsed command line."""
+
+    name = "local"
+
+    def __init__(self, args: argparse.Namespace):
+        self.workdir: Path = args.workdir
+
+    def _runner(self, args: argparse.Namespace) -> runner.Runner:
+        return runner.choose(args.runner, args.local_image)
+
+    def data(self, args: argparse.Namespace, prepared: dataset.Prepared) -> int:
+        return 0  # the prepared folders are the channels
+
+    def train(self, args: argparse.Namespace, hyperparameters: dict[str, str]) -> int:
+        where = self._runner(args)
+        prepared = dataset.load_prepared(self.workdir)
+        run_dir = training.new_run_dir(self.workdir, "train", args.name)
+        print(f"train: local run in {run_dir} on {prepared.name} "
+              f"({prepared.counts['train']} training images)", flush=True)
+        if args.hyperparameters:  # from a tuning study: its trials go into this run's report
+            trials = Path(args.hyperparameters).with_name(TUNING_FILE)
+            if trials.is_file():
+                out = run_dir / "opt_ml" / "output" / "data"
+                out.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(trials, out / TUNING_FILE)
+        debug_hook = self._debug_hook(args, hyperparameters, prepared) if args.debugger else None
+        print(f"train: running {where.describe()}", flush=True)
+        with _claimed(run_dir):
+            result = training.run_training(run_dir, prepared.channels, hyperparameters, runner=where,
+                                           debug_hook=debug_hook)
+        if not result.ok:
+            print(f"train: failed after {result.seconds:.0f}s: {result.failure()}", flush=True)
+            print(f"train: full log in {run_dir / 'train.log'}", flush=True)
+            return 1
+        meta = result.artifact().metadata
+        summary = ", ".join(f"{k} {v:.4f}" for k, v in meta.scores.items())
+        print(f"train: done in {result.seconds:.0f}s; epoch {meta.selected_epoch} kept: {summary}")
+        print(f"train: model in {result.opt_ml.model_dir}")
+        report = result.opt_ml.output_data_dir / REPORT_FILE
+        if report.is_file():
+            print(f"train: report in {report}")
+        return 0
+
+    @staticmethod
+    def _debug_hook(args: argparse.Namespace, hyperparameters: dict[str, str],
+                    prepared: dataset.Prepared) -> training.DebugHookFactory:
+        params = parse(hyperparameters)
+        steps = params.epochs * -(-prepared.counts["train"] // params.batch_size)
+        interval = args.debug_interval or max(1, steps // DEBUG_SAVES)
+        print(f"train: debugger on: tensors at steps 0-9 and every {interval} steps "
+              f"(of {steps}), losses at every step", flush=True)
+        return lambda opt_ml: hook_config(opt_ml / "output" / TENSORS_DIR, interval)
+
+    def tune(self, args: argparse.Namespace, setup: TuningSetup) -> dict:
+        where = self._runner(args)
+        prepared = dataset.load_prepared(self.workdir)
+        print(f"tune: study {setup.name!r}: {setup.trials} trials, {setup.parallel} in parallel, TPE "
+              f"sampler with median pruning, objective valid_acc, on {prepared.name}", flush=True)
+        for param, tune in setup.space().items():
+            print(f"  {param}: {describe_tune(tune)}")
+        print(f"tune: trials run {where.describe()}", flush=True)
+        with _claimed(self.workdir / "tuning" / setup.name):
+            summary = study.run_study(self.workdir, prepared.channels, setup, runner=where,
+                                      emit=lambda line: print(line, flush=True))
+        summary["headline"] = f"study {setup.name!r}: {len(summary['trials'])} trials"
+        return summary
+
+    def deploy(self, args: argparse.Namespace) -> int:
+        model = endpoint.model_folder(args.model) if args.model else endpoint.newest_model(self.workdir)
+        name = args.name or endpoint.DEFAULT_NAME
+        print(f"deploy: starting serve on {model} (port {args.port})", flush=True)
+        ep = endpoint.deploy(self.workdir, model, name=name, port=args.port, workers=args.workers)
+        print(f"deploy: endpoint {ep.name!r} ready at {ep.url} (log {ep.log}); `dogctl teardown` stops it")
+        return 0
+
+    def sender(self, args: argparse.Namespace) -> tuple[Send, str, list[str] | None]:
+        ep = endpoint.ready(endpoint.Endpoint.load(self.workdir, args.name or endpoint.DEFAULT_NAME))
+        return endpoint.http_send(ep.url), ep.url, ModelArtifact.read(Path(ep.model_dir)).classes
+
+    def teardown(self, args: argparse.Namespace) -> int:
+        name = args.name or endpoint.DEFAULT_NAME
+        stopped = endpoint.teardown(self.workdir, name)
+        print(f"teardown: endpoint {name!r} " + ("stopped" if stopped else "was not running"))
+        return 0
+
+    def stop(self, args: argparse.Namespace) -> int:
+        """SIGTERM to the dogctl that runs training run or study ``args.job``: it stops its
+        `train` runs (checkpoints kept) and exits; wait for that."""
+        folders = [self.workdir / "runs" / args.job, self.workdir / "tuning" / args.job]
+        claimed = [f / PID_FILE for f in folders if (f / PID_FILE).is_file()]
+        if not claimed:
+            known = sorted(p.parent.name for f in ("runs", "tuning")
+                           for p in (self.workdir / f).glob(f"*/{PID_FILE}"))
+            raise UserError(f"nothing named {args.job!r} is running under {self.workdir}"
+                            + (f"; running: {', '.join(known)}" if known else ""))
+        pid = int(claimed[0].read_text().split()[0])
+        if not _alive(pid):
+            claimed[0].unlink(missing_ok=True)
+            print(f"stop: {args.job!r} was not running any more (its dogctl, pid {pid}, is gone)")
+            return 0
+        os.kill(pid, signal.SIGTERM)
+        print(f"stop: asked {args.job!r} to stop (SIGTERM to dogctl pid {pid}); waiting", flush=True)
+        deadline = time.monotonic() + STOP_WAIT_SECONDS
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _alive(pid):
+            raise UserError(f"{args.job!r} (pid {pid}) still runs after {STOP_WAIT_SECONDS}s")
+        print(f"stop: {args.job!r} stopped; its checkpoints are kept (the same command resumes it)")
+        return 0

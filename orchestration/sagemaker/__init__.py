@@ -1,0 +1,198 @@
+"""The SageMaker backend: the same verbs as the local one, as SageMaker jobs and endpoints,
+driven with the sagemaker SDK v2 and boto3 (settings: :mod:`.settings`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from dogbreed.errors import UserError
+from dogbreed.hyperparameters import describe_tune
+
+from .. import dataset
+from ..invocation import Send
+from ..progress import Progress
+from ..tuning import TuningSetup
+from .settings import AwsError, Settings
+
+LAST_JOB = Path("sagemaker") / "last-training-job"
+
+
+def job_name(prefix: str) -> str:
+    """A unique SageMaker job name (tuning job names are at most 32 characters)."""
+    return datetime.now(UTC).strftime(f"{prefix}-%y%m%d-%H%M%S")
+
+
+class SageMakerBackend:
+    """The workflow's verbs on SageMaker; ``args`` are the parsed command line."""
+
+    name = "sagemaker"
+
+    def __init__(self, args: argparse.Namespace):
+        self.workdir: Path = args.workdir
+        names = ("bucket", "prefix", "region", "role", "image")
+        options = {name: getattr(args, name, None) for name in names}
+        options["train_instance_type"] = getattr(args, "instance_type", None)
+        self.settings = Settings.load(options, args.config)
+        self._session: Any = None
+
+    @property
+    def session(self) -> Any:
+        """The sagemaker.Session, made on first use (it checks region and credentials)."""
+        if self._session is None:
+            from .training import session
+
+            self._session = session(self.settings)
+        return self._session
+
+    def data(self, args: argparse.Namespace, prepared: dataset.Prepared) -> int:
+        from .s3 import upload_channel
+
+        self.settings.need("bucket")
+        boto = self.settings.session()
+        uris = {}
+        for split, path in prepared.channels.items():
+            with Progress(f"data: uploading {split}", None, unit="files", stream=sys.stdout) as bar:
+                result = upload_channel(boto, path, self.settings.s3_uri("data", split),
+                                        lambda done, total, bar=bar: bar.advance_to(done, total))
+            uris[split] = result.uri
+            print(f"data: {split} -> {result.uri} ({result.uploaded} uploaded, {result.unchanged} unchanged)")
+        dataset.save_s3_channels(self.workdir, uris)
+        print("data: channels: " + json.dumps(uris))
+        return 0
+
+    def train(self, args: argparse.Namespace, hyperparameters: dict[str, str]) -> int:
+        from . import training
+
+        name = args.attach or args.name or job_name("dogbreed")
+        if not args.attach:
+            self._submit_training(args, hyperparameters, name)
+            if not args.wait:
+                print(f"train: not waiting; `dogctl train --sagemaker --attach {name}` follows it to the end")
+                return 0
+        job = training.wait_training(self.session.sagemaker_client, name,
+                                     lambda line: print(f"train: {line}", flush=True))
+        status = job["TrainingJobStatus"]
+        print(f"train: job {name} {status}" + (f": {job.get('FailureReason')}" if status == "Failed" else ""))
+        metrics = {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList", [])}
+        if metrics:
+            print("train: final metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items())))
+        statuses = training.rule_statuses(job)
+        print("train: rule verdicts:" if statuses else "train: rule verdicts: none reported")
+        for rule in statuses:
+            print(f"  {rule['RuleConfigurationName']:<28} {rule.get('RuleEvaluationStatus', '?'):<14} "
+                  f"{rule.get('StatusDetails', '')}".rstrip())
+        self._download(job, self.workdir / "runs" / name)
+        return 0 if status == "Completed" else 1
+
+    def _submit_training(self, args: argparse.Namespace, hyperparameters: dict[str, str], name: str) -> None:
+        from .training import estimator
+
+        channels = dataset.load_s3_channels(self.workdir)
+        job = estimator(self.settings, hyperparameters, session=self.session, job_name=name,
+                        spot=args.spot, debugger=args.debugger)
+        job.fit(channels, wait=False, job_name=name)
+        (self.workdir / LAST_JOB).parent.mkdir(parents=True, exist_ok=True)
+        (self.workdir / LAST_JOB).write_text(name + "\n")
+        print(f"train: SageMaker training job {name} submitted ({self.settings.train_instance_type}"
+              f"{', spot' if args.spot else ''}); channels {json.dumps(channels)}")
+        print(f"train: https://{self.session.boto_region_name}.console.aws.amazon.com/sagemaker/home"
+              f"#/jobs/{name}", flush=True)
+
+    def _download(self, job: dict[str, Any], dest: Path) -> None:
+        from .training import download
+
+        with Progress("train: downloading outputs", None, unit="parts", stream=sys.stdout):
+            found = download(self.session, job, dest)
+        for part, uri in found.items():
+            print(f"  {part:<16} {uri}")
+        if "model" in found:
+            from dogbreed.report import write_report
+
+            print(f"train: report in {write_report(dest)}")
+        print(f"train: outputs in {dest}")
+
+    def tune(self, args: argparse.Namespace, setup: TuningSetup) -> dict | None:
+        from . import tuning
+
+        client = self.session.sagemaker_client
+        name = args.attach or setup.name
+        if args.attach:
+            print(f"tune: waiting for the SageMaker tuning job {name}", flush=True)
+        else:
+            channels = dataset.load_s3_channels(self.workdir)
+            job = tuning.tuner(self.settings, setup, session=self.session)
+            job.fit({k: v for k, v in channels.items() if k != "test"}, job_name=name, wait=False)
+            print(f"tune: SageMaker tuning job {name} submitted: {setup.trials} jobs, {setup.parallel} in "
+                  f"parallel, {tuning.STRATEGY} search, early stopping {tuning.EARLY_STOPPING}, "
+                  f"objective valid_acc, on {self.settings.train_instance_type}", flush=True)
+            for param, tune in setup.space().items():
+                print(f"  {param}: {describe_tune(tune)}")
+            if not args.wait:
+                print(f"tune: not waiting; `dogctl tune --sagemaker --attach {name}` waits and writes "
+                      "the results")
+                return None
+        with Progress("tune", None, unit="jobs", stream=sys.stdout) as bar:
+            job = tuning.wait(client, name, lambda done, total, text: bar.advance_to(done, total))
+        summary = tuning.summarize(job, tuning.trials(client, name), dict(setup.fixed),
+                                   self.workdir / "tuning" / name)
+        summary["headline"] = f"SageMaker tuning job {name} {summary['status']}"
+        return summary
+
+    def deploy(self, args: argparse.Namespace) -> int:
+        from . import hosting
+
+        name = args.name or hosting.DEFAULT_NAME
+        data = args.model_data or hosting.model_data(self.session.sagemaker_client, self._deployed_job(args))
+        spec = hosting.Hosting(args.instance_type or self.settings.endpoint_instance_type,
+                               args.instance_count, args.serverless_memory, args.max_concurrency)
+        print(f"deploy: {data} to endpoint {name!r} ({spec.describe()})", flush=True)
+        last_status = [""]
+
+        def progress(status: str, seconds: float) -> None:
+            if status != last_status[0]:
+                print(f"deploy: {seconds:5.0f}s  {status}", flush=True)
+                last_status[0] = status
+
+        hosting.deploy(self.settings, self.session, data, name, spec, progress)
+        print(f"deploy: endpoint {name!r} in service; `dogctl invoke --sagemaker PHOTO` to use it, "
+              f"`dogctl teardown --sagemaker` to stop paying for it")
+        return 0
+
+    def _deployed_job(self, args: argparse.Namespace) -> str:
+        last = self.workdir / LAST_JOB
+        job = args.job or (last.read_text().strip() if last.is_file() else None)
+        if not job:
+            raise UserError("which model? pass --job TRAINING_JOB or --model-data s3://.../model.tar.gz "
+                            "(or run `dogctl train --sagemaker` first)")
+        return job
+
+    def sender(self, args: argparse.Namespace) -> tuple[Send, str, list[str] | None]:
+        from .hosting import DEFAULT_NAME, runtime_send
+
+        name = args.name or DEFAULT_NAME
+        return runtime_send(self.session, name), f"SageMaker endpoint {name}", None
+
+    def teardown(self, args: argparse.Namespace) -> int:
+        from .hosting import DEFAULT_NAME, teardown
+
+        name = args.name or DEFAULT_NAME
+        deleted = teardown(self.session.sagemaker_client, name)
+        print(f"teardown: deleted {', '.join(deleted)}" if deleted
+              else f"teardown: nothing named {name!r} to delete")
+        return 0
+
+    def stop(self, args: argparse.Namespace) -> int:
+        """StopTrainingJob, or StopHyperParameterTuningJob, for the job named ``args.job``."""
+        from .training import stop
+
+        kind, status = stop(self.session.sagemaker_client, args.job)
+        print(f"stop: {kind} {args.job!r}: {status}")
+        return 0
+
+
+__all__ = ["AwsError", "SageMakerBackend", "job_name"]
