@@ -125,3 +125,32 @@ def test_sigterm_stops_every_trial_and_the_study_resumes(tmp_path, train_env):
     assert "resuming study 'cut': 0 of 2 trials done" in again.stdout
     summary = json.loads((work / "tuning" / "cut" / "tuning.json").read_text())
     assert sorted(t["status"] for t in summary["trials"]) == ["complete", "complete", "fail", "fail"]
+
+
+def test_dogctl_stop_ends_a_running_study_and_its_trials(tmp_path, train_env):
+    data = make_dataset(tmp_path / "src", classes=3, per_class=8, size=32)
+    work = tmp_path / "work"
+    assert dogctl(work, "data", "--source", str(data), env=train_env).returncode == 0
+    nothing = dogctl(work, "stop", "long", env=train_env)
+    assert nothing.returncode == 2 and "nothing named 'long' is running" in nothing.stderr
+    proc = subprocess.Popen([str(BIN / "dogctl"), "--workdir", str(work), "tune", "--name", "long",
+                             "--trials", "1", "--parallel", "1", "--tune", "lr", "--hp", "pretrained=false",
+                             "--hp", "image_size=32", "--hp", "batch_size=8", "--hp", "epochs=200",
+                             "--hp", "patience=0"],
+                            env=train_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "epoch 1:" in line:
+            break
+    trains = [p for p in psutil.Process(proc.pid).children(recursive=True)
+              if "dogbreed.train" in " ".join(p.cmdline())]
+    assert len(trains) == 1, "".join(seen)
+    out = dogctl(work, "stop", "long", env=train_env, timeout=180)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "stop: 'long' stopped; its checkpoints are kept" in out.stdout
+    rest = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 143, "".join(seen) + rest
+    assert not psutil.wait_procs(trains, timeout=30)[1]
+    assert not (work / "tuning" / "long" / "dogctl.pid").exists()
