@@ -34,7 +34,7 @@ TAG ?= latest
 REGISTRY ?=
 export BASE_IMAGE CUDA_COMPAT PRETRAINED_WEIGHTS BUILD_FLAGS RUN_FLAGS ENGINE
 
-.PHONY: help install test test-unit test-e2e test-container lint demo serve predict lock clean docs \
+.PHONY: help install test check test-unit test-e2e test-container lint demo serve predict lock clean docs \
         build push base-standin local-train local-serve
 
 help:  ## list the targets
@@ -52,15 +52,23 @@ $(VENV)/.installed: requirements.txt pyproject.toml container/pyproject.toml
 lint: install  ## ruff
 	$(VENV)/bin/ruff check .
 
+# Tests run in parallel processes (pytest-xdist), one per core, at most TEST_JOBS_MAX.
+TEST_JOBS ?= auto
+TEST_JOBS_MAX ?= 4
+PARALLEL = -n $(TEST_JOBS) --maxprocesses $(TEST_JOBS_MAX)
+
 test: install lint  ## every test: unit, end-to-end, then the image in a container engine
-	$(PY) -m pytest tests/unit tests/e2e
+	$(PY) -m pytest $(PARALLEL) tests/unit tests/e2e
 	$(MAKE) --no-print-directory test-container
 
+check: install lint  ## the fast loop (a few minutes): unit tests and the end-to-end tests not marked slow
+	$(PY) -m pytest $(PARALLEL) -m "not slow" tests/unit tests/e2e
+
 test-unit: install  ## the fast unit tests only
-	$(PY) -m pytest tests/unit
+	$(PY) -m pytest $(PARALLEL) tests/unit
 
 test-e2e: install  ## the end-to-end tests only
-	$(PY) -m pytest tests/e2e
+	$(PY) -m pytest $(PARALLEL) tests/e2e
 
 test-container: install  ## build the image (stand-in base offline), train, serve, push to a local registry
 	bash .ci/container-engine.sh

@@ -19,6 +19,7 @@ from typing import Any
 
 from .errors import UserError
 from .images import IMAGENET_MEAN, IMAGENET_STD, resize_size
+from .opt_ml import atomic_write_bytes, read_json
 
 MODEL_FILE = "model.pt"
 CLASSES_FILE = "classes.json"
@@ -99,15 +100,6 @@ class ModelMetadata:
         return meta
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ArtifactError(f"{path} is missing: is this a model folder written by `train`?") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"{path} is not valid JSON: {exc}") from exc
-
-
 @dataclass
 class ModelArtifact:
     """A model folder: its metadata and class names (the weights stay on disk until loaded)."""
@@ -140,9 +132,12 @@ class ModelArtifact:
     @classmethod
     def read(cls, folder: Path) -> ModelArtifact:
         """Read and check metadata.json and classes.json (raises :class:`ArtifactError`)."""
-        folder = Path(folder)
-        meta = ModelMetadata.from_json(_read_json(folder / METADATA_FILE), folder / METADATA_FILE)
-        classes = _read_json(folder / meta.classes_file)
+        path = Path(folder) / METADATA_FILE
+        if not path.is_file():
+            raise ArtifactError(f"{path} is missing: is this a model folder written by `train`?")
+        meta = ModelMetadata.from_json(read_json(path, ArtifactError), path)
+        folder = path.parent
+        classes = read_json(folder / meta.classes_file, ArtifactError)
         if not isinstance(classes, list) or len(classes) != meta.num_classes:
             raise ArtifactError(f"{CLASSES_FILE} does not list {meta.num_classes} class names")
         return cls(folder, meta, [str(c) for c in classes])
@@ -150,8 +145,6 @@ class ModelArtifact:
     def write(self, weights: bytes) -> None:
         """Write the weights (``torch.save`` bytes), classes and metadata, each atomically;
         metadata.json last, so a folder that has it is complete."""
-        from .opt_ml import atomic_write_bytes
-
         atomic_write_bytes(self.weights_path, weights)
         atomic_write_bytes(self.folder / self.metadata.classes_file,
                            json.dumps(self.classes, indent=1).encode())

@@ -122,29 +122,21 @@ class OptML:
         return self.data_dir / name
 
     # -- configuration files ----------------------------------------------
-    def _read_json(self, path: Path, default: Any) -> Any:
-        if not path.exists():
-            return default
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ContractError(f"{path} is not valid JSON: {exc}") from exc
-
     def raw_hyperparameters(self) -> dict[str, str]:
         """hyperparameters.json as given (SageMaker writes every value as a string)."""
-        data = self._read_json(self.hyperparameters_file, {})
+        data = read_json(self.hyperparameters_file, ContractError, {})
         if not isinstance(data, dict):
             raise ContractError(f"{self.hyperparameters_file} must hold a JSON object")
         return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
 
     def input_data_config(self) -> dict[str, dict[str, Any]]:
-        data = self._read_json(self.inputdataconfig_file, {})
+        data = read_json(self.inputdataconfig_file, ContractError, {})
         if not isinstance(data, dict):
             raise ContractError(f"{self.inputdataconfig_file} must hold a JSON object")
         return data
 
     def resource_config(self) -> ResourceConfig:
-        data = self._read_json(self.resourceconfig_file, None)
+        data = read_json(self.resourceconfig_file, ContractError, None)
         if data is None:
             return ResourceConfig()
         try:
@@ -242,6 +234,22 @@ class OptML:
 
     def clear_failure(self) -> None:
         self.failure_file.unlink(missing_ok=True)
+
+
+_REQUIRED = object()
+
+
+def read_json(path: Path, error: type[Exception], default: Any = _REQUIRED) -> Any:
+    """The JSON in ``path``; ``default`` when it does not exist (if given); any other problem
+    raises ``error`` with a message that names the file."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        if default is not _REQUIRED:
+            return default
+        raise error(f"{path} is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"{path} is not valid JSON: {exc}") from exc
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

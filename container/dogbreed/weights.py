@@ -16,8 +16,6 @@ import argparse
 import hashlib
 import os
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import torch
@@ -104,24 +102,15 @@ def load_imagenet_state() -> dict[str, torch.Tensor]:
 
 
 def download(dest_dir: Path, url: str = URL) -> Path:
-    """Fetch the weights into ``dest_dir`` (resuming a partial file), then verify them."""
+    """Fetch the weights into ``dest_dir`` with torch.hub's downloader (progress on stderr),
+    then verify them; a file that fails the check is removed."""
     dest_dir.mkdir(parents=True, exist_ok=True)
     final = dest_dir / FILENAME
     if final.is_file():
         verify(final)
         return final
     part = final.with_suffix(".part")
-    have = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
-    with urllib.request.urlopen(request, timeout=60) as resp, open(part, "ab" if have else "wb") as out:
-        if have and resp.status != 206:  # server ignored the range: start over
-            out.truncate(0)
-        last = time.monotonic()
-        while chunk := resp.read(1 << 20):
-            out.write(chunk)
-            if time.monotonic() - last > 5:
-                print(f"weights: {out.tell():,} of {SIZE:,} bytes", file=sys.stderr, flush=True)
-                last = time.monotonic()
+    torch.hub.download_url_to_file(url, str(part), progress=sys.stderr.isatty())
     try:
         verify(part)
     except WeightsError:
