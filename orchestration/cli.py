@@ -203,7 +203,7 @@ def _runner(args: argparse.Namespace) -> runner.Runner:
 def cmd_report(args: argparse.Namespace) -> int:
     from dogbreed.jobdir import JobDir
     from dogbreed.report import write_report
-    from dogbreed.rules import load_verdicts
+    from dogbreed.verdicts import load_verdicts
 
     path = write_report(args.job, out=args.out, evaluate=args.rules)
     for r in load_verdicts(JobDir.find(args.job)) or []:

@@ -24,7 +24,7 @@ from typing import Any
 
 from .hyperparameters import DEFAULTS, Hyperparameters, format_value
 from .jobdir import JobDir, JobDirError
-from .rules import ISSUES, NO_ISSUES, RuleResult, evaluate_rules, load_verdicts
+from .verdicts import ISSUES, NO_ISSUES, RuleResult, load_verdicts
 
 REPORT_FILE = "report.html"
 TUNING_FILE = "tuning.json"
@@ -377,6 +377,8 @@ def write_report(job_folder: Path, *, rule_results: list[RuleResult] | None = No
     if results is None and not evaluate:
         results = load_verdicts(job)
     if results is None and (evaluate or job.tensors is not None):
+        from .rules import evaluate_rules  # smdebug: only when the rules run
+
         results = evaluate_rules(job_folder)
     out = out or job.output_data / REPORT_FILE
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torchvision.models import resnet18
 
-from dogbreed.rules import ISSUES, NO_ISSUES, NOT_ENOUGH, RULE_NAMES
+from dogbreed.verdicts import ISSUES, NO_ISSUES, NOT_ENOUGH, RULE_NAMES
 from local_test.testdata import make_dataset, write_opt_ml
 from tests.helpers import BIN, FAST_HP, Server, post, run_train
 

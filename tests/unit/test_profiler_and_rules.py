@@ -9,6 +9,7 @@ import pytest
 from dogbreed import rules
 from dogbreed.debugger import collections, hook_config
 from dogbreed.profiler import STEPS_FILE, ProfilerSettings, StepTimer, SystemMonitor
+from dogbreed.verdicts import ISSUES, NO_ISSUES, NOT_ENOUGH
 
 
 def test_profiler_settings(tmp_path):
@@ -88,10 +89,10 @@ def test_low_gpu_utilization_defaults_come_from_smdebug_rulesconfig():
 
 
 @pytest.mark.parametrize("values,verdict,fragment", [
-    ([20.0] * 1600, rules.ISSUES, "(underused)"),
-    ([95.0, 2.0] * 800, rules.ISSUES, "(fluctuating)"),
-    ([90.0] * 1600, rules.NO_ISSUES, "window(s) of utilisation checked"),
-    ([20.0] * 1200, rules.NOT_ENOUGH, "needs more than 1000 + 500"),
+    ([20.0] * 1600, ISSUES, "(underused)"),
+    ([95.0, 2.0] * 800, ISSUES, "(fluctuating)"),
+    ([90.0] * 1600, NO_ISSUES, "window(s) of utilisation checked"),
+    ([20.0] * 1200, NOT_ENOUGH, "needs more than 1000 + 500"),
 ])
 def test_low_gpu_utilization(tmp_path, values, verdict, fragment):
     write_gpu_metrics(tmp_path, values)
@@ -101,4 +102,4 @@ def test_low_gpu_utilization(tmp_path, values, verdict, fragment):
 
 def test_low_gpu_utilization_without_gpu(tmp_path):
     result = rules.low_gpu_utilization(tmp_path)
-    assert result.verdict == rules.NOT_ENOUGH and "CPU run" in result.summary
+    assert result.verdict == NOT_ENOUGH and "CPU run" in result.summary
