@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import os
 import statistics
 import subprocess
@@ -30,6 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dogbreed.artifact import ModelArtifact  # noqa: E402
 from dogbreed.hardware import cpu_count  # noqa: E402
 from dogbreed.predictor import Predictor  # noqa: E402
 from local_test.testdata import make_dataset, write_opt_ml  # noqa: E402
@@ -115,8 +115,7 @@ def main() -> None:
         raise SystemExit(f"no photos in {PHOTOS}")
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model_dir or throwaway_model(args.image_size, Path(tmp))
-        meta = json.loads((model_dir / "metadata.json").read_text())
-        size = meta["preprocessing"]["image_size"]
+        size = ModelArtifact.read(model_dir).metadata.preprocessing.image_size
         cpus = cpu_count()
         print(f"serve benchmark: {len(bodies)} photos from {PHOTOS.name} "
               f"({min(len(b) for b in bodies) // 1000}-{max(len(b) for b in bodies) // 1000} KB JPEG), "

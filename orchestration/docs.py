@@ -12,7 +12,6 @@ from pathlib import Path
 
 from dogbreed.hyperparameters import markdown_table
 from dogbreed.metrics import METRIC_DEFINITIONS, METRICS, OBJECTIVE_METRIC
-from dogbreed.rules import rules_table
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -23,6 +22,13 @@ def metrics_table() -> str:
         star = " (objective)" if d["Name"] == OBJECTIVE_METRIC else ""
         rows.append(f"| `{d['Name']}`{star} | {METRICS[d['Name']]} | `{d['Regex']}` |")
     return "\n".join(rows) + "\n"
+
+
+def rules_table() -> str:
+    """The Debugger rules' table (dogbreed.rules imports smdebug: only when the table is made)."""
+    from dogbreed.rules import rules_table as table
+
+    return table()
 
 
 SECTIONS = {"hyperparameters": markdown_table, "metrics": metrics_table, "rules": rules_table}

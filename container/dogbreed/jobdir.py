@@ -65,10 +65,6 @@ class JobDir:
     def artifact(self) -> ModelArtifact:
         return ModelArtifact.read(self.model)
 
-    def metadata(self) -> dict[str, Any]:
-        """metadata.json as a plain dict (the report's template reads it by key)."""
-        return self.artifact().metadata.to_json()
-
     def read_json(self, relative: str) -> Any:
         """A JSON file of output/data (or the job root), None when absent."""
         for base in (self.output_data, self.root):

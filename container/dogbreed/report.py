@@ -5,14 +5,14 @@
 Sections: results at a glance, rule verdicts, training curves, hyperparameters,
 each rule's evidence and advice, where the time went (profile), per-breed
 accuracy, the most confused breed pairs with example thumbnails and, when the
-folder holds a tuning job's trials (tuning.json), every trial.
+folder holds a tuning job's trials (tuning.json), every trial. The page is
+rendered from templates/report.html.j2; this module gives it data and PNG data-URLs.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
-import html
 import io
 import json
 import statistics
@@ -20,12 +20,16 @@ import sys
 from dataclasses import fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .hyperparameters import DEFAULTS, Hyperparameters, format_value
 from .jobdir import REPORT_FILE, TUNING_FILE, JobDir, JobDirError
-from .rules import ISSUES, NO_ISSUES, RuleResult, evaluate_rules, load_verdicts
+from .verdicts import ISSUES, NO_ISSUES, RuleResult, load_verdicts
 
+if TYPE_CHECKING:
+    import jinja2
+
+TEMPLATE = "report.html.j2"  # in dogbreed/templates
 BLUE, ORANGE, GREEN, GREY, RED = "#2563eb", "#ea580c", "#16a34a", "#9ca3af", "#dc2626"
 
 
@@ -182,38 +186,7 @@ def system_series(job: JobDir) -> dict[str, list[tuple[float, float]]]:
     return {k: sorted((t, statistics.fmean(v)) for t, v in points.items()) for k, points in by_key.items()}
 
 
-# -- HTML -------------------------------------------------------------------------
-CSS = """
-body{font:14px/1.5 -apple-system,Segoe UI,Roboto,Helvetica,Arial,sans-serif;color:#1f2937;margin:0;
-background:#f3f4f6}
-main{max-width:1000px;margin:0 auto;padding:24px}
-h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 10px;border-bottom:1px solid #e5e7eb;
-padding-bottom:4px}h3{font-size:15px;margin:16px 0 6px}
-.sub{color:#6b7280}.card{background:#fff;border-radius:10px;padding:16px 18px;margin:12px 0;
-box-shadow:0 1px 2px rgba(0,0,0,.06)}
-.tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:10px}
-.tile{background:#fff;border-radius:10px;padding:12px 14px;box-shadow:0 1px 2px rgba(0,0,0,.06)}
-.tile b{display:block;font-size:22px}.tile span{color:#6b7280;font-size:12px}
-table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:5px 8px;border-bottom:1px solid
-#f0f0f0;vertical-align:top}th{color:#6b7280;font-weight:600;font-size:12px}
-.badge{display:inline-block;border-radius:999px;padding:1px 9px;font-size:12px;font-weight:600;
-white-space:nowrap}.issues{background:#fee2e2;color:#b91c1c}.ok{background:#dcfce7;color:#15803d}
-.nodata{background:#f3f4f6;color:#4b5563}img.plot{max-width:100%}img.thumb{width:84px;height:84px;
-object-fit:cover;border-radius:6px;margin-right:4px}.changed{font-weight:600}
-details summary{cursor:pointer;color:#2563eb}code{background:#f3f4f6;padding:0 4px;border-radius:4px}
-.advice{background:#eff6ff;border-left:3px solid #2563eb;padding:6px 10px;margin:8px 0;border-radius:4px}
-"""
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value))
-
-
-def _badge(verdict: str) -> str:
-    cls = {ISSUES: "issues", NO_ISSUES: "ok"}.get(verdict, "nodata")
-    return f'<span class="badge {cls}">{_e(verdict)}</span>'
-
-
+# -- the page ---------------------------------------------------------------------
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
@@ -222,149 +195,92 @@ def _number(value: float | None) -> str:
     return "" if value is None else f"{value:.4f}"
 
 
-def _img(src: str, alt: str, cls: str = "plot") -> str:
-    return f'<img class="{cls}" src="{src}" alt="{_e(alt)}">'
+def _template() -> jinja2.Template:
+    """The page's template, escaping every value it shows."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("dogbreed", "templates"),
+                             autoescape=True,  # every template here is HTML
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(pct=_pct, number=_number)
+    env.globals.update(ISSUES=ISSUES, BADGES={ISSUES: "issues", NO_ISSUES: "ok"})
+    return env.get_template(TEMPLATE)
 
 
-def _thumb(job: JobDir, relative: str) -> str:
+def _thumbnail(job: JobDir, relative: str) -> dict[str, str] | None:
     path = job.output_data / relative
     if not path.is_file():
-        return ""
-    return _img("data:image/jpeg;base64," + base64.b64encode(path.read_bytes()).decode(), path.name, "thumb")
+        return None
+    return {"src": "data:image/jpeg;base64," + base64.b64encode(path.read_bytes()).decode(),
+            "alt": path.name}
 
 
-def _rules_section(results: list[RuleResult]) -> str:
-    rows = "".join(f"<tr><td><b>{_e(r.rule)}</b></td><td>{_badge(r.verdict)}</td>"
-                   f"<td>{_e(r.summary)}</td></tr>" for r in results)
-    details = []
-    for r in results:
-        evidence = "".join(
-            f"<tr><td>{_e(f.mode or '')} {_e('' if f.step is None else f.step)}</td><td>{_e(f.tensor or '')}"
-            f"</td><td>{_e(f.what)}</td></tr>" for f in r.evidence)
-        params = ", ".join(f"<code>{_e(k)}={_e(v)}</code>" for k, v in r.parameters.items())
-        details.append(
-            f'<div class="card"><h3>{_e(r.rule)} {_badge(r.verdict)}</h3><p>{_e(r.summary)}</p>'
-            + (f"<table><tr><th>step</th><th>tensor</th><th>evidence</th></tr>{evidence}</table>"
-               if evidence else "")
-            + (f'<div class="advice">{_e(r.advice)}</div>' if r.verdict == ISSUES else "")
-            + f'<p class="sub">Parameters: {params}. <a href="{_e(r.doc)}">SageMaker\'s rule</a></p></div>')
-    return (f'<div class="card"><table><tr><th>rule</th><th>verdict</th><th>summary</th></tr>{rows}'
-            f'</table></div><details><summary>Evidence, advice and parameters of each rule</summary>'
-            f'{"".join(details)}</details>')
-
-
-def _profile_section(job: JobDir, results: list[RuleResult] | None) -> str:
-    parts = []
+def _profile(job: JobDir, results: list[RuleResult] | None) -> dict[str, Any]:
+    """Median step time split and its plot, the utilisation plot, LowGPUUtilization's verdict."""
     split = step_time_split(job)
-    if split:
-        total = sum(split.values())
-        wait = split["waiting for data"] / total if total else 0
-        verdict = (f"The training loop waits for data {100 * wait:.0f}% of each step: more loader "
-                   "workers (or more CPUs per GPU) would speed it up." if wait > 0.3 else
-                   f"Data loading keeps up (waiting {100 * wait:.0f}% of each step): the model's "
-                   "compute sets the pace.")
-        parts.append(f'<div class="card">{_img(time_split_plot(split), "step time split")}<p>{_e(verdict)}'
-                     "</p></div>")
+    total = sum(split.values()) if split else 0
     series = system_series(job)
-    if series:
-        parts.append(f'<div class="card">{_img(utilisation_plot(series), "utilisation")}</div>')
-    gpu_rule = next((r for r in results or [] if r.rule == "LowGPUUtilization"), None)
-    if gpu_rule:
-        advice = f'<div class="advice">{_e(gpu_rule.advice)}</div>' if gpu_rule.verdict == ISSUES else ""
-        parts.append(f'<div class="card"><h3>GPU utilisation (LowGPUUtilization) '
-                     f'{_badge(gpu_rule.verdict)}</h3><p>{_e(gpu_rule.summary)}</p>{advice}</div>')
-    return "".join(parts) or '<p class="sub">No profile in this job (profiler_interval_ms=0).</p>'
+    return {"split": time_split_plot(split) if split else None,
+            "wait": split["waiting for data"] / total if split and total else 0,
+            "utilisation": utilisation_plot(series) if series else None,
+            "gpu_rule": next((r for r in results or [] if r.rule == "LowGPUUtilization"), None)}
 
 
-def _breeds_section(job: JobDir) -> str:
-    details = job.read_json("evaluation.json")
-    if not details:
-        return '<p class="sub">No evaluation details in this job.</p>'
-    parts = []
-    for split in ("test", "valid"):
-        summary = details.get(split)
-        if not summary:
-            continue
-        confusions = "".join(
-            f"<tr><td>{_e(c['true_breed'])}</td><td>{_e(c['predicted_breed'])}</td><td>{c['count']}</td>"
-            f"<td>{''.join(_thumb(job, t) for t in c.get('thumbnails', []))}</td></tr>"
-            for c in summary["confusions"])
-        table = "".join(f"<tr><td>{_e(c['breed'])}</td><td>{c['images']}</td>"
-                        f"<td>{_pct(c['accuracy'])}</td></tr>"
-                        for c in sorted(summary["per_class"], key=lambda c: c["breed"]))
-        parts.append(
-            f'<h3>{split} split: {summary["images"]} images, accuracy {_pct(summary["accuracy"])}</h3>'
-            f'<div class="card">{_img(per_breed_plot(summary["per_class"]), "per-breed accuracy")}'
-            f"<details><summary>Accuracy of every breed</summary><table><tr><th>breed</th><th>images"
-            f"</th><th>accuracy</th></tr>{table}</table></details></div>"
-            + '<div class="card"><h3>Most confused pairs</h3>'
-            + (f"<table><tr><th>true breed</th><th>predicted as</th><th>times</th><th>examples</th></tr>"
-               f"{confusions}</table>" if confusions else f"<p>None: every {split} image was right.</p>")
-            + "</div>")
-        break  # the test split when there is one, else valid
-    return "".join(parts)
+def _breeds(job: JobDir) -> dict[str, Any] | None:
+    """Per-breed accuracy and confusions of the test split when there is one, else of valid."""
+    details = job.read_json("evaluation.json") or {}
+    split = next((s for s in ("test", "valid") if details.get(s)), None)
+    if split is None:
+        return None
+    summary = details[split]
+    confusions = [{**c, "thumbnails": [t for t in (_thumbnail(job, r) for r in c.get("thumbnails", []))
+                                       if t]} for c in summary["confusions"]]
+    return {"split": split, "images": summary["images"], "accuracy": summary["accuracy"],
+            "plot": per_breed_plot(summary["per_class"]), "confusions": confusions,
+            "per_class": sorted(summary["per_class"], key=lambda c: c["breed"])}
 
 
-def _tuning_section(job: JobDir) -> str:
+def _tuning(job: JobDir) -> dict[str, Any] | None:
+    """A tuning job's trials, best first, with their hyperparameters (tuning.json)."""
     tuning = job.read_json(TUNING_FILE)
     if not tuning or not tuning.get("trials"):
-        return ""
+        return None
     objective = tuning.get("objective", "valid_acc")
     trials = sorted(tuning["trials"], key=lambda t: -(t.get("objective") or -1e9))
     keys = sorted({k for t in trials for k in t.get("hyperparameters", {})})
-    head = "".join(f"<th>{_e(k)}</th>" for k in keys)
-    rows = "".join(
-        f"<tr><td>{_e(t.get('name', ''))}</td><td>{_e(t.get('status', ''))}</td>"
-        f"<td>{_number(t.get('objective'))}</td>"
-        + "".join(f"<td>{_e(t.get('hyperparameters', {}).get(k, ''))}</td>" for k in keys) + "</tr>"
-        for t in trials)
-    plot = tuning_plot(tuning["trials"], objective)
-    return (f'<h2>Hyperparameter tuning: {len(trials)} trials</h2><div class="card">'
-            f'{_img(plot, "tuning")}<table><tr><th>trial</th><th>status</th><th>{_e(objective)}</th>{head}'
-            f"</tr>{rows}</table></div>")
+    rows = [{"name": t.get("name", ""), "status": t.get("status", ""), "objective": t.get("objective"),
+             "cells": [t.get("hyperparameters", {}).get(k, "") for k in keys]} for t in trials]
+    return {"objective": objective, "columns": keys, "trials": rows,
+            "plot": tuning_plot(tuning["trials"], objective)}
 
 
 def render(job: JobDir, results: list[RuleResult] | None) -> str:
-    meta = job.metadata()
-    scores, history, training = meta["metrics"], meta.get("history", []), meta.get("training", {})
-    selected = scores.get("selected_epoch", 0)
+    """The report's HTML."""
+    meta = job.artifact().metadata
+    scores, history, training = meta.metrics, meta.history, meta.training
+    selected = meta.selected_epoch
     speed = [h["images_per_second"] for h in history if "images_per_second" in h]
+    train_images = meta.data.get("train", {}).get("images", 0)
     tiles = [("valid accuracy", _pct(scores.get("valid_acc")), f"epoch {selected} kept"),
              ("test accuracy", _pct(scores.get("test_acc")), "held-out images"),
-             ("breeds", meta["num_classes"], f"{meta['data']['train']['images']:,} training images"),
+             ("breeds", meta.num_classes, f"{train_images:,} training images"),
              ("training time", f"{training.get('seconds', 0) / 60:.1f} min",
               f"{statistics.fmean(speed):.0f} images/s" if speed else ""),
              ("rules with issues", sum(r.verdict == ISSUES for r in results) if results else "n/a",
               f"of {len(results)}" if results else "debugger off")]
-    tiles_html = "".join(f'<div class="tile"><span>{_e(a)}</span><b>{_e(b)}</b><span>{_e(c)}</span></div>'
-                         for a, b, c in tiles)
-    hp = meta.get("hyperparameters", {})
-    hp_rows = "".join(
-        f'<tr class="{"changed" if hp.get(f.name) != DEFAULTS.get(f.name) else ""}"><td>{_e(f.name)}</td>'
-        f"<td>{_e(format_value(hp.get(f.name)))}</td>"
-        f"<td class='sub'>{_e(format_value(DEFAULTS.get(f.name)))}</td></tr>"
-        for f in fields(Hyperparameters) if f.name in hp)
+    hp = meta.hyperparameters
+    hp_rows = [(f.name, format_value(hp.get(f.name)), format_value(DEFAULTS.get(f.name)),
+                hp.get(f.name) != DEFAULTS.get(f.name)) for f in fields(Hyperparameters) if f.name in hp]
     curves = curves_plot(history, selected, step_losses(job)) if history else None
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    versions = ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items())
-    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width,initial-scale=1">
-<title>Training report: {_e(job.name)}</title><style>{CSS}</style></head><body><main>
-<h1>Training report: {_e(job.name)}</h1>
-<p class="sub">{_e(meta['architecture'])} on {_e(training.get('device', ''))}, {training.get('processes', 1)}
-process(es), finished {_e(training.get('finished_at', ''))}{', stopped early' if training.get('stopped_early')
-else ''}.</p>
-<div class="tiles">{tiles_html}</div>
-<h2>Debugger rules</h2>{_rules_section(results) if results else
-'<p class="sub">The debugger was off for this job: no rules were evaluated.</p>'}
-<h2>Training curves</h2><div class="card">{_img(curves, "curves") if curves else "No history."}</div>
-<h2>Hyperparameters</h2><div class="card"><table><tr><th>name</th><th>value</th><th>default</th></tr>
-{hp_rows}</table><p class="sub">Bold: changed from the default.</p></div>
-<h2>Where the time went</h2>{_profile_section(job, results)}
-<h2>Per-breed accuracy</h2>{_breeds_section(job)}
-{_tuning_section(job)}
-<p class="sub">Generated {generated} by <code>dogbreed report</code> from {_e(job.root)}. {_e(versions)}.</p>
-</main></body></html>"""
+    versions = ", ".join(f"{k} {v}" for k, v in meta.versions.items())
+    run = {"architecture": meta.architecture, "device": training.get("device", ""),
+           "processes": training.get("processes", 1), "finished_at": training.get("finished_at", ""),
+           "stopped_early": training.get("stopped_early", False)}
+    return _template().render(
+        name=job.name, root=str(job.root), run=run, tiles=tiles, results=results, curves=curves,
+        hyperparameters=hp_rows, profile=_profile(job, results), breeds=_breeds(job), tuning=_tuning(job),
+        generated=generated, versions=versions)
 
 
 def write_report(job_folder: Path, *, rule_results: list[RuleResult] | None = None,
@@ -375,6 +291,8 @@ def write_report(job_folder: Path, *, rule_results: list[RuleResult] | None = No
     if results is None and not evaluate:
         results = load_verdicts(job)
     if results is None and (evaluate or job.tensors is not None):
+        from .rules import evaluate_rules  # smdebug: only when the rules run
+
         results = evaluate_rules(job_folder)
     out = out or job.output_data / REPORT_FILE
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -14,84 +14,70 @@ the trend rules compare means, over windows of ``num_steps`` steps
 (Overfit, Overtraining), rather than single noisy batches.
 
 Each rule gives a verdict (issues found / no issues found / not enough data) with
-its evidence (step, tensor, value) and what to do about it.
+its evidence (step, tensor, value) and what to do about it; the verdict types are
+in :mod:`dogbreed.verdicts`. This module imports smdebug: import it only to run rules.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
-import logging
 import math
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
 from .jobdir import JobDir
+from .verdicts import ISSUES, NO_ISSUES, NOT_ENOUGH, RULE_NAMES, Finding, RuleResult, save_verdicts
 
-log = logging.getLogger(__name__)
-ISSUES = "issues found"
-NO_ISSUES = "no issues found"
-NOT_ENOUGH = "not enough data"
-VERDICTS_FILE = "rule-verdicts.json"
+# smdebug reads its log level once, when it first makes its logger (on import).
+os.environ.setdefault("SMDEBUG_LOG_LEVEL", "warning")
+
+from smdebug.core.modes import ModeKeys
+from smdebug.profiler.system_metrics_reader import LocalSystemMetricsReader
+from smdebug.rules import Rule, invoke_rule
+from smdebug.trials import create_trial
+from smdebug_rulesconfig.profiler_rules.rules import LowGPUUtilization
+
 MAX_EVIDENCE = 8
 DOCS = "https://docs.aws.amazon.com/sagemaker/latest/dg/"
-LOW_GPU_DOC = "debugger-built-in-profiler-rules.html"
+T = TypeVar("T")
 
 
-@dataclass
-class Finding:
-    what: str
-    step: int | None = None  # training (or evaluation) step, as counted in that mode
-    mode: str | None = None
-    tensor: str | None = None
-    value: float | None = None
+def _windows(values: Sequence[T], size: int) -> list[Sequence[T]]:
+    """Consecutive, non-overlapping windows of ``size`` values (a shorter tail is dropped)."""
+    return [values[i:i + size] for i in range(0, len(values) - size + 1, size)]
 
 
-@dataclass
-class RuleResult:
-    rule: str
-    verdict: str
-    summary: str
-    evidence: list[Finding] = field(default_factory=list)
-    parameters: dict[str, Any] = field(default_factory=dict)
-    advice: str = ""
-    doc: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RuleResult:
-        return cls(**{**data, "evidence": [Finding(**f) for f in data.get("evidence", [])]})
+def _stalls(series: Iterable[tuple[int, float]], patience: int,
+            delta: float = 0.0) -> Iterator[tuple[int, float, float]]:
+    """(step, value, best so far) where ``series`` has not improved on its best by more than
+    ``delta`` for ``patience`` points in a row."""
+    best, stale = math.inf, 0
+    for step, value in series:
+        if value < best - delta:
+            best, stale = value, 0
+            continue
+        stale += 1
+        if stale == patience:
+            yield step, value, best
 
 
-def _modes() -> Any:
-    from smdebug.core.modes import ModeKeys
+# -- rules on the job's tensors -----------------------------------------------------
+class TrialRule(Rule):
+    """An smdebug rule with SageMaker's parameters, that collects findings and counts data points."""
 
-    return ModeKeys
+    NAME: ClassVar[str] = ""
+    CHECKS: ClassVar[str] = ""  # what the rule looks at, for the documentation
+    DEFAULTS: ClassVar[dict[str, Any]] = {}
+    DOC: ClassVar[str] = ""
+    ADVICE: ClassVar[str] = ""
 
-
-def _rule_base() -> type:
-    from smdebug.rules import Rule
-
-    return Rule
-
-
-class _Collecting:
-    """Mix-in state for our rules: parameters, findings and the count of data points."""
-
-    NAME = ""
-    CHECKS = ""  # what the rule looks at, for the documentation
-    DEFAULTS: dict[str, Any] = {}
-    DOC = ""
-    ADVICE = ""
-
-    def setup(self, params: dict[str, Any]) -> None:
+    def __init__(self, trial: Any, **params: Any):
+        super().__init__(trial, action_str="")
         unknown = set(params) - set(self.DEFAULTS)
         if unknown:
             raise ValueError(f"{self.NAME}: unknown parameters {sorted(unknown)}")
@@ -99,6 +85,7 @@ class _Collecting:
         self.findings: list[Finding] = []
         self.datapoints = 0
         self.missing = ""
+        self._steps: dict[str, set[int]] = {}
 
     def found(self, finding: Finding) -> bool:
         self.findings.append(finding)
@@ -109,9 +96,8 @@ class _Collecting:
 
     def result(self) -> RuleResult:
         if self.findings:
-            verdict = ISSUES
-            summary = self.findings[0].what + (f" (and {len(self.findings) - 1} more)"
-                                               if len(self.findings) > 1 else "")
+            more = len(self.findings) - 1
+            verdict, summary = ISSUES, self.findings[0].what + (f" (and {more} more)" if more else "")
         elif self.datapoints == 0 or self.missing:
             verdict, summary = NOT_ENOUGH, self.missing or "no data for this rule in the job"
         else:
@@ -119,343 +105,344 @@ class _Collecting:
         return RuleResult(self.NAME, verdict, summary, self.findings[:MAX_EVIDENCE], self.params,
                           self.ADVICE, DOCS + self.DOC)
 
+    def mode_of(self, step: int) -> tuple[Any, int]:
+        return self.base_trial.mode(step), self.base_trial.mode_step(step)
 
-def make_rules() -> dict[str, type]:
-    """The rule classes (built lazily: smdebug is imported only when rules run)."""
-    Rule = _rule_base()
-    modes = _modes()
+    def names(self, collection: str | None = None, regex: str | None = None) -> list[str]:
+        names = (self.base_trial.tensor_names(collection=collection) if collection
+                 else self.base_trial.tensor_names())
+        return [n for n in names if regex is None or re.match(regex, n)]
 
-    class TrialRule(_Collecting, Rule):
-        def __init__(self, trial: Any, **params: Any):
-            Rule.__init__(self, trial, action_str="")
-            self.setup(params)
-            self._steps: dict[str, set[int]] = {}
+    def at(self, name: str, step: int) -> bool:
+        if name not in self._steps:
+            self._steps[name] = set(self.base_trial.tensor(name).steps())
+        return step in self._steps[name]
 
-        def mode_of(self, step: int) -> tuple[Any, int]:
-            return self.base_trial.mode(step), self.base_trial.mode_step(step)
+    def value(self, name: str, step: int) -> np.ndarray:
+        return np.asarray(self.base_trial.tensor(name).value(step), dtype=np.float64)
 
-        def names(self, collection: str | None = None, regex: str | None = None) -> list[str]:
-            names = (self.base_trial.tensor_names(collection=collection) if collection
-                     else self.base_trial.tensor_names())
-            return [n for n in names if regex is None or re.match(regex, n)]
 
-        def at(self, name: str, step: int) -> bool:
-            if name not in self._steps:
-                self._steps[name] = set(self.base_trial.tensor(name).steps())
-            return step in self._steps[name]
+class VanishingGradient(TrialRule):
+    NAME, DOC = "VanishingGradient", "vanishing-gradient.html"
+    CHECKS = "mean absolute value of each gradient tensor, at every saved step"
+    DEFAULTS = {"threshold": 1e-7}
+    ADVICE = ("Layers whose mean |gradient| is this small stop learning. Check that the learning "
+              "rate is not tiny and the loss not saturated; start from pretrained weights.")
 
-        def value(self, name: str, step: int) -> np.ndarray:
-            return np.asarray(self.base_trial.tensor(name).value(step), dtype=np.float64)
+    def invoke_at_step(self, step: int) -> bool:
+        mode, mode_step = self.mode_of(step)
+        hit = False
+        for name in self.names("gradients"):
+            if not self.at(name, step):
+                continue
+            self.datapoints += 1
+            mean_abs = float(np.mean(np.abs(self.value(name, step))))
+            if mean_abs < self.params["threshold"]:
+                hit = self.found(Finding(f"mean |gradient| of {name} is {mean_abs:.3g}, below "
+                                         f"{self.params['threshold']:g}", mode_step, mode.name,
+                                         name, mean_abs))
+        return hit
 
-    class VanishingGradient(TrialRule):
-        NAME, DOC = "VanishingGradient", "vanishing-gradient.html"
-        CHECKS = "mean absolute value of each gradient tensor, at every saved step"
-        DEFAULTS = {"threshold": 1e-7}
-        ADVICE = ("Layers whose mean |gradient| is this small stop learning. Check that the learning "
-                  "rate is not tiny and the loss not saturated; start from pretrained weights.")
 
-        def invoke_at_step(self, step: int) -> bool:
-            mode, mode_step = self.mode_of(step)
-            hit = False
-            for name in self.names("gradients"):
-                if not self.at(name, step):
-                    continue
-                self.datapoints += 1
-                mean_abs = float(np.mean(np.abs(self.value(name, step))))
-                if mean_abs < self.params["threshold"]:
-                    hit = self.found(Finding(f"mean |gradient| of {name} is {mean_abs:.3g}, below "
-                                             f"{self.params['threshold']:g}", mode_step, mode.name,
-                                             name, mean_abs))
-            return hit
+class ExplodingTensor(TrialRule):
+    NAME, DOC = "ExplodingTensor", "exploding-tensor.html"
+    CHECKS = "NaN or infinite values in every saved tensor (weights, gradients, losses...)"
+    DEFAULTS = {"collection_names": None, "tensor_regex": None, "only_nan": False}
+    ADVICE = ("NaN or infinite values: lower lr (and the tuner's upper bound), keep amp's loss "
+              "scaling on, and check the inputs for corrupt values.")
 
-    class ExplodingTensor(TrialRule):
-        NAME, DOC = "ExplodingTensor", "exploding-tensor.html"
-        CHECKS = "NaN or infinite values in every saved tensor (weights, gradients, losses...)"
-        DEFAULTS = {"collection_names": None, "tensor_regex": None, "only_nan": False}
-        ADVICE = ("NaN or infinite values: lower lr (and the tuner's upper bound), keep amp's loss "
-                  "scaling on, and check the inputs for corrupt values.")
+    def watched(self) -> list[str]:
+        """The tensors of ``collection_names`` (all by default) that match ``tensor_regex``."""
+        names: list[str] = []
+        for c in (self.params["collection_names"] or [None]):
+            names += self.names(c, self.params["tensor_regex"])
+        return list(dict.fromkeys(names))
 
-        def invoke_at_step(self, step: int) -> bool:
-            mode, mode_step = self.mode_of(step)
-            names: list[str] = []
-            for c in (self.params["collection_names"] or [None]):
-                names += self.names(c, self.params["tensor_regex"])
-            hit = False
-            for name in dict.fromkeys(names):
-                if not self.at(name, step):
-                    continue
-                self.datapoints += 1
-                values = self.value(name, step)
-                bad = np.isnan(values) if self.params["only_nan"] else ~np.isfinite(values)
-                if bad.any():
-                    hit = self.found(Finding(f"{int(bad.sum())} non-finite value(s) in {name}",
-                                             mode_step, mode.name, name, float(bad.mean())))
-            return hit
+    def invoke_at_step(self, step: int) -> bool:
+        mode, mode_step = self.mode_of(step)
+        hit = False
+        for name in self.watched():
+            if not self.at(name, step):
+                continue
+            self.datapoints += 1
+            values = self.value(name, step)
+            bad = np.isnan(values) if self.params["only_nan"] else ~np.isfinite(values)
+            if bad.any():
+                hit = self.found(Finding(f"{int(bad.sum())} non-finite value(s) in {name}",
+                                         mode_step, mode.name, name, float(bad.mean())))
+        return hit
 
-    class PoorWeightInitialization(TrialRule):
-        NAME, DOC = "PoorWeightInitialization", "poor-weight-initialization.html"
-        CHECKS = ("first `steps` training steps: variance ratio of the ReLU inputs across layers, "
-                  "spread of the gradients, and a loss that does not improve for `patience` steps")
-        DEFAULTS = {"activation_inputs_regex": ".*relu_input", "threshold": 10.0,
-                    "distribution_range": 0.001, "patience": 5, "steps": 10}
-        ADVICE = ("Activation variance differs widely across layers, gradients are all alike, or the "
-                  "loss does not fall in the first steps: start from the ImageNet weights "
-                  "(pretrained=true) or fix a custom initialisation. In ResNets, variance does grow "
-                  "along the residual sums: read which layers the evidence names.")
 
-        def __init__(self, trial: Any, **params: Any):
-            super().__init__(trial, **params)
-            self.losses: list[tuple[int, float]] = []
-            self.checks = {"variance": 0, "gradients": 0}
+class PoorWeightInitialization(TrialRule):
+    NAME, DOC = "PoorWeightInitialization", "poor-weight-initialization.html"
+    CHECKS = ("first `steps` training steps: variance ratio of the ReLU inputs across layers, "
+              "spread of the gradients, and a loss that does not improve for `patience` steps")
+    DEFAULTS = {"activation_inputs_regex": ".*relu_input", "threshold": 10.0,
+                "distribution_range": 0.001, "patience": 5, "steps": 10}
+    ADVICE = ("Activation variance differs widely across layers, gradients are all alike, or the "
+              "loss does not fall in the first steps: start from the ImageNet weights "
+              "(pretrained=true) or fix a custom initialisation. In ResNets, variance does grow "
+              "along the residual sums: read which layers the evidence names.")
 
-        def invoke_at_step(self, step: int) -> bool:
-            mode, mode_step = self.mode_of(step)
-            if mode != modes.TRAIN or mode_step >= self.params["steps"]:
-                return False
-            hit = False
-            inputs = self.names(regex=self.params["activation_inputs_regex"])
-            variances = {n: float(np.var(self.value(n, step))) for n in inputs if self.at(n, step)}
-            if len(variances) >= 2:
-                self.checks["variance"] += 1
-                low, high = min(variances, key=variances.get), max(variances, key=variances.get)
-                if variances[high] == 0:
-                    hit = self.found(Finding(f"all {len(variances)} activation inputs are constant "
-                                             "(zero variance)", mode_step, "TRAIN", "relu inputs", 0.0))
-                elif (ratio := variances[high] / variances[low] if variances[low] else math.inf) > \
-                        self.params["threshold"]:
-                    hit = self.found(Finding(f"activation-input variance ratio {ratio:.3g} between "
-                                             f"{high} and {low} (limit {self.params['threshold']:g})",
-                                             mode_step, "TRAIN", f"{high} / {low}", ratio))
-            grads = [self.value(n, step).ravel() for n in self.names("gradients") if self.at(n, step)]
-            if grads:
-                self.checks["gradients"] += 1
-                p5, p95 = np.percentile(np.concatenate(grads), [5, 95])
-                if p95 - p5 < self.params["distribution_range"]:
-                    hit = self.found(Finding(f"gradients span only {p95 - p5:.3g} between their 5th "
-                                             f"and 95th percentiles (limit "
-                                             f"{self.params['distribution_range']:g})",
-                                             mode_step, "TRAIN", "all gradients", float(p95 - p5)))
-            for name in self.names("losses"):
-                if self.at(name, step):
-                    self.losses.append((mode_step, float(self.value(name, step))))
-            self.datapoints += bool(variances or grads)
-            return hit
+    def __init__(self, trial: Any, **params: Any):
+        super().__init__(trial, **params)
+        self.losses: list[tuple[int, float]] = []
+        self.checks = {"variance": 0, "gradients": 0}
 
-        def finish(self) -> None:
-            if not all(self.checks.values()):
-                absent = [k for k, v in self.checks.items() if not v]
-                self.missing = f"no {' or '.join(absent)} saved in the first {self.params['steps']} steps"
-            best, stale = math.inf, 0
-            for mode_step, loss in sorted(self.losses):
-                if loss < best:
-                    best, stale = loss, 0
-                    continue
-                stale += 1
-                if stale == self.params["patience"]:
-                    self.found(Finding(f"the loss did not improve on {best:.4g} for "
-                                       f"{self.params['patience']} steps at the start", mode_step,
-                                       "TRAIN", "losses", loss))
-
-    class LossSeries(TrialRule):
-        """Collects the loss of every step, by mode and phase (a run of steps in one mode)."""
-
-        def __init__(self, trial: Any, **params: Any):
-            super().__init__(trial, **params)
-            self.phases: list[tuple[Any, list[tuple[int, float]]]] = []
-
-        def invoke_at_step(self, step: int) -> bool:
-            mode, mode_step = self.mode_of(step)
-            values = [float(self.value(n, step)) for n in self.names("losses") if self.at(n, step)]
-            if not values or mode not in (modes.TRAIN, modes.EVAL):
-                return False
-            if not self.phases or self.phases[-1][0] != mode:
-                self.phases.append((mode, []))
-            self.phases[-1][1].append((mode_step, values[0]))
+    def invoke_at_step(self, step: int) -> bool:
+        mode, mode_step = self.mode_of(step)
+        if mode != ModeKeys.TRAIN or mode_step >= self.params["steps"]:
             return False
+        inputs = self.names(regex=self.params["activation_inputs_regex"])
+        variances = {n: float(np.var(self.value(n, step))) for n in inputs if self.at(n, step)}
+        grads = [self.value(n, step).ravel() for n in self.names("gradients") if self.at(n, step)]
+        hit = self._check_variances(variances, mode_step)
+        hit = self._check_gradients(grads, mode_step) or hit
+        self.losses += [(mode_step, float(self.value(n, step)))
+                        for n in self.names("losses") if self.at(n, step)]
+        self.datapoints += bool(variances or grads)
+        return hit
 
-        def means(self) -> list[tuple[Any, int, float]]:
-            """(mode, last step of the phase, mean loss) per phase."""
-            return [(m, pts[-1][0], float(np.mean([v for _, v in pts]))) for m, pts in self.phases]
+    def _check_variances(self, variances: dict[str, float], mode_step: int) -> bool:
+        """The ReLU inputs' variances differ by more than ``threshold`` times across layers."""
+        if len(variances) < 2:
+            return False
+        self.checks["variance"] += 1
+        low, high = min(variances, key=variances.get), max(variances, key=variances.get)
+        if variances[high] == 0:
+            return self.found(Finding(f"all {len(variances)} activation inputs are constant "
+                                      "(zero variance)", mode_step, "TRAIN", "relu inputs", 0.0))
+        ratio = variances[high] / variances[low] if variances[low] else math.inf
+        if ratio > self.params["threshold"]:
+            return self.found(Finding(f"activation-input variance ratio {ratio:.3g} between "
+                                      f"{high} and {low} (limit {self.params['threshold']:g})",
+                                      mode_step, "TRAIN", f"{high} / {low}", ratio))
+        return False
 
-    class Overfit(LossSeries):
-        NAME, DOC = "Overfit", "overfit.html"
-        CHECKS = ("each validation pass's mean loss against the mean loss of the training epoch "
-                  "before it")
-        DEFAULTS = {"tensor_regex": None, "start_step": 0, "patience": 1, "ratio_threshold": 0.1}
-        ADVICE = ("Validation loss is well above training loss: keep augment=true, raise weight_decay "
-                  "or label_smoothing, train fewer epochs (patience stops early), or add data. The "
-                  "saved model is the best epoch in any case.")
+    def _check_gradients(self, grads: list[np.ndarray], mode_step: int) -> bool:
+        """The gradients span less than ``distribution_range`` (5th to 95th percentile)."""
+        if not grads:
+            return False
+        self.checks["gradients"] += 1
+        p5, p95 = np.percentile(np.concatenate(grads), [5, 95])
+        if p95 - p5 < self.params["distribution_range"]:
+            return self.found(Finding(f"gradients span only {p95 - p5:.3g} between their 5th "
+                                      f"and 95th percentiles (limit "
+                                      f"{self.params['distribution_range']:g})",
+                                      mode_step, "TRAIN", "all gradients", float(p95 - p5)))
+        return False
 
-        def finish(self) -> None:
-            phases = self.means()
-            streak = 0
-            for (m1, _, train), (m2, step, valid) in zip(phases, phases[1:], strict=False):
-                if not (m1 == modes.TRAIN and m2 == modes.EVAL) or step < self.params["start_step"]:
-                    continue
-                self.datapoints += 1
-                ratio = (valid - train) / train if train else math.inf
-                streak = streak + 1 if ratio > self.params["ratio_threshold"] else 0
-                if streak >= self.params["patience"]:
-                    self.found(Finding(f"validation loss {valid:.4g} is {100 * ratio:.0f}% above the "
-                                       f"training loss {train:.4g}", step, "EVAL", "losses", ratio))
-            if not self.datapoints:
-                self.missing = "needs training and evaluation losses"
+    def finish(self) -> None:
+        absent = [k for k, v in self.checks.items() if not v]
+        if absent:
+            self.missing = f"no {' or '.join(absent)} saved in the first {self.params['steps']} steps"
+        for mode_step, loss, best in _stalls(sorted(self.losses), self.params["patience"]):
+            self.found(Finding(f"the loss did not improve on {best:.4g} for "
+                               f"{self.params['patience']} steps at the start", mode_step,
+                               "TRAIN", "losses", loss))
 
-    class Overtraining(LossSeries):
-        NAME, DOC = "Overtraining", "overtraining.html"
-        CHECKS = ("mean loss per training epoch and per validation pass: no improvement by `delta` "
-                  "for `patience_*` of them")
-        DEFAULTS = {"patience_train": 5, "patience_validation": 10, "delta": 0.01}
-        ADVICE = ("The losses stopped improving: fewer epochs, or early stopping with a smaller "
-                  "patience, save time and money.")
 
-        def finish(self) -> None:
-            for mode, patience in ((modes.TRAIN, self.params["patience_train"]),
-                                   (modes.EVAL, self.params["patience_validation"])):
-                series = [(s, v) for m, s, v in self.means() if m == mode]
-                if len(series) <= patience:
-                    continue
-                self.datapoints += len(series)
-                best, stale = math.inf, 0
-                for step, value in series:
-                    if value < best - self.params["delta"]:
-                        best, stale = value, 0
-                    else:
-                        stale += 1
-                        if stale == patience:
-                            self.found(Finding(f"{mode.name.lower()} loss has not improved by "
-                                               f"{self.params['delta']} for {patience} epochs",
-                                               step, mode.name, "losses", value))
-            if not self.datapoints:
-                self.missing = (f"needs more than {self.params['patience_train']} epochs (or "
-                                f"{self.params['patience_validation']} evaluations)")
+class LossSeries(TrialRule):
+    """Collects the loss of every step, by mode and phase (a run of steps in one mode)."""
 
-    class LossNotDecreasing(LossSeries):
-        NAME, DOC = "LossNotDecreasing", "loss-not-decreasing.html"
-        CHECKS = ("mean training loss over consecutive windows of `num_steps` steps: falls by less "
-                  "than `diff_percent`%")
-        DEFAULTS = {"num_steps": 10, "diff_percent": 0.1, "increase_threshold_percent": 5,
-                    "mode": "TRAIN"}
-        ADVICE = ("The training loss stalls: raise lr or shorten a plateau; check the labels. At the "
-                  "end of a cosine schedule a flat loss is expected.")
+    def __init__(self, trial: Any, **params: Any):
+        super().__init__(trial, **params)
+        self.phases: list[tuple[Any, list[tuple[int, float]]]] = []
 
-        def finish(self) -> None:
-            mode = getattr(modes, self.params["mode"])
-            points = [p for m, pts in self.phases if m == mode for p in pts]
-            n = self.params["num_steps"]
-            windows = [points[i:i + n] for i in range(0, len(points) - n + 1, n)]
-            means = [(w[-1][0], float(np.mean([v for _, v in w]))) for w in windows]
-            for (_, before), (step, after) in zip(means, means[1:], strict=False):
-                self.datapoints += 1
-                change = 100 * (before - after) / before if before else 0.0
-                if change < self.params["diff_percent"]:
-                    rose = -change > self.params["increase_threshold_percent"]
-                    how = (f"up {-change:.1f}%, more than the {self.params['increase_threshold_percent']}% "
-                           "allowed" if rose else f"up {-change:.2f}%" if change < 0
-                           else f"down only {change:.2f}%")
-                    self.found(Finding(
-                        f"mean loss over {n} steps went from {before:.4g} to {after:.4g} ({how})",
-                        step, mode.name, "losses", after))
-            if not self.datapoints:
-                self.missing = f"needs at least {2 * n} training steps"
+    def invoke_at_step(self, step: int) -> bool:
+        mode, mode_step = self.mode_of(step)
+        values = [float(self.value(n, step)) for n in self.names("losses") if self.at(n, step)]
+        if not values or mode not in (ModeKeys.TRAIN, ModeKeys.EVAL):
+            return False
+        if not self.phases or self.phases[-1][0] != mode:
+            self.phases.append((mode, []))
+        self.phases[-1][1].append((mode_step, values[0]))
+        return False
 
-    return {cls.NAME: cls for cls in (VanishingGradient, ExplodingTensor, PoorWeightInitialization,
-                                      Overfit, Overtraining, LossNotDecreasing)}
+    def means(self) -> list[tuple[Any, int, float]]:
+        """(mode, last step of the phase, mean loss) per phase."""
+        return [(m, pts[-1][0], float(np.mean([v for _, v in pts]))) for m, pts in self.phases]
+
+
+class Overfit(LossSeries):
+    NAME, DOC = "Overfit", "overfit.html"
+    CHECKS = ("each validation pass's mean loss against the mean loss of the training epoch "
+              "before it")
+    DEFAULTS = {"tensor_regex": None, "start_step": 0, "patience": 1, "ratio_threshold": 0.1}
+    ADVICE = ("Validation loss is well above training loss: keep augment=true, raise weight_decay "
+              "or label_smoothing, train fewer epochs (patience stops early), or add data. The "
+              "saved model is the best epoch in any case.")
+
+    def train_then_valid(self) -> Iterator[tuple[int, float, float]]:
+        """(step, training mean loss, validation mean loss) of each evaluation that follows a
+        training epoch, from ``start_step`` on."""
+        phases = self.means()
+        for (m1, _, train), (m2, step, valid) in zip(phases, phases[1:], strict=False):
+            if m1 == ModeKeys.TRAIN and m2 == ModeKeys.EVAL and step >= self.params["start_step"]:
+                yield step, train, valid
+
+    def finish(self) -> None:
+        streak = 0
+        for step, train, valid in self.train_then_valid():
+            self.datapoints += 1
+            ratio = (valid - train) / train if train else math.inf
+            streak = streak + 1 if ratio > self.params["ratio_threshold"] else 0
+            if streak >= self.params["patience"]:
+                self.found(Finding(f"validation loss {valid:.4g} is {100 * ratio:.0f}% above the "
+                                   f"training loss {train:.4g}", step, "EVAL", "losses", ratio))
+        if not self.datapoints:
+            self.missing = "needs training and evaluation losses"
+
+
+class Overtraining(LossSeries):
+    NAME, DOC = "Overtraining", "overtraining.html"
+    CHECKS = ("mean loss per training epoch and per validation pass: no improvement by `delta` "
+              "for `patience_*` of them")
+    DEFAULTS = {"patience_train": 5, "patience_validation": 10, "delta": 0.01}
+    ADVICE = ("The losses stopped improving: fewer epochs, or early stopping with a smaller "
+              "patience, save time and money.")
+
+    def finish(self) -> None:
+        for mode, patience in ((ModeKeys.TRAIN, self.params["patience_train"]),
+                               (ModeKeys.EVAL, self.params["patience_validation"])):
+            series = [(s, v) for m, s, v in self.means() if m == mode]
+            if len(series) <= patience:
+                continue
+            self.datapoints += len(series)
+            for step, value, _ in _stalls(series, patience, self.params["delta"]):
+                self.found(Finding(f"{mode.name.lower()} loss has not improved by "
+                                   f"{self.params['delta']} for {patience} epochs",
+                                   step, mode.name, "losses", value))
+        if not self.datapoints:
+            self.missing = (f"needs more than {self.params['patience_train']} epochs (or "
+                            f"{self.params['patience_validation']} evaluations)")
+
+
+class LossNotDecreasing(LossSeries):
+    NAME, DOC = "LossNotDecreasing", "loss-not-decreasing.html"
+    CHECKS = ("mean training loss over consecutive windows of `num_steps` steps: falls by less "
+              "than `diff_percent`%")
+    DEFAULTS = {"num_steps": 10, "diff_percent": 0.1, "increase_threshold_percent": 5,
+                "mode": "TRAIN"}
+    ADVICE = ("The training loss stalls: raise lr or shorten a plateau; check the labels. At the "
+              "end of a cosine schedule a flat loss is expected.")
+
+    def window_means(self, mode: Any) -> list[tuple[int, float]]:
+        """(last step, mean loss) of each window of ``num_steps`` steps in ``mode``."""
+        points = [p for m, pts in self.phases if m == mode for p in pts]
+        return [(w[-1][0], float(np.mean([v for _, v in w])))
+                for w in _windows(points, self.params["num_steps"])]
+
+    def describe(self, change: float) -> str:
+        """How the mean loss moved, ``change`` being its fall in percent."""
+        limit = self.params["increase_threshold_percent"]
+        if -change > limit:
+            return f"up {-change:.1f}%, more than the {limit}% allowed"
+        return f"up {-change:.2f}%" if change < 0 else f"down only {change:.2f}%"
+
+    def finish(self) -> None:
+        mode = getattr(ModeKeys, self.params["mode"])
+        n = self.params["num_steps"]
+        means = self.window_means(mode)
+        for (_, before), (step, after) in zip(means, means[1:], strict=False):
+            self.datapoints += 1
+            change = 100 * (before - after) / before if before else 0.0
+            if change < self.params["diff_percent"]:
+                self.found(Finding(f"mean loss over {n} steps went from {before:.4g} to {after:.4g} "
+                                   f"({self.describe(change)})", step, mode.name, "losses", after))
+        if not self.datapoints:
+            self.missing = f"needs at least {2 * n} training steps"
+
+
+RULES: dict[str, type[TrialRule]] = {cls.NAME: cls for cls in (
+    VanishingGradient, ExplodingTensor, PoorWeightInitialization, Overfit, Overtraining,
+    LossNotDecreasing)}
 
 
 # -- LowGPUUtilization: from the system profile -----------------------------------
+LOW_GPU_DOC = "debugger-built-in-profiler-rules.html"
+LOW_GPU_CHECKS = ("GPU utilisation in the system profile, per GPU over sliding windows of `window` "
+                  "samples: 95th percentile below `threshold_p95`% (underused) or 5th percentile "
+                  "below `threshold_p5`% (fluctuating), after `patience` samples")
+LOW_GPU_ADVICE = ("The GPU waits: if the profile's step time is mostly data wait, raise workers (or "
+                  "pick an instance with more CPUs per GPU); otherwise raise batch_size. Utilisation "
+                  "swinging between busy and idle points at input stalls.")
+
+
 def low_gpu_defaults() -> dict[str, Any]:
     """SageMaker's defaults, read from smdebug_rulesconfig's own LowGPUUtilization class."""
-    from smdebug_rulesconfig.profiler_rules.rules import LowGPUUtilization
-
     sig = inspect.signature(LowGPUUtilization.__init__)
     return {k: p.default for k, p in sig.parameters.items() if k != "self"}
 
 
 def gpu_series(profiler_dir: Path) -> dict[str, list[tuple[float, float]]]:
     """GPUUtilization per (node, GPU) as (timestamp, percent), read with smdebug's own reader."""
-    from smdebug.profiler.system_metrics_reader import LocalSystemMetricsReader
-
     if not (profiler_dir / "system").is_dir():
         return {}
     reader = LocalSystemMetricsReader(str(profiler_dir))  # it looks under system/ itself
-    events = reader.get_events(0, 2**62)
     series: dict[str, list[tuple[float, float]]] = {}
-    for e in events:
+    for e in reader.get_events(0, 2**62):
         if e.dimension == "GPUUtilization":
             series.setdefault(f"{e.node_id}/{e.name}", []).append((e.timestamp, float(e.value)))
     return {k: sorted(v) for k, v in series.items()}
 
 
+def _gpu_window(gpu: str, window: Sequence[float], p: dict[str, Any]) -> Finding | None:
+    """The finding of one window of a GPU's utilisation, None when it is busy enough."""
+    p5, p95 = np.percentile(window, [5, 95])
+    if p95 < p["threshold_p95"]:
+        return Finding(f"{gpu}: 95th percentile of utilisation {p95:.0f}% < {p['threshold_p95']}% "
+                       "(underused)", None, None, gpu, float(p95))
+    if p5 < p["threshold_p5"]:
+        return Finding(f"{gpu}: utilisation swings from {p5:.0f}% (5th percentile) to {p95:.0f}% "
+                       "(fluctuating)", None, None, gpu, float(p5))
+    return None
+
+
 def low_gpu_utilization(profiler_dir: Path | None, **params: Any) -> RuleResult:
+    """SageMaker's LowGPUUtilization on the job's system profile."""
     p = {**low_gpu_defaults(), **params}
     p.pop("scan_interval_us", None)
-    advice = ("The GPU waits: if the profile's step time is mostly data wait, raise workers (or pick "
-              "an instance with more CPUs per GPU); otherwise raise batch_size. Utilisation swinging "
-              "between busy and idle points at input stalls.")
-    result = RuleResult("LowGPUUtilization", NOT_ENOUGH, "", [], p, advice,
-                        DOCS + LOW_GPU_DOC)
+    result = RuleResult("LowGPUUtilization", NOT_ENOUGH, "", [], p, LOW_GPU_ADVICE, DOCS + LOW_GPU_DOC)
     series = gpu_series(profiler_dir) if profiler_dir else {}
     if not series:
         result.summary = "no GPU utilisation in the system profile (a CPU run, or profiling off)"
         return result
-    checked = 0
-    for gpu, points in series.items():
-        values = [v for _, v in points][p["patience"]:]
-        for start in range(0, len(values) - p["window"] + 1, p["window"]):
-            window = values[start:start + p["window"]]
-            checked += 1
-            p5, p95 = np.percentile(window, [5, 95])
-            if p95 < p["threshold_p95"]:
-                result.evidence.append(Finding(f"{gpu}: 95th percentile of utilisation {p95:.0f}% "
-                                               f"< {p['threshold_p95']}% (underused)", None, None, gpu,
-                                               float(p95)))
-            elif p5 < p["threshold_p5"]:
-                result.evidence.append(Finding(f"{gpu}: utilisation swings from {p5:.0f}% (5th "
-                                               f"percentile) to {p95:.0f}% (fluctuating)", None, None,
-                                               gpu, float(p5)))
-    if checked == 0:
+    windows = [(gpu, w) for gpu, points in series.items()
+               for w in _windows([v for _, v in points][p["patience"]:], p["window"])]
+    findings = [f for gpu, w in windows if (f := _gpu_window(gpu, w, p))]
+    if not windows:
         longest = max(len(v) for v in series.values())
         result.summary = (f"{longest} samples per GPU; the rule needs more than {p['patience']} + "
                           f"{p['window']}")
-    elif result.evidence:
-        result.verdict, result.summary = ISSUES, result.evidence[0].what
-        result.evidence = result.evidence[:MAX_EVIDENCE]
+    elif findings:
+        result.verdict, result.summary, result.evidence = ISSUES, findings[0].what, findings[:MAX_EVIDENCE]
     else:
-        result.verdict, result.summary = NO_ISSUES, f"{checked} window(s) of utilisation checked"
+        result.verdict, result.summary = NO_ISSUES, f"{len(windows)} window(s) of utilisation checked"
     return result
 
 
-LOW_GPU_CHECKS = ("GPU utilisation in the system profile, per GPU over sliding windows of `window` "
-                  "samples: 95th percentile below `threshold_p95`% (underused) or 5th percentile "
-                  "below `threshold_p5`% (fluctuating), after `patience` samples")
+# -- the README's table -----------------------------------------------------------
+def _parameters(values: dict[str, Any]) -> str:
+    return ", ".join(f"`{k}={v}`" for k, v in values.items())
 
 
 def rules_table() -> str:
     """The rules, what they check and their parameters, as a Markdown table (README)."""
     rows = ["| rule | what it checks | parameters (SageMaker's defaults) |", "|---|---|---|"]
-    classes = make_rules()
-
-    def params(values: dict[str, Any]) -> str:
-        return ", ".join(f"`{k}={v}`" for k, v in values.items())
-
     for name in RULE_NAMES:
-        cls = classes.get(name)
+        cls = RULES.get(name)
         doc, checks, defaults = ((cls.DOC, cls.CHECKS, cls.DEFAULTS) if cls else
                                  (LOW_GPU_DOC, LOW_GPU_CHECKS, low_gpu_defaults()))
-        rows.append(f"| [{name}]({DOCS}{doc}) | {checks} | {params(defaults)} |")
+        rows.append(f"| [{name}]({DOCS}{doc}) | {checks} | {_parameters(defaults)} |")
     return "\n".join(rows) + "\n"
 
 
 # -- running them -----------------------------------------------------------------
-RULE_NAMES = ("VanishingGradient", "PoorWeightInitialization", "ExplodingTensor", "Overfit",
-              "Overtraining", "LossNotDecreasing", "LowGPUUtilization")
-
-
 def evaluate_rules(job_folder: Path) -> list[RuleResult]:
-    """Every rule's verdict for a job folder (see :mod:`dogbreed.jobdir`)."""
+    """Every rule's verdict for a job folder (see :mod:`dogbreed.jobdir`), saved in the job."""
     job = JobDir.find(job_folder)
-    results = [_tensor_rule(name, cls, job.tensors) for name, cls in make_rules().items()]
+    results = [_tensor_rule(name, cls, job.tensors) for name, cls in RULES.items()]
     results.append(low_gpu_utilization(job.profiler))
     order = {name: i for i, name in enumerate(RULE_NAMES)}
     results.sort(key=lambda r: order[r.rule])
@@ -463,14 +450,10 @@ def evaluate_rules(job_folder: Path) -> list[RuleResult]:
     return results
 
 
-def _tensor_rule(name: str, cls: type, tensors: Path | None) -> RuleResult:
+def _tensor_rule(name: str, cls: type[TrialRule], tensors: Path | None) -> RuleResult:
     if tensors is None or not any(tensors.rglob("*.tfevents")):
         return RuleResult(name, NOT_ENOUGH, "no tensors: the debugger was off for this job",
                           parameters=dict(cls.DEFAULTS), advice=cls.ADVICE, doc=DOCS + cls.DOC)
-    from smdebug.rules import invoke_rule
-    from smdebug.trials import create_trial
-
-    os.environ.setdefault("SMDEBUG_LOG_LEVEL", "warning")
     trial = create_trial(str(tensors), name=name)
     rule = cls(trial)
     steps = trial.steps()
@@ -478,20 +461,3 @@ def _tensor_rule(name: str, cls: type, tensors: Path | None) -> RuleResult:
         invoke_rule(rule, start_step=steps[0], end_step=steps[-1] + 1, raise_eval_cond=False)
     rule.finish()
     return rule.result()
-
-
-def save_verdicts(out_dir: Path, results: list[RuleResult]) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / VERDICTS_FILE
-    path.write_text(json.dumps([r.to_json() for r in results], indent=1), encoding="utf-8")
-    return path
-
-
-def load_verdicts(job: JobDir) -> list[RuleResult] | None:
-    data = job.read_json(VERDICTS_FILE)
-    return None if data is None else [RuleResult.from_json(d) for d in data]
-
-
-def log_verdicts(results: list[RuleResult]) -> None:
-    for r in results:
-        log.info("rule %s: %s: %s", r.rule, r.verdict, r.summary)

@@ -458,7 +458,8 @@ class Trainer:
         """Debugger rules on this job's tensors, then the HTML report; never fails the run."""
         try:
             from .report import write_report
-            from .rules import evaluate_rules, log_verdicts
+            from .rules import evaluate_rules
+            from .verdicts import log_verdicts
 
             results = evaluate_rules(self.opt.root)
             log_verdicts(results)

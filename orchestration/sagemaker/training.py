@@ -4,7 +4,7 @@ built by hand, from the project's single sources of truth.
 - hyperparameters: checked by the training program's own schema before anything is sent;
 - metric definitions: :data:`dogbreed.metrics.METRIC_DEFINITIONS`;
 - what the Debugger saves: :func:`dogbreed.debugger.collections`;
-- rules: SageMaker's built-in ones, by the names :data:`dogbreed.rules.RULE_NAMES` evaluates
+- rules: SageMaker's built-in ones, by the names :data:`dogbreed.verdicts.RULE_NAMES` evaluates
   locally, plus ProfilerReport.
 """
 

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torchvision.models import resnet18
 
-from dogbreed.rules import ISSUES, NO_ISSUES, NOT_ENOUGH, RULE_NAMES
+from dogbreed.verdicts import ISSUES, NO_ISSUES, NOT_ENOUGH, RULE_NAMES
 from local_test.testdata import make_dataset, write_opt_ml
 from tests.helpers import BIN, FAST_HP, Server, post, run_train
 
@@ -120,7 +120,8 @@ def test_the_report_has_every_section_and_valid_images(debug_job, tmp_path):
     out = tmp_path / "report.html"
     tuning = {"objective": "valid_acc", "trials": [
         {"name": f"t{i}", "status": "Completed", "objective": 0.1 * i,
-         "hyperparameters": {"lr": str(10 ** -i), "batch_size": "32"}} for i in range(1, 5)]}
+         "hyperparameters": {"lr": str(10 ** -i), "batch_size": "32", "note": "<script>alert(1)</script>"}}
+        for i in range(1, 5)]}
     (root / "output" / "data" / "tuning.json").write_text(json.dumps(tuning))
     try:
         done = subprocess.run([str(BIN / "dogbreed"), "report", str(root), "--out", str(out)],
@@ -130,6 +131,7 @@ def test_the_report_has_every_section_and_valid_images(debug_job, tmp_path):
     assert done.returncode == 0, done.stderr
     html = out.read_text()
     assert "Hyperparameter tuning: 4 trials" in html and html.index(">t4<") < html.index(">t1<")
+    assert "<script>" not in html and html.count("&lt;script&gt;alert(1)&lt;/script&gt;") == 4  # text
 
 
 def test_report_of_a_folder_that_is_no_job(tmp_path):

@@ -1,14 +1,18 @@
-"""Profiler output in SageMaker's format, and the rules that read it."""
+"""Profiler output in SageMaker's format, the rules that read it, and the report that shows them."""
 
 import json
 import time
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
-from dogbreed import rules
+from dogbreed import evaluation, rules
 from dogbreed.debugger import collections, hook_config
+from dogbreed.hyperparameters import DEFAULTS
 from dogbreed.profiler import STEPS_FILE, ProfilerSettings, StepTimer, SystemMonitor
+from dogbreed.report import TUNING_FILE, write_report
+from dogbreed.verdicts import ISSUES, NO_ISSUES, NOT_ENOUGH, Finding, RuleResult, save_verdicts
 
 
 def test_profiler_settings(tmp_path):
@@ -88,10 +92,10 @@ def test_low_gpu_utilization_defaults_come_from_smdebug_rulesconfig():
 
 
 @pytest.mark.parametrize("values,verdict,fragment", [
-    ([20.0] * 1600, rules.ISSUES, "(underused)"),
-    ([95.0, 2.0] * 800, rules.ISSUES, "(fluctuating)"),
-    ([90.0] * 1600, rules.NO_ISSUES, "window(s) of utilisation checked"),
-    ([20.0] * 1200, rules.NOT_ENOUGH, "needs more than 1000 + 500"),
+    ([20.0] * 1600, ISSUES, "(underused)"),
+    ([95.0, 2.0] * 800, ISSUES, "(fluctuating)"),
+    ([90.0] * 1600, NO_ISSUES, "window(s) of utilisation checked"),
+    ([20.0] * 1200, NOT_ENOUGH, "needs more than 1000 + 500"),
 ])
 def test_low_gpu_utilization(tmp_path, values, verdict, fragment):
     write_gpu_metrics(tmp_path, values)
@@ -101,4 +105,56 @@ def test_low_gpu_utilization(tmp_path, values, verdict, fragment):
 
 def test_low_gpu_utilization_without_gpu(tmp_path):
     result = rules.low_gpu_utilization(tmp_path)
-    assert result.verdict == rules.NOT_ENOUGH and "CPU run" in result.summary
+    assert result.verdict == NOT_ENOUGH and "CPU run" in result.summary
+
+
+class _Page(HTMLParser):
+    """The text and the tags of an HTML page, as a browser would parse them."""
+
+    def __init__(self, html: str):
+        super().__init__(convert_charrefs=True)
+        self.text: list[str] = []
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def test_the_report_shows_markup_from_the_job_as_text(tmp_path):
+    """Class folder names, hyperparameters, verdicts and tuning trials are escaped, never markup."""
+    breed = "<img src=x onerror=alert(1)>"  # a folder name can hold this (no slash)
+    script = "<script>alert('x')</script>"
+    job = tmp_path / "job <i>1"
+    history = [{"epoch": 1, "train_loss": 1.0, "valid_loss": 1.1, "train_acc": 0.5, "valid_acc": 0.4,
+                "images_per_second": 10.0}]
+    metadata = {"architecture": "resnet18", "num_classes": 2,
+                "hyperparameters": {**DEFAULTS, "lr_schedule": script},
+                "metrics": {"selected_epoch": 1, "valid_acc": 0.4, "test_acc": 0.5}, "history": history,
+                "data": {"train": {"images": 8, "skipped": 0}},
+                "training": {"seconds": 6.0, "processes": 1, "device": script, "finished_at": "today"}}
+    (job / "model").mkdir(parents=True)
+    (job / "model" / "metadata.json").write_text(json.dumps(metadata))
+    out = job / "output" / "data"
+    classes = ["001.Beagle", f"002.{breed}"]
+    predictions = [("a.jpg", 0, 1), ("b.jpg", 1, 0), ("c.jpg", 1, 1)]
+    evaluation.write(out, {"test": evaluation.summarize(classes, predictions)})
+    save_verdicts(out, [RuleResult("Overfit", ISSUES, script, [Finding(script, 3, "EVAL", script, 1.0)],
+                                   {"patience": script}, advice=script)])
+    (out / TUNING_FILE).write_text(json.dumps({"objective": "valid_acc", "trials": [
+        {"name": script, "status": "Completed", "objective": 0.5,
+         "hyperparameters": {"lr_schedule": script}}]}))
+
+    html = write_report(job).read_text()
+    page = _Page(html)
+    text = "".join(page.text)
+    assert breed not in html and script not in html
+    assert text.count(breed) == 3  # the per-breed table and both sides of the confused pairs
+    # device, hyperparameter, verdict (summary twice, evidence, tensor, advice, parameter), trial (x2)
+    assert text.count(script) == 10
+    assert text.count("job <i>1") == 3  # title, heading, folder
+    assert {tag for tag, _ in page.tags} >= {"img", "table"} and "script" not in {t for t, _ in page.tags}
+    assert all(a["src"].startswith("data:image/png;base64,") for t, a in page.tags if t == "img")
