@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from dogbreed import evaluation, rules
+from dogbreed.artifact import ModelArtifact, ModelMetadata, Preprocessing
 from dogbreed.debugger import collections, hook_config
 from dogbreed.hyperparameters import DEFAULTS
 from dogbreed.profiler import STEPS_FILE, ProfilerSettings, StepTimer, SystemMonitor
@@ -131,15 +132,15 @@ def test_the_report_shows_markup_from_the_job_as_text(tmp_path):
     job = tmp_path / "job <i>1"
     history = [{"epoch": 1, "train_loss": 1.0, "valid_loss": 1.1, "train_acc": 0.5, "valid_acc": 0.4,
                 "images_per_second": 10.0}]
-    metadata = {"architecture": "resnet18", "num_classes": 2,
-                "hyperparameters": {**DEFAULTS, "lr_schedule": script},
-                "metrics": {"selected_epoch": 1, "valid_acc": 0.4, "test_acc": 0.5}, "history": history,
-                "data": {"train": {"images": 8, "skipped": 0}},
-                "training": {"seconds": 6.0, "processes": 1, "device": script, "finished_at": "today"}}
-    (job / "model").mkdir(parents=True)
-    (job / "model" / "metadata.json").write_text(json.dumps(metadata))
-    out = job / "output" / "data"
     classes = ["001.Beagle", f"002.{breed}"]
+    metadata = ModelMetadata(
+        architecture="resnet18", num_classes=2, preprocessing=Preprocessing.for_size(32),
+        hyperparameters={**DEFAULTS, "lr_schedule": script},
+        metrics={"selected_epoch": 1, "valid_acc": 0.4, "test_acc": 0.5}, history=history,
+        data={"train": {"images": 8, "skipped": 0}},
+        training={"seconds": 6.0, "processes": 1, "device": script, "finished_at": "today"})
+    ModelArtifact(job / "model", metadata, classes).write(b"")
+    out = job / "output" / "data"
     predictions = [("a.jpg", 0, 1), ("b.jpg", 1, 0), ("c.jpg", 1, 1)]
     evaluation.write(out, {"test": evaluation.summarize(classes, predictions)})
     save_verdicts(out, [RuleResult("Overfit", ISSUES, script, [Finding(script, 3, "EVAL", script, 1.0)],
