@@ -22,19 +22,20 @@ import traceback
 from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.elastic.multiprocessing import SignalException
+from torch.distributed.elastic.multiprocessing.errors import record as record_errors
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from . import __version__, checkpoint, evaluation, metrics
 from .data import DataError, ImageFolder, Split, check_same_classes, collate, scan_split
 from .debugger import DebugHook
-from .distributed import ENV_FAILURE_FILE, World, init_process_group, launch, worker_world
+from .distributed import ReasonErrorHandler, WorkerFailed, World, init_process_group, launch, worker_world
 from .hardware import HardwareError, Placement, place, processes_per_host
 from .hyperparameters import HyperparameterError, Hyperparameters, parse
 from .model import ARCHITECTURE, build, freeze_backbone, set_train_mode
@@ -55,14 +56,6 @@ class TrainingStopped(Exception):
 
 class CheckpointMismatch(Exception):
     """The checkpoint folder holds a run with different settings."""
-
-
-class WorkerFailed(Exception):
-    """A launched worker failed; its own reason and details are carried over."""
-
-    def __init__(self, reason: str, details: str):
-        super().__init__(reason)
-        self.details = details
 
 
 # Failures whose message is the whole story: reported as they are, without a traceback.
@@ -564,9 +557,12 @@ def _launch_or_train(opt: OptML) -> None:
     if nproc * len(resources.hosts) == 1:
         Trainer(opt, params, World()).run()
         return
-    code, reason, details = launch(nproc, resources)
-    if code:
-        raise WorkerFailed(reason or "a training worker failed", details)
+    launch(nproc, resources)
+
+
+def _work(opt: OptML, world: World) -> None:
+    """One worker launched by the elastic agent."""
+    Trainer(opt, _parse(opt, world), world).run()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -586,17 +582,14 @@ def main(argv: list[str] | None = None) -> int:
                 opt.clear_failure()
                 opt.prepare_outputs()
                 _launch_or_train(opt)
-            else:
-                Trainer(opt, _parse(opt, world), world).run()
+            else:  # its reason goes to its torchelastic error file, which the launcher reads
+                record_errors(_work, ReasonErrorHandler(describe_failure))(opt, world)
     except BaseException as exc:  # noqa: BLE001 - every failure is reported, then the code returned
-        if isinstance(exc, KeyboardInterrupt):
+        if isinstance(exc, (KeyboardInterrupt, SignalException)):
             exc = TrainingStopped()
         reason = describe_failure(exc)
         details = exc.details if isinstance(exc, WorkerFailed) else traceback.format_exc()
-        failure_file = os.environ.get(ENV_FAILURE_FILE)
-        if failure_file:  # a worker: the launcher writes the real failure file
-            Path(failure_file).write_text(f"{reason}\n{details}", encoding="utf-8")
-        else:
+        if world is None:
             opt.write_failure(reason, details)
         if isinstance(exc, EXPLAINED + (TrainingStopped,)):
             log.error("training failed: %s", reason)
