@@ -13,14 +13,12 @@ import logging
 import os
 import sys
 import time
-import traceback
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ErrorHandler, ProcessFailure
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
 from torch.distributed.elastic.utils.distributed import get_free_port
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -74,19 +72,14 @@ class WorkerFailed(Exception):
         self.details = details
 
 
-class ReasonErrorHandler(ErrorHandler):
-    """torchelastic's error file (TORCHELASTIC_ERROR_FILE) with ``describe(exc)`` as its message
-    instead of ``Type: text``, so the launcher can report the worker's own reason."""
-
-    def __init__(self, describe: Callable[[BaseException], str]):
-        self.describe = describe
-
-    def record_exception(self, e: BaseException) -> None:
-        path = self._get_error_file_path()
-        if path:
-            data = {"message": {"message": self.describe(e), "extraInfo": {
-                "py_callstack": traceback.format_exc(), "timestamp": str(int(time.time()))}}}
-            Path(path).write_text(json.dumps(data), encoding="utf-8")
+def record_failure(reason: str, details: str) -> None:
+    """A worker's failure, for its agent: torchelastic's error file (TORCHELASTIC_ERROR_FILE, in
+    the format of its ErrorHandler) with the one-line reason as message, ``details`` as traceback."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if path:
+        data = {"message": {"message": reason, "extraInfo": {
+            "py_callstack": details, "timestamp": str(int(time.time()))}}}
+        Path(path).write_text(json.dumps(data), encoding="utf-8")
 
 
 def launch(nproc: int, resources: ResourceConfig) -> None:
@@ -123,7 +116,7 @@ def _reason(exc: ChildFailedError) -> tuple[str, str]:
 
 
 def _message(rank: int, failure: ProcessFailure) -> str:
-    if isinstance(failure.message, dict):  # an error file written by ReasonErrorHandler
+    if isinstance(failure.message, dict):  # an error file written by record_failure
         return failure.message["message"]
     if failure.exitcode < 0:
         return f"training worker {rank} was killed by {failure.signal_name()}"

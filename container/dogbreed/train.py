@@ -28,7 +28,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.distributed.elastic.multiprocessing import SignalException
-from torch.distributed.elastic.multiprocessing.errors import record as record_errors
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
@@ -36,7 +35,7 @@ from . import __version__, checkpoint, evaluation, metrics
 from .checkpoint import TrainingState
 from .data import DataError, ImageFolder, Split, check_same_classes, collate, scan_split
 from .debugger import DebugHook
-from .distributed import ReasonErrorHandler, WorkerFailed, World, init_process_group, launch, worker_world
+from .distributed import WorkerFailed, World, init_process_group, launch, record_failure, worker_world
 from .errors import UserError
 from .hardware import HardwareError, Placement, place, processes_per_host
 from .hyperparameters import HyperparameterError, Hyperparameters, parse
@@ -52,8 +51,9 @@ RESULT_NEUTRAL = frozenset({"workers", "progress_seconds", "profiler_interval_ms
 USER_ERRORS = (UserError, HyperparameterError, ContractError, DataError, WeightsError, HardwareError)
 
 
-class TrainingStopped(Exception):
-    """SIGTERM arrived (SageMaker stops the job, or spot capacity is reclaimed)."""
+class TrainingStopped(BaseException):
+    """SIGTERM arrived (SageMaker stops the job, or spot capacity is reclaimed). A BaseException,
+    as KeyboardInterrupt, so that no ``except Exception`` on the way (logging, decoding) swallows it."""
 
 
 # Failures whose message is the whole story: reported as they are, without a traceback.
@@ -511,11 +511,6 @@ def _launch_or_train(opt: OptML) -> None:
     launch(nproc, resources)
 
 
-def _work(opt: OptML, world: World) -> None:
-    """One worker launched by the elastic agent."""
-    Trainer(opt, _parse(opt, world), world).run()
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``train`` (SageMaker passes no arguments)."""
     if argv is None:
@@ -533,8 +528,8 @@ def main(argv: list[str] | None = None) -> int:
                 opt.clear_failure()
                 opt.prepare_outputs()
                 _launch_or_train(opt)
-            else:  # its reason goes to its torchelastic error file, which the launcher reads
-                record_errors(_work, ReasonErrorHandler(describe_failure))(opt, world)
+            else:
+                Trainer(opt, _parse(opt, world), world).run()
     except BaseException as exc:  # noqa: BLE001 - every failure is reported, then the code returned
         if isinstance(exc, (KeyboardInterrupt, SignalException)):
             exc = TrainingStopped()
@@ -542,6 +537,8 @@ def main(argv: list[str] | None = None) -> int:
         details = exc.details if isinstance(exc, WorkerFailed) else traceback.format_exc()
         if world is None:
             opt.write_failure(reason, details)
+        else:  # the launcher reads it and writes the failure file
+            record_failure(reason, details)
         if isinstance(exc, EXPLAINED + (TrainingStopped,)):
             log.error("training failed: %s", reason)
         else:

@@ -271,7 +271,7 @@ def test_sigterm_reaches_every_worker(opt_ml, train_env):
     assert proc.returncode == 143, "".join(seen) + rest
     assert len(workers) >= 2 and not any(w.is_running() for w in workers)
     for rank in (0, 1):  # each worker stopped by the SIGTERM the elastic agent passed on
-        assert f"[rank {rank}] training failed: training stopped by SIGTERM" in rest
+        assert f"[rank {rank}] training failed: training stopped by SIGTERM" in rest, "".join(seen) + rest
     assert failure_reason(root).startswith("training stopped by SIGTERM")
     assert any(p.suffix == ".pt" for p in (root / "checkpoints").iterdir())
 
