@@ -1,38 +1,34 @@
 """Several training processes: one per GPU on every host of resourceconfig.json.
 
-``train`` launches its own workers (no torchrun needed in the image): the
-process started by SageMaker becomes a launcher that starts
-``processes_per_host`` copies of ``python -m dogbreed.train`` with the usual
-torch.distributed variables, waits for them, stops the rest as soon as one
-fails, and reports the first failure.
+``train`` hands the workers to torchrun's elastic agent (``elastic_launch``): it
+starts ``processes_per_host`` copies of ``python -m dogbreed.train`` with the
+torch.distributed variables, stops the rest as soon as one fails, forwards
+SIGTERM, and collects each worker's torchelastic error file.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+from torch.distributed.elastic.utils.distributed import get_free_port
+from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
 from .opt_ml import ResourceConfig
 
 log = logging.getLogger(__name__)
-ENV_WORKER = "DOGBREED_WORKER"
-ENV_FAILURE_FILE = "DOGBREED_WORKER_FAILURE_FILE"
 ENV_MASTER_PORT = "DOGBREED_MASTER_PORT"
 # Overrides the first host's name as rendezvous address (a cluster without SageMaker's DNS).
 ENV_MASTER_ADDR = "DOGBREED_MASTER_ADDR"
 DEFAULT_MASTER_PORT = 29500
-STOP_GRACE_SECONDS = 20
 
 
 @dataclass(frozen=True)
@@ -54,15 +50,12 @@ class World:
 
 
 def worker_world() -> World | None:
-    """The World of a launched worker (from its environment), None in a plain process."""
-    if os.environ.get(ENV_WORKER) != "1":
+    """The World of a worker started by the elastic agent (from its environment), else None."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ:
         return None
-    return World(
-        rank=int(os.environ["RANK"]),
-        local_rank=int(os.environ["LOCAL_RANK"]),
-        size=int(os.environ["WORLD_SIZE"]),
-        local_size=int(os.environ["LOCAL_WORLD_SIZE"]),
-    )
+    env = os.environ
+    return World(rank=int(env["RANK"]), local_rank=int(env["LOCAL_RANK"]),
+                 size=int(env["WORLD_SIZE"]), local_size=int(env["LOCAL_WORLD_SIZE"]))
 
 
 def init_process_group(world: World, device: torch.device) -> None:
@@ -70,85 +63,70 @@ def init_process_group(world: World, device: torch.device) -> None:
     dist.init_process_group(backend=backend, rank=world.rank, world_size=world.size)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+class WorkerFailed(Exception):
+    """A worker failed: the first failed worker's own one-line reason; the failed workers and
+    its traceback as details."""
+
+    def __init__(self, reason: str, details: str):
+        super().__init__(reason)
+        self.details = details
 
 
-def launch(nproc: int, resources: ResourceConfig) -> tuple[int, str | None, str]:
-    """Run ``nproc`` workers on this host; return (exit code, failure reason, details)."""
-    single_host = len(resources.hosts) == 1
-    master_addr = os.environ.get(ENV_MASTER_ADDR) or (
-        "127.0.0.1" if single_host else resources.master_host)
-    port = os.environ.get(ENV_MASTER_PORT) or str(_free_port() if single_host else DEFAULT_MASTER_PORT)
-    world_size = nproc * len(resources.hosts)
-    failure_dir = Path(tempfile.mkdtemp(prefix="dogbreed-workers-"))
-    procs: list[subprocess.Popen] = []
-    for local_rank in range(nproc):
-        rank = resources.host_rank * nproc + local_rank
-        env = dict(
-            os.environ,
-            **{
-                ENV_WORKER: "1",
-                ENV_FAILURE_FILE: str(failure_dir / f"rank{rank}"),
-                "RANK": str(rank),
-                "LOCAL_RANK": str(local_rank),
-                "WORLD_SIZE": str(world_size),
-                "LOCAL_WORLD_SIZE": str(nproc),
-                "MASTER_ADDR": master_addr,
-                "MASTER_PORT": port,
-            },
-        )
-        if resources.network_interface_name:
-            env.setdefault("NCCL_SOCKET_IFNAME", resources.network_interface_name)
-            env.setdefault("GLOO_SOCKET_IFNAME", resources.network_interface_name)
-        procs.append(subprocess.Popen([sys.executable, "-m", "dogbreed.train"], env=env))
+def record_failure(reason: str, details: str) -> None:
+    """A worker's failure, for its agent: torchelastic's error file (TORCHELASTIC_ERROR_FILE, in
+    the format of its ErrorHandler) with the one-line reason as message, ``details`` as traceback."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if path:
+        data = {"message": {"message": reason, "extraInfo": {
+            "py_callstack": details, "timestamp": str(int(time.time()))}}}
+        Path(path).write_text(json.dumps(data), encoding="utf-8")
+
+
+def launch(nproc: int, resources: ResourceConfig) -> None:
+    """Run ``nproc`` workers on this host, one node of a static rendezvous at the first host.
+
+    Raises WorkerFailed for the first worker that failed, SignalException on SIGTERM (after the
+    agent has passed it on to the workers and waited for them)."""
+    nodes = len(resources.hosts)
+    addr = os.environ.get(ENV_MASTER_ADDR) or ("127.0.0.1" if nodes == 1 else resources.master_host)
+    port = os.environ.get(ENV_MASTER_PORT) or str(get_free_port() if nodes == 1 else DEFAULT_MASTER_PORT)
+    if resources.network_interface_name:
+        os.environ.setdefault("NCCL_SOCKET_IFNAME", resources.network_interface_name)
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", resources.network_interface_name)
+    config = LaunchConfig(
+        min_nodes=nodes, max_nodes=nodes, nproc_per_node=nproc, run_id="dogbreed",
+        rdzv_backend="static", rdzv_endpoint=f"{addr}:{port}",
+        rdzv_configs={"rank": resources.host_rank}, max_restarts=0,
+    )
     log.info("launched %d worker(s) on %s (world size %d, master %s:%s)",
-             nproc, resources.current_host, world_size, master_addr, port)
-
-    def forward(signum: int, _frame: object) -> None:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signum)
-
-    previous = signal.signal(signal.SIGTERM, forward)
+             nproc, resources.current_host, nproc * nodes, addr, port)
     try:
-        failed = _wait(procs)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    if failed is None:
-        return 0, None, ""
-    index, code = failed
-    rank = resources.host_rank * nproc + index
-    reason_file = failure_dir / f"rank{rank}"
-    text = reason_file.read_text(encoding="utf-8") if reason_file.exists() else ""
-    reason, _, details = text.partition("\n")
-    reason = reason or f"training worker {rank} exited with code {code}"
-    return (code or 1), reason, details
+        elastic_launch(config, sys.executable)("-m", "dogbreed.train")
+    except ChildFailedError as exc:
+        raise WorkerFailed(*_reason(exc)) from None
 
 
-def _wait(procs: list[subprocess.Popen]) -> tuple[int, int] | None:
-    """Wait for all; on the first failure stop the others. Returns (local index, code)."""
-    while True:
-        codes = [p.poll() for p in procs]
-        bad = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
-        if bad:
-            _stop(procs)
-            return bad[0]
-        if all(c == 0 for c in codes):
-            return None
-        time.sleep(0.2)
+def _reason(exc: ChildFailedError) -> tuple[str, str]:
+    """(the first failed worker's reason; every failed worker, then the first one's traceback)."""
+    failures = sorted(exc.failures.items(), key=lambda item: _written(item[1]))
+    rank, first = failures[0]
+    listed = [f"  rank {r} (exit code {f.exitcode}): {_message(r, f)}" for r, f in failures]
+    trace = first.message["extraInfo"]["py_callstack"] if isinstance(first.message, dict) else ""
+    return _message(rank, first), "\n".join(["failed workers, first failure first:", *listed, trace])
 
 
-def _stop(procs: list[subprocess.Popen]) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-    deadline = time.monotonic() + STOP_GRACE_SECONDS
-    for p in procs:
-        try:
-            p.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+def _message(rank: int, failure: ProcessFailure) -> str:
+    if isinstance(failure.message, dict):  # an error file written by record_failure
+        return failure.message["message"]
+    if failure.exitcode < 0:
+        return f"training worker {rank} was killed by {failure.signal_name()}"
+    return f"training worker {rank} exited with code {failure.exitcode}"
+
+
+def _written(failure: ProcessFailure) -> tuple[int, int]:
+    """Order of failures: torchelastic's timestamp (seconds), then the error file's time (ns);
+    a failure without a file (a signal) goes first within its second, as torchelastic has it."""
+    try:
+        return failure.timestamp, os.stat(failure.error_file).st_mtime_ns
+    except OSError:  # no error file ("<N/A>")
+        return failure.timestamp, 0

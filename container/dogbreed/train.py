@@ -21,53 +21,42 @@ import traceback
 from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.elastic.multiprocessing import SignalException
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from . import __version__, checkpoint, evaluation, metrics
 from .artifact import ModelArtifact, ModelMetadata, Preprocessing
+from .checkpoint import TrainingState
 from .data import DataError, Split, check_same_classes, scan_split
 from .debugger import DebugHook
-from .distributed import ENV_FAILURE_FILE, World, init_process_group, launch, worker_world
-from .hardware import HardwareError, Placement, place, processes_per_host
-from .hyperparameters import HyperparameterError, Hyperparameters, parse
+from .distributed import WorkerFailed, World, init_process_group, launch, record_failure, worker_world
+from .errors import UserError
+from .hardware import Placement, place, processes_per_host
+from .hyperparameters import Hyperparameters, parse
 from .loader import ImageFolder, collate
 from .model import ARCHITECTURE, build, freeze_backbone, set_train_mode
-from .opt_ml import ContractError, OptML
+from .opt_ml import OptML
 from .preprocess import decode_side, eval_transform, train_transform
 from .profiler import ProfilerSettings, StepTimer, SystemMonitor
-from .weights import WeightsError
 
 log = logging.getLogger("dogbreed.train")
 # Hyperparameters that do not change the result; a checkpoint made with other values resumes.
 RESULT_NEUTRAL = frozenset({"workers", "progress_seconds", "profiler_interval_ms"})
-USER_ERRORS = (HyperparameterError, ContractError, DataError, WeightsError, HardwareError)
 
 
-class TrainingStopped(Exception):
-    """SIGTERM arrived (SageMaker stops the job, or spot capacity is reclaimed)."""
-
-
-class CheckpointMismatch(Exception):
-    """The checkpoint folder holds a run with different settings."""
-
-
-class WorkerFailed(Exception):
-    """A launched worker failed; its own reason and details are carried over."""
-
-    def __init__(self, reason: str, details: str):
-        super().__init__(reason)
-        self.details = details
+class TrainingStopped(BaseException):
+    """SIGTERM arrived (SageMaker stops the job, or spot capacity is reclaimed). A BaseException,
+    as KeyboardInterrupt, so that no ``except Exception`` on the way (logging, decoding) swallows it."""
 
 
 # Failures whose message is the whole story: reported as they are, without a traceback.
-EXPLAINED = USER_ERRORS + (CheckpointMismatch, WorkerFailed)
+EXPLAINED = (UserError, WorkerFailed)
 
 
 def setup_logging(world: World | None = None) -> None:
@@ -140,13 +129,7 @@ class Trainer:
             math.ceil(len(self.train_set) / world.size) / params.batch_size
         )
         self.total_steps = self.steps_per_epoch * params.epochs
-        # State that checkpoints carry:
-        self.step = 0
-        self.history: list[dict[str, float]] = []
-        self.best: dict[str, float] = {"epoch": 0, "valid_acc": -1.0, "valid_loss": math.inf}
-        self.best_state: dict[str, torch.Tensor] | None = None
-        self.stale_epochs = 0
-        self.stopped_early = False
+        self.state = TrainingState()  # what checkpoints carry besides the weights
         self.undecodable: set[str] = set()
 
     # -- data --------------------------------------------------------------
@@ -235,7 +218,7 @@ class Trainer:
         join = (self.net.join() if self.world.distributed else contextlib.nullcontext())
         timer = self.timer
         with join:
-            timer.begin(self.step)
+            timer.begin(self.state.step)
             for batch_index, (images, labels, _, bad) in enumerate(loader, 1):
                 timer.mark("data")
                 if bad:
@@ -244,7 +227,7 @@ class Trainer:
                     continue
                 images, labels = self._to_device(images, labels)
                 for group in self.optimizer.param_groups:
-                    group["lr"] = self._lr_at(self.step)
+                    group["lr"] = self._lr_at(self.state.step)
                 with self._autocast():
                     logits = self.net(images)
                     loss = self.criterion(logits, labels)
@@ -254,8 +237,8 @@ class Trainer:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 timer.mark("optimizer")
-                timer.end(epoch, self.step)
-                self.step += 1
+                timer.end(epoch, self.state.step)
+                self.state.step += 1
                 loss_sum += loss.detach().double() * labels.numel()
                 correct += (logits.detach().argmax(1) == labels).sum()
                 seen += labels.numel()
@@ -265,7 +248,7 @@ class Trainer:
                     last_report = now
                     self._progress(epoch, batch_index, len(loader), loss_sum.item() / seen,
                                    correct.item() / seen, seen / (now - started))
-                timer.begin(self.step)
+                timer.begin(self.state.step)
         timer.flush()
         seconds = time.monotonic() - started
         total_loss, total_correct, total_seen, seconds_sum = self._all_sum(
@@ -334,12 +317,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "step": self.step,
-            "history": self.history,
-            "best": self.best,
-            "best_model": None if self.best["epoch"] == epoch else self.best_state,
-            "stale_epochs": self.stale_epochs,
-            "stopped_early": self.stopped_early,
+            **self.state.to_checkpoint(epoch),
         })
 
     def resume(self) -> int:
@@ -353,23 +331,13 @@ class Trainer:
             state = box[0]
         if state is None:
             return 1
-        mine, theirs = self.fingerprint(), state["fingerprint"]
-        if mine != theirs:
-            raise CheckpointMismatch(
-                f"the checkpoints in {self.opt.checkpoint_dir} come from a run with other "
-                f"settings ({_differences(theirs, mine)}); remove them to start afresh"
-            )
+        checkpoint.check_fingerprint(state["fingerprint"], self.fingerprint(), self.opt.checkpoint_dir)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
-        self.step = int(state["step"])
-        self.history = list(state["history"])
-        self.best = dict(state["best"])
-        self.best_state = state["best_model"] or _cpu_copy(state["model"])
-        self.stale_epochs = int(state["stale_epochs"])
-        self.stopped_early = bool(state["stopped_early"])
+        self.state = TrainingState.from_checkpoint(state)
         log.info("resumed from the checkpoint of epoch %d (best so far: epoch %d, valid_acc %.4f)",
-                 state["epoch"], self.best["epoch"], self.best["valid_acc"])
+                 state["epoch"], self.state.best["epoch"], self.state.best["valid_acc"])
         return int(state["epoch"]) + 1
 
     # -- the run -----------------------------------------------------------
@@ -391,15 +359,15 @@ class Trainer:
         params = self.params
         started = time.monotonic()
         for epoch in range(start_epoch, params.epochs + 1):
-            if self.stopped_early:
+            if self.state.stopped_early:
                 break
             epoch_started = time.monotonic()
             train = self.train_epoch(epoch)
             valid = self.evaluate(self.splits["valid"])
             record = {"epoch": epoch, **train, "valid_loss": valid["loss"], "valid_acc": valid["acc"],
-                      "lr": self._lr_at(self.step), "epoch_seconds": time.monotonic() - epoch_started}
-            self.history.append(record)
-            self._update_best(epoch, record)
+                      "lr": self._lr_at(self.state.step), "epoch_seconds": time.monotonic() - epoch_started}
+            self.state.history.append(record)
+            self.state.update_best(epoch, record, params.patience, self.model.state_dict())
             if self.world.is_main:
                 log.info(metrics.format_epoch(
                     epoch, params.epochs, train_loss=record["train_loss"], train_acc=record["train_acc"],
@@ -408,27 +376,18 @@ class Trainer:
                 if not math.isfinite(record["train_loss"]):
                     log.warning("the training loss is not finite: training diverged; lower lr")
             self.save_checkpoint(epoch)
-            if self.stopped_early and self.world.is_main:
+            if self.state.stopped_early and self.world.is_main:
                 log.info("early stopping: valid_acc has not improved for %d epochs (best: epoch %d)",
-                         params.patience, self.best["epoch"])
+                         params.patience, self.state.best["epoch"])
         return self.finish(time.monotonic() - started)
-
-    def _update_best(self, epoch: int, record: dict[str, float]) -> None:
-        if record["valid_acc"] > self.best["valid_acc"]:
-            self.best = {"epoch": epoch, "valid_acc": record["valid_acc"],
-                         "valid_loss": record["valid_loss"]}
-            self.best_state = _cpu_copy(self.model.state_dict())
-            self.stale_epochs = 0
-        else:
-            self.stale_epochs += 1
-            self.stopped_early = bool(self.params.patience) and self.stale_epochs >= self.params.patience
 
     def finish(self, seconds: float) -> dict[str, Any]:
         """Restore the best epoch's weights, test them, write the model artefacts, the
         evaluation details and, with the debugger on, the rule verdicts and the report."""
-        if self.best_state is not None:
-            self.model.load_state_dict(self.best_state)
-        scores = {"valid_loss": self.best["valid_loss"], "valid_acc": self.best["valid_acc"]}
+        best = self.state.best
+        if self.state.best_state is not None:
+            self.model.load_state_dict(self.state.best_state)
+        scores = {"valid_loss": best["valid_loss"], "valid_acc": best["valid_acc"]}
         predictions = {"valid": self.evaluate(self.splits["valid"], details=True)["predictions"]}
         if "test" in self.splits:
             test = self.evaluate(self.splits["test"], details=True)
@@ -440,7 +399,7 @@ class Trainer:
         if self.world.is_main:
             self.write_model(scores, seconds)
             self._write_evaluation(predictions)
-            log.info(metrics.format_final(int(self.best["epoch"]), scores))
+            log.info(metrics.format_final(int(best["epoch"]), scores))
             if self.undecodable:
                 log.warning("%d image(s) could not be decoded and were skipped", len(self.undecodable))
             if self.opt.debughookconfig_file.is_file():  # even if the hook failed on the way
@@ -479,15 +438,15 @@ class Trainer:
             preprocessing=Preprocessing.for_size(self.params.image_size),
             pretrained="imagenet" if self.params.pretrained else None,
             hyperparameters=asdict(self.params),
-            metrics={"selected_epoch": int(self.best["epoch"]), **scores},
-            history=self.history,
+            metrics={"selected_epoch": int(self.state.best["epoch"]), **scores},
+            history=self.state.history,
             data=splits,
             training={
                 "seconds": round(seconds, 1),
                 "processes": self.world.size,
                 "device": self.placement.describe(),
                 "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "stopped_early": self.stopped_early,
+                "stopped_early": self.state.stopped_early,
             },
             versions={"dogbreed": __version__, "torch": torch.__version__,
                       "torchvision": _torchvision_version()},
@@ -496,27 +455,10 @@ class Trainer:
         log.info("model written to %s", self.opt.model_dir)
 
 
-def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
-
-
 def _torchvision_version() -> str:
     import torchvision
 
     return torchvision.__version__
-
-
-def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
-    changes = []
-    old_hp, new_hp = old.get("hyperparameters", {}), new.get("hyperparameters", {})
-    for key in sorted(set(old_hp) | set(new_hp)):
-        if old_hp.get(key) != new_hp.get(key):
-            changes.append(f"{key}: {old_hp.get(key)} -> {new_hp.get(key)}")
-    for key in ("classes", "train_images", "world_size"):
-        if old.get(key) != new.get(key):
-            changes.append(f"{key} changed" if key == "classes" else
-                           f"{key}: {old.get(key)} -> {new.get(key)}")
-    return "; ".join(changes) or "format changed"
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -560,9 +502,7 @@ def _launch_or_train(opt: OptML) -> None:
     if nproc * len(resources.hosts) == 1:
         Trainer(opt, params, World()).run()
         return
-    code, reason, details = launch(nproc, resources)
-    if code:
-        raise WorkerFailed(reason or "a training worker failed", details)
+    launch(nproc, resources)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -585,15 +525,14 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 Trainer(opt, _parse(opt, world), world).run()
     except BaseException as exc:  # noqa: BLE001 - every failure is reported, then the code returned
-        if isinstance(exc, KeyboardInterrupt):
+        if isinstance(exc, (KeyboardInterrupt, SignalException)):
             exc = TrainingStopped()
         reason = describe_failure(exc)
         details = exc.details if isinstance(exc, WorkerFailed) else traceback.format_exc()
-        failure_file = os.environ.get(ENV_FAILURE_FILE)
-        if failure_file:  # a worker: the launcher writes the real failure file
-            Path(failure_file).write_text(f"{reason}\n{details}", encoding="utf-8")
-        else:
+        if world is None:
             opt.write_failure(reason, details)
+        else:  # the launcher reads it and writes the failure file
+            record_failure(reason, details)
         if isinstance(exc, EXPLAINED + (TrainingStopped,)):
             log.error("training failed: %s", reason)
         else:

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import time
 
+import psutil
 import pytest
 import torch
 
@@ -120,13 +121,19 @@ def test_missing_channel_fails(opt_ml, train_env):
     assert failure_reason(root).startswith("missing data channel 'valid'")
 
 
-def test_empty_class_fails(opt_ml, train_env, tmp_path):
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_empty_class_fails(opt_ml, train_env, tmp_path, processes):
     data = make_dataset(tmp_path / "d", classes=3, per_class=4, size=32)
     for f in (data / "train" / "002.Afghan_hound").iterdir():
         f.unlink()
-    root = opt_ml(data=data)
+    root = opt_ml({**FAST_HP, "processes_per_host": processes}, data=data)
     assert run_train(root, train_env).returncode == 1
+    # Several workers: the launcher reports the worker's own reason, as a single process does.
     assert failure_reason(root) == "train: 1 class folder(s) without a usable image: 002.Afghan_hound"
+    details = (root / "output" / "failure").read_text()
+    assert "DataError: train: 1 class folder(s)" in details  # the (first failed) worker's traceback
+    if processes == "2":
+        assert "failed workers, first failure first:\n  rank " in details
 
 
 def test_class_of_only_corrupt_images_fails(opt_ml, train_env, tmp_path):
@@ -246,6 +253,27 @@ def test_a_failing_worker_fails_the_launcher(opt_ml, train_env, tmp_path):
     result = run_train(root, train_env)
     assert result.returncode == 1
     assert failure_reason(root).startswith("'train' and 'valid' must have the same class folders")
+
+
+def test_sigterm_reaches_every_worker(opt_ml, train_env):
+    root = opt_ml({**FAST_HP, "processes_per_host": "2", "epochs": "100", "patience": "0"})
+    proc = subprocess.Popen([str(TRAIN)], env={**train_env, "OPT_ML": str(root)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "epoch=2/100" in line:  # epoch 1 checkpointed by now
+            workers = psutil.Process(proc.pid).children(recursive=True)
+            proc.send_signal(signal.SIGTERM)  # to the launcher alone, as `docker stop` sends it
+            break
+    rest = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 143, "".join(seen) + rest
+    assert len(workers) >= 2 and not any(w.is_running() for w in workers)
+    for rank in (0, 1):  # each worker stopped by the SIGTERM the elastic agent passed on
+        assert f"[rank {rank}] training failed: training stopped by SIGTERM" in rest, "".join(seen) + rest
+    assert failure_reason(root).startswith("training stopped by SIGTERM")
+    assert any(p.suffix == ".pt" for p in (root / "checkpoints").iterdir())
 
 
 def test_two_hosts_with_one_process_each(tmp_path, dataset, train_env):
