@@ -3,6 +3,8 @@ lazily inside a function, and the imports that cross between the two dogctl back
 
     python .ci/import_graph.py [--mermaid]
 
+``--mermaid`` draws dogctl's side: the orchestration modules, with the container package as one node.
+
 Written by hand (40 lines) because pydeps draws with Graphviz and counts no backend crossings.
 """
 
@@ -55,9 +57,9 @@ def edges(name: str, path: Path, known: set[str]) -> set[tuple[str, str, bool]]:
 FLAT_LOCAL = {"orchestration.local", "orchestration.runner", "orchestration.endpoint", "orchestration.tuning"}
 
 
-def backend(module: str) -> str | None:
+def backend(module: str, flat: bool) -> str | None:
     """'local', 'sagemaker' or None (shared) for a module of either layout."""
-    if module in FLAT_LOCAL or module.startswith("orchestration.local."):
+    if (flat and module in FLAT_LOCAL) or module.startswith("orchestration.local"):
         return "local"
     if module.startswith(("orchestration.sagemaker", "orchestration.aws")):
         return "sagemaker"
@@ -69,12 +71,23 @@ def main() -> int:
     graph = sorted(e for name, path in found.items() for e in edges(name, path, set(found)))
     if "--mermaid" in sys.argv:
         print("graph LR")
+        drawn = set()
         for a, b, lazy in graph:
-            print(f"  {a.replace('.', '_')}[{a}] {'-.->' if lazy else '-->'} {b.replace('.', '_')}[{b}]")
+            if not a.startswith("orchestration"):
+                continue
+            b = b if b.startswith("orchestration") else "dogbreed"
+            if (a, b) not in drawn:
+                drawn.add((a, b))
+                print(f"  {a.replace('.', '_')}[{a}] {'-.->' if lazy else '-->'} {b.replace('.', '_')}[{b}]")
         return 0
     for a, b, lazy in graph:
         print(f"{a} -> {b}{'  (lazy)' if lazy else ''}")
-    crossing = [(a, b) for a, b, _ in graph if backend(a) and backend(b) and backend(a) != backend(b)]
+    flat = "orchestration.local.training" not in found  # the layout before the two backend packages
+
+    def kind(module: str) -> str | None:
+        return backend(module, flat)
+
+    crossing = [(a, b) for a, b, _ in graph if kind(a) and kind(b) and kind(a) != kind(b)]
     upward = [(a, b) for a, b, _ in graph if a.startswith("dogbreed") and b.startswith("orchestration")]
     print(f"\n{len(found)} modules, {len(graph)} imports; cross-backend imports: {len(crossing)}; "
           f"container package importing orchestration: {len(upward)}")

@@ -14,6 +14,20 @@ from local_test.testdata import make_dataset, make_standin_weights, write_opt_ml
 from tests.helpers import BIN, BUCKET, FAST_HP, free_port, run_train, use_credentials, wait_http
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, each worker (and every process it starts: `train`, `serve`, dogctl)
+    gets its own share of the cores, as dogctl gives tuning trials theirs: the programs size
+    their threads to their cores, so parallel tests do not oversubscribe the CPU."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, ...
+    if not worker:
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    index = int(worker.removeprefix("gw"))
+    share = {c for i, c in enumerate(cores) if i % count == index % count} or set(cores)
+    os.sched_setaffinity(0, share)
+
+
 @pytest.fixture(scope="session")
 def standin(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """(path, sha256) of a generated ResNet18 state dict standing in for the ImageNet file."""

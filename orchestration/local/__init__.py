@@ -8,6 +8,7 @@ import argparse
 import os
 import shutil
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -83,8 +84,8 @@ class LocalBackend:
             result = training.run_training(run_dir, prepared.channels, hyperparameters, runner=where,
                                            debug_hook=debug_hook)
         if not result.ok:
-            print(f"train: failed after {result.seconds:.0f}s: {result.failure()}", flush=True)
-            print(f"train: full log in {run_dir / 'train.log'}", flush=True)
+            print(f"train: failed after {result.seconds:.0f}s: {result.failure()}", file=sys.stderr)
+            print(f"train: full log in {run_dir / 'train.log'}", file=sys.stderr)
             return 1
         meta = result.artifact().metadata
         summary = ", ".join(f"{k} {v:.4f}" for k, v in meta.scores.items())

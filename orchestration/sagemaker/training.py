@@ -50,7 +50,7 @@ def session(settings: Settings) -> Any:
     import sagemaker
 
     return sagemaker.Session(
-        boto_session=settings.session(), default_bucket=settings.need("bucket"),
+        boto_session=settings.session(), default_bucket=settings.bucket,  # needed to train, not to stop
         sagemaker_config={"SchemaVersion": "1.0",
                           "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}},
     )
