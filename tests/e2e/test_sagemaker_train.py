@@ -82,21 +82,3 @@ def test_dogctl_train_sagemaker_submits_the_job(recording, tmp_path):
     assert request["HyperParameters"] == {"epochs": "2"}
     assert set(c["ChannelName"] for c in request["InputDataConfig"]) == {"train", "valid", "test"}
 
-
-def test_dogctl_stop_sagemaker_stops_a_running_training_job(recording, tmp_path):
-    settings = Settings(region="eu-west-1", role=ROLE, bucket=BUCKET, image=IMAGE)
-    estimator(settings, {"epochs": "2"}, session=session(settings), job_name="to-stop").fit(
-        {"train": f"s3://{BUCKET}/t/", "valid": f"s3://{BUCKET}/v/"}, wait=False, job_name="to-stop")
-
-    def stop(name):
-        return subprocess.run([str(BIN / "dogctl"), "--workdir", str(tmp_path), "stop", "--sagemaker", name],
-                              capture_output=True, text=True, timeout=120, env=dict(os.environ))
-
-    out = stop("to-stop")
-    assert out.returncode == 0, out.stderr
-    assert "stop: training job 'to-stop': stopping" in out.stdout
-    assert [r["TrainingJobName"] for r in recorded(recording, "StopTrainingJob")] == ["to-stop"]
-    missing = stop("no-such-job")
-    assert missing.returncode == 2
-    assert missing.stderr.strip() == ("dogctl stop: error: no training or tuning job named 'no-such-job' "
-                                      "in this account and region")

@@ -54,6 +54,16 @@ class _TuningProxy(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         target = self.headers.get("X-Amz-Target", "")
+        action = target.rpartition(".")[2]
+        if action in ("StopTrainingJob", "StopHyperParameterTuningJob"):  # moto has neither
+            self.server.stops.append((action, json.loads(self._body())))
+            return self._answer({})
+        if action == "DescribeTrainingJob":
+            status, headers, body = self._relay(self._body())
+            job = json.loads(body)
+            if status == 200 and job["TrainingJobName"] in self.server.running:
+                job["TrainingJobStatus"] = "InProgress"
+            return self._answer(job, status)
         if target.endswith(".ListTrainingJobsForHyperParameterTuningJob"):
             return self._answer({"TrainingJobSummaries": [
                 {"TrainingJobName": n, "TrainingJobStatus": st, "TunedHyperParameters": hp,
@@ -65,6 +75,8 @@ class _TuningProxy(http.server.BaseHTTPRequestHandler):
         if target.endswith(".DescribeHyperParameterTuningJob"):
             status, headers, body = self._relay(self._body())
             job = json.loads(body)
+            if status != 200:
+                return self._answer(job, status)
             self.server.describes += 1
             running = self.server.describes < 3  # in progress twice, then done
             job["HyperParameterTuningJobStatus"] = "InProgress" if running else "Completed"
@@ -98,9 +110,9 @@ class _TuningProxy(http.server.BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _answer(self, data: dict) -> None:
+    def _answer(self, data: dict, status: int = 200) -> None:
         body = json.dumps(data, default=str).encode()
-        self.send_response(200)
+        self.send_response(status)
         self.send_header("Content-Type", "application/x-amz-json-1.1")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -111,7 +123,7 @@ class _TuningProxy(http.server.BaseHTTPRequestHandler):
 def sagemaker(recording, aws, tmp_path):
     """(dogctl runner, work folder): AWS through the tuning proxy, data uploaded as channels."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TuningProxy)
-    server.upstream, server.describes = recording, 0
+    server.upstream, server.describes, server.stops, server.running = recording, 0, [], set()
     threading.Thread(target=server.serve_forever, daemon=True).start()
     proxy = f"http://127.0.0.1:{server.server_address[1]}"
     work = tmp_path / "work"
@@ -124,6 +136,7 @@ def sagemaker(recording, aws, tmp_path):
 
     src = make_dataset(tmp_path / "src", classes=2, per_class=3, size=32)
     assert dogctl("data", "--source", str(src), "--sagemaker").returncode == 0
+    dogctl.server = server
     yield dogctl, work
     server.shutdown()
 
@@ -298,3 +311,26 @@ def test_sagemaker_commands_say_what_is_missing(aws, tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip() == ("dogctl deploy: error: no AWS credentials: `aws configure` (or set "
                                   "AWS_PROFILE); without AWS, use the local backend (--local)")
+
+
+def test_stop_on_sagemaker_stops_training_and_tuning_jobs(sagemaker):
+    dogctl, _ = sagemaker
+    assert dogctl("train", "--sagemaker", "--no-wait", "--name", "run-1").returncode == 0
+    assert dogctl("tune", "--sagemaker", "--no-wait", "--name", "tune-1", "--trials", "2").returncode == 0
+    dogctl.server.running.add("run-1")
+    out = dogctl("stop", "--sagemaker", "run-1")
+    assert out.returncode == 0, out.stderr
+    assert "stop: training job 'run-1': stopping" in out.stdout
+    tuning = dogctl("stop", "--sagemaker", "tune-1")  # the proxy has it in progress at first
+    assert tuning.returncode == 0, tuning.stderr
+    assert "stop: tuning job 'tune-1': stopping" in tuning.stdout
+    assert dogctl.server.stops == [("StopTrainingJob", {"TrainingJobName": "run-1"}),
+                                   ("StopHyperParameterTuningJob", {"HyperParameterTuningJobName": "tune-1"})]
+    dogctl.server.running.clear()
+    done = dogctl("stop", "--sagemaker", "run-1")
+    assert done.returncode == 0 and "already Completed; nothing to stop" in done.stdout
+    missing = dogctl("stop", "--sagemaker", "no-such-job")
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == ("dogctl stop: error: no training or tuning job named 'no-such-job' "
+                                      "in this account and region")
+    assert len(dogctl.server.stops) == 2
