@@ -171,6 +171,7 @@ def test_a_broken_debugger_never_costs_the_run(opt_ml, train_env):
     assert (root / "model" / "model.pt").is_file()
 
 
+@pytest.mark.slow
 def test_poor_initialisation_and_vanishing_gradients_fire_on_zero_weights(tmp_path):
     import os
 
@@ -185,6 +186,7 @@ def test_poor_initialisation_and_vanishing_gradients_fire_on_zero_weights(tmp_pa
     assert "zero variance" in found["PoorWeightInitialization"]["summary"]
 
 
+@pytest.mark.slow
 def test_exploding_tensor_fires_on_infinite_weights(tmp_path):
     import os
 
@@ -198,6 +200,7 @@ def test_exploding_tensor_fires_on_infinite_weights(tmp_path):
     assert "non-finite" in found["ExplodingTensor"]["summary"]
 
 
+@pytest.mark.slow
 def test_an_absurd_learning_rate_is_caught(tmp_path, train_env):
     data = make_dataset(tmp_path / "d", classes=3, per_class=12, size=32)
     root = tmp_path / "opt_ml"
@@ -209,6 +212,7 @@ def test_an_absurd_learning_rate_is_caught(tmp_path, train_env):
     assert ISSUES in (found["LossNotDecreasing"]["verdict"], found["ExplodingTensor"]["verdict"])
 
 
+@pytest.mark.slow
 def test_overfit_fires_when_valid_loss_rises(tmp_path, train_env):
     data = make_dataset(tmp_path / "d", classes=3, per_class=8, size=32, noise=True)
     root = tmp_path / "opt_ml"

@@ -15,6 +15,7 @@ def dogctl(*args, env=None, cwd=None):
     return subprocess.run([DOGCTL, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
 
 
+@pytest.mark.slow
 def test_data_then_train_locally(tmp_path, train_env):
     data = make_dataset(tmp_path / "src", classes=3, per_class=8, size=40,
                         splits={"train": 1.0, "valid": 0.75})

@@ -18,7 +18,7 @@ def dogctl(work, *args, timeout=180):
                           text=True, timeout=timeout)
 
 
-def test_deploy_invoke_evaluate_teardown(tmp_path, trained_model, dataset, sample_photos):
+def test_deploy_invoke_evaluate_teardown(tmp_path, trained_model, trained_data, sample_photos):
     work = tmp_path / "work"
     port = str(free_port())
     up = dogctl(work, "deploy", "--model", str(trained_model.parent), "--port", port)
@@ -34,12 +34,12 @@ def test_deploy_invoke_evaluate_teardown(tmp_path, trained_model, dataset, sampl
         assert len(lines) == 2 and lines[0].startswith(f"{sample_photos[0]}: ")
         assert len(re.findall(r"\d+\.\d%", lines[0])) == 2
 
-        out = dogctl(work, "evaluate", "--data", str(dataset / "test"))
+        out = dogctl(work, "evaluate", "--data", str(trained_data / "test"))
         assert out.returncode == 0, out.stderr
         # The endpoint's accuracy is the training program's own test accuracy: same model,
         # same preprocessing, bit for bit.
         test_acc = json.loads((trained_model / "metadata.json").read_text())["metrics"]["test_acc"]
-        images = sum(1 for _ in (dataset / "test").rglob("*.jpg"))
+        images = sum(1 for _ in (trained_data / "test").rglob("*.jpg"))
         assert f"accuracy {100 * test_acc:.1f}% ({round(test_acc * images)} of {images} images" in out.stdout
         assert "hardest breeds (of 3):" in out.stdout
     finally:

@@ -202,6 +202,7 @@ def _tar(members: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
+@pytest.mark.slow
 def test_train_waits_downloads_outputs_and_writes_the_report(sagemaker, trained_model):
     dogctl, work = sagemaker
     s3 = boto3.client("s3")
@@ -245,6 +246,7 @@ def _prediction(cls: str, p: float = 0.9) -> list[dict]:
     return [{"class": cls, "breed": cls.split(".")[-1].replace("_", " "), "probability": p, "index": 0}]
 
 
+@pytest.mark.slow
 def test_deploy_invoke_evaluate_teardown_on_sagemaker(sagemaker, recording, sample_photos):
     dogctl, work = sagemaker
     model_data = f"s3://{BUCKET}/dogbreed/jobs/x/output/model.tar.gz"

@@ -170,6 +170,7 @@ def test_corrupt_images_are_skipped_and_reported(opt_ml, train_env, tmp_path):
     assert read_metadata(root)["data"]["train"] == {"images": 18, "skipped": 2}
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_reaches_the_same_result(tmp_path, train_env):
     data = make_dataset(tmp_path / "data", classes=3, per_class=20, size=64)
     hp = {**FAST_HP, "epochs": "3", "batch_size": "4", "image_size": "64", "progress_seconds": "0.001",
@@ -233,6 +234,7 @@ def test_early_stopping_keeps_the_best_epoch(opt_ml, train_env):
     assert meta["metrics"]["selected_epoch"] == 1
 
 
+@pytest.mark.slow
 def test_two_processes_with_gloo(opt_ml, train_env):
     root = opt_ml({**FAST_HP, "processes_per_host": "2", "epochs": "2"})
     result = run_train(root, train_env)
@@ -255,6 +257,7 @@ def test_a_failing_worker_fails_the_launcher(opt_ml, train_env, tmp_path):
     assert failure_reason(root).startswith("'train' and 'valid' must have the same class folders")
 
 
+@pytest.mark.slow
 def test_sigterm_reaches_every_worker(opt_ml, train_env):
     root = opt_ml({**FAST_HP, "processes_per_host": "2", "epochs": "100", "patience": "0"})
     proc = subprocess.Popen([str(TRAIN)], env={**train_env, "OPT_ML": str(root)},
@@ -276,6 +279,7 @@ def test_sigterm_reaches_every_worker(opt_ml, train_env):
     assert any(p.suffix == ".pt" for p in (root / "checkpoints").iterdir())
 
 
+@pytest.mark.slow
 def test_two_hosts_with_one_process_each(tmp_path, dataset, train_env):
     """Two 'hosts' on this machine (one /opt/ml each), as SageMaker runs a 2-instance job."""
     with socket.socket() as sock:
@@ -298,6 +302,7 @@ def test_two_hosts_with_one_process_each(tmp_path, dataset, train_env):
     assert not any((roots[1] / "checkpoints").iterdir())
 
 
+@pytest.mark.slow
 def test_evaluation_details_cover_every_image_once(opt_ml, train_env):
     for processes in ("1", "2"):
         root = opt_ml({**FAST_HP, "processes_per_host": processes})

@@ -23,6 +23,7 @@ def dogctl(work, *args, env, timeout=900):
                           text=True, timeout=timeout, env=env)
 
 
+@pytest.mark.slow
 def test_the_local_workflow_end_to_end(tmp_path, train_env, sample_photos):
     data = make_dataset(tmp_path / "src", classes=3, per_class=8, size=32)
     archive = zip_folder(data, tmp_path / "dogImages.zip")
@@ -94,6 +95,7 @@ def test_tune_rejects_an_unknown_name_in_one_line(tmp_path, train_env):
     assert bad.returncode == 2 and "--range takes NAME=LOW:HIGH[:log]" in bad.stderr
 
 
+@pytest.mark.slow
 def test_sigterm_stops_every_trial_and_the_study_resumes(tmp_path, train_env):
     data = make_dataset(tmp_path / "src", classes=3, per_class=8, size=32)
     work = tmp_path / "work"
