@@ -52,10 +52,11 @@ $(VENV)/.installed: requirements.txt pyproject.toml container/pyproject.toml
 lint: install  ## ruff
 	$(VENV)/bin/ruff check .
 
-# Tests run in parallel processes (pytest-xdist), one per core, at most TEST_JOBS_MAX.
+# Tests run in parallel processes (pytest-xdist), one per core, at most TEST_JOBS_MAX; an idle
+# worker takes tests queued for a busy one (worksteal), so a few long tests do not leave a core idle.
 TEST_JOBS ?= auto
 TEST_JOBS_MAX ?= 4
-PARALLEL = -n $(TEST_JOBS) --maxprocesses $(TEST_JOBS_MAX)
+PARALLEL = -n $(TEST_JOBS) --maxprocesses $(TEST_JOBS_MAX) --dist worksteal
 
 test: install lint  ## every test: unit, end-to-end, then the image in a container engine
 	$(PY) -m pytest $(PARALLEL) tests/unit tests/e2e

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -9,6 +10,8 @@ import torch
 
 from .errors import UserError
 from .hyperparameters import AUTO
+
+log = logging.getLogger(__name__)
 
 
 class HardwareError(UserError):
@@ -57,9 +60,43 @@ class Placement:
                 f"{self.loader_workers} loader worker(s)")
 
 
-def place(local_rank: int, local_size: int, *, amp: bool, workers: int | str) -> Placement:
-    """Pick this process's device and thread budget (and apply the thread count)."""
+def unusable_gpus() -> str | None:
+    """What NVML sees when CUDA sees no GPU (the driver is there, CUDA cannot use it: too old for
+    this torch's CUDA, or the forward-compatibility libraries missing), else None."""
+    if torch.cuda.is_available():
+        return None
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            count = pynvml.nvmlDeviceGetCount()
+            driver = pynvml.nvmlSystemGetDriverVersion()
+            names = [pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i)) for i in range(count)]
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # noqa: BLE001 - no NVML, no driver, no GPU: nothing unusable to report
+        return None
+    if not count:
+        return None
+    driver = driver.decode() if isinstance(driver, bytes) else driver
+    shown = ", ".join(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+    return (f"{count} NVIDIA GPU(s) ({shown}) with driver {driver}, but torch {torch.__version__} "
+            f"(CUDA {torch.version.cuda}) cannot use them: the driver is too old for this CUDA, or "
+            "the image's CUDA forward-compatibility libraries are missing")
+
+
+def place(local_rank: int, local_size: int, *, amp: bool, workers: int | str,
+          allow_cpu_fallback: bool = False) -> Placement:
+    """Pick this process's device and thread budget (and apply the thread count). GPUs that
+    CUDA cannot use fail the run (a GPU job must not crawl on the CPU unnoticed) unless
+    ``allow_cpu_fallback``, which trains on the CPU with a warning."""
     per_process = max(1, cpu_count() // max(1, local_size))
+    problem = unusable_gpus()
+    if problem and not allow_cpu_fallback:
+        raise HardwareError(problem + "; set allow_cpu_fallback=true to train on the CPU instead")
+    if problem:
+        log.warning("%s; training on the CPU (allow_cpu_fallback=true)", problem)
     if torch.cuda.is_available():
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)

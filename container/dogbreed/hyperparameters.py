@@ -95,6 +95,9 @@ class Hyperparameters:
                                  low=1, high=64, auto=True)
     amp: bool = hp(True, "Automatic mixed precision on GPU (bfloat16 where supported, else "
                    "float16 with loss scaling). Ignored on CPU.")
+    allow_cpu_fallback: bool = hp(False, "Train on the CPU when the host has NVIDIA GPUs that CUDA "
+                                  "cannot use (e.g. a driver too old for the image's CUDA); false: "
+                                  "fail and say why.")
     deterministic: bool = hp(False, "Deterministic GPU kernels (slower); CPU runs are "
                              "deterministic anyway.")
     progress_seconds: float = hp(30.0, "Seconds between progress lines within an epoch "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 from torchvision.models import resnet18
 
@@ -34,11 +33,3 @@ def set_train_mode(model: nn.Module, head_only: bool) -> None:
         for name, module in model.named_modules():
             if not name.startswith("fc"):
                 module.eval()
-
-
-def load_for_inference(weights_file: str, num_classes: int, device: torch.device) -> nn.Module:
-    """A trained model from its state dict (``weights_only=True``), in eval mode."""
-    model = resnet18(weights=None, num_classes=num_classes)
-    state = torch.load(weights_file, map_location="cpu", weights_only=True)
-    model.load_state_dict(state, strict=True)
-    return model.to(device).eval()

@@ -9,11 +9,12 @@ Layout (SageMaker "How Amazon SageMaker AI provides training information"):
     input/config/hyperparameters.json    {name: "string value"}
     input/config/inputdataconfig.json    {channel: {"TrainingInputMode": ...}}
     input/config/resourceconfig.json     {"current_host": ..., "hosts": [...]}
+    input/config/checkpointconfig.json   (optional) {"LocalPath": ..., "S3Uri": ...}
     input/config/debughookconfig.json    (optional, Debugger)
     input/config/profilerconfig.json     (optional, Profiler)
     input/data/<channel>/                train, valid, test (test optional)
     model/                               the model artefact (dogbreed.artifact), tarred to S3
-    checkpoints/                         synced with CheckpointConfig.S3Uri
+    checkpoints/                         synced with CheckpointConfig.S3Uri (or its LocalPath)
     output/failure                       first line = FailureReason
     output/data/                         extra outputs, tarred to output.tar.gz
 """
@@ -34,6 +35,9 @@ ENV_ROOT = "OPT_ML"
 DEFAULT_ROOT = "/opt/ml"
 REQUIRED_CHANNELS = ("train", "valid")
 OPTIONAL_CHANNELS = ("test",)
+# Input modes that give the container a folder of files: File copies them before the job starts,
+# FastFile mounts S3 read-only and streams on first read. Pipe gives a FIFO of records instead.
+FOLDER_MODES = ("File", "FastFile")
 # SageMaker shows at most this many characters of the failure file as FailureReason.
 FAILURE_REASON_LIMIT = 1024
 
@@ -84,7 +88,11 @@ class OptML:
 
     @property
     def checkpoint_dir(self) -> Path:
-        return self.root / "checkpoints"
+        """checkpointconfig.json's LocalPath when SageMaker wrote one (the SDK's
+        ``checkpoint_local_path``), else ``checkpoints/``."""
+        config = read_json(self.checkpointconfig_file, ContractError, {})
+        local = config.get("LocalPath") if isinstance(config, dict) else None
+        return Path(local) if local else self.root / "checkpoints"
 
     @property
     def output_dir(self) -> Path:
@@ -109,6 +117,10 @@ class OptML:
     @property
     def resourceconfig_file(self) -> Path:
         return self.config_dir / "resourceconfig.json"
+
+    @property
+    def checkpointconfig_file(self) -> Path:
+        return self.config_dir / "checkpointconfig.json"
 
     @property
     def debughookconfig_file(self) -> Path:
@@ -160,6 +172,7 @@ class OptML:
     def channels(self) -> dict[str, Path]:
         """The data channels present: required ones must exist, optional ones may."""
         declared = self.input_data_config()
+        self._check_channel_configs(declared)
         found: dict[str, Path] = {}
         for name in REQUIRED_CHANNELS + OPTIONAL_CHANNELS:
             path = self.channel(name)
@@ -174,14 +187,28 @@ class OptML:
                     f"pass channels {', '.join(REQUIRED_CHANNELS)} (and optionally "
                     f"{', '.join(OPTIONAL_CHANNELS)})"
                 )
-        mode = {k: v.get("TrainingInputMode", "File") for k, v in declared.items() if isinstance(v, dict)}
-        piped = sorted(k for k, v in mode.items() if v != "File" and k in found)
-        if piped:
-            raise ContractError(
-                f"channels {piped} use input mode {[mode[k] for k in piped]}; this algorithm "
-                "reads image folders and supports only TrainingInputMode 'File'"
-            )
         return found
+
+    def _check_channel_configs(self, declared: dict[str, dict[str, Any]]) -> None:
+        """Refuse what this algorithm cannot read: Pipe mode, and sharded channels on several
+        hosts (each host would see only part of the data; the sampler shards it already)."""
+        ours = {k: v for k, v in declared.items() if k in REQUIRED_CHANNELS + OPTIONAL_CHANNELS
+                and isinstance(v, dict)}
+        modes = {k: v.get("TrainingInputMode", "File") for k, v in ours.items()}
+        other = sorted(k for k, mode in modes.items() if mode not in FOLDER_MODES)
+        if other:
+            raise ContractError(
+                f"channels {other} use input mode {[modes[k] for k in other]}; this algorithm reads "
+                f"image folders: use TrainingInputMode {' or '.join(FOLDER_MODES)} (input_mode= in the SDK)"
+            )
+        sharded = sorted(k for k, v in ours.items() if v.get("S3DistributionType") == "ShardedByS3Key")
+        hosts = len(self.resource_config().hosts)
+        if sharded and hosts > 1:
+            raise ContractError(
+                f"channels {sharded} are ShardedByS3Key across {hosts} hosts, so each host holds only "
+                "part of them; this algorithm needs every image on every host (it shards the training "
+                "set itself): use S3DistributionType FullyReplicated (the SDK's TrainingInput distribution=)"
+            )
 
     # -- what SageMaker writes (for local runs and tests) ------------------
     def write_inputs(self, channels: dict[str, Path], hyperparameters: dict[str, str], *,

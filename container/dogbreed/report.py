@@ -276,7 +276,8 @@ def render(job: JobDir, results: list[RuleResult] | None) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in meta.versions.items())
     run = {"architecture": meta.architecture, "device": training.get("device", ""),
            "processes": training.get("processes", 1), "finished_at": training.get("finished_at", ""),
-           "stopped_early": training.get("stopped_early", False)}
+           "stopped_early": training.get("stopped_early", False),
+           "stopped_by_sigterm": training.get("stopped_by_sigterm", False)}
     return _template().render(
         name=job.name, root=str(job.root), run=run, tiles=tiles, results=results, curves=curves,
         hyperparameters=hp_rows, profile=_profile(job, results), breeds=_breeds(job), tuning=_tuning(job),

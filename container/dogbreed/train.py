@@ -47,12 +47,17 @@ from .profiler import ProfilerSettings, StepTimer, SystemMonitor
 
 log = logging.getLogger("dogbreed.train")
 # Hyperparameters that do not change the result; a checkpoint made with other values resumes.
-RESULT_NEUTRAL = frozenset({"workers", "progress_seconds", "profiler_interval_ms"})
+RESULT_NEUTRAL = frozenset({"workers", "progress_seconds", "profiler_interval_ms", "allow_cpu_fallback"})
 
 
 class TrainingStopped(BaseException):
-    """SIGTERM arrived (SageMaker stops the job, or spot capacity is reclaimed). A BaseException,
-    as KeyboardInterrupt, so that no ``except Exception`` on the way (logging, decoding) swallows it."""
+    """SIGTERM arrived (SageMaker stops the job, hits MaxRuntimeInSeconds, stops a tuning trial
+    early, or reclaims spot capacity). A BaseException, as KeyboardInterrupt, so that no
+    ``except Exception`` on the way (logging, decoding) swallows it. ``saved``: what was kept."""
+
+    def __init__(self, saved: str = ""):
+        super().__init__(saved)
+        self.saved = saved
 
 
 # Failures whose message is the whole story: reported as they are, without a traceback.
@@ -82,9 +87,9 @@ class Trainer:
     def __init__(self, opt: OptML, params: Hyperparameters, world: World):
         self.opt, self.params, self.world = opt, params, world
         self.head_only = params.finetune == "head"
-        self.placement: Placement = place(
-            world.local_rank, world.local_size, amp=params.amp, workers=params.workers
-        )
+        self.placement: Placement = place(world.local_rank, world.local_size, amp=params.amp,
+                                          workers=params.workers,
+                                          allow_cpu_fallback=params.allow_cpu_fallback)
         if params.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
@@ -351,9 +356,30 @@ class Trainer:
             self.monitor.start()
         try:
             return self._epochs(start_epoch)
+        except TrainingStopped:
+            raise TrainingStopped(self.save_on_stop()) from None
         finally:
             if self.monitor:
                 self.monitor.stop()
+
+    def save_on_stop(self) -> str:
+        """After SIGTERM (SageMaker allows 120 s before SIGKILL): write the best epoch so far as
+        the model, without testing it (no collective step: the other processes are stopping too);
+        the checkpoints of finished epochs are already on disk. What was kept, in words."""
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the writes
+        best = self.state.best
+        if not self.world.is_main:
+            return ""
+        if self.state.best_state is None:
+            return "no epoch had finished: no model written"
+        started = time.monotonic()
+        self.model.load_state_dict(self.state.best_state)
+        self.write_model({"valid_loss": best["valid_loss"], "valid_acc": best["valid_acc"]},
+                         sum(h["epoch_seconds"] for h in self.state.history), stopped=True)
+        log.info("stopped: the best model so far (epoch %d, valid_acc %.4f) written to %s in %.1fs",
+                 best["epoch"], best["valid_acc"], self.opt.model_dir, time.monotonic() - started)
+        return (f"the best model so far (epoch {int(best['epoch'])}, valid_acc {best['valid_acc']:.4f}) "
+                f"is in {self.opt.model_dir}")
 
     def _epochs(self, start_epoch: int) -> dict[str, Any]:
         params = self.params
@@ -427,7 +453,7 @@ class Trainer:
         except Exception as exc:  # noqa: BLE001 - the model is saved; the analysis is a bonus
             log.warning("rules/report skipped after an error: %s: %s", type(exc).__name__, exc)
 
-    def write_model(self, scores: dict[str, float], seconds: float) -> None:
+    def write_model(self, scores: dict[str, float], seconds: float, *, stopped: bool = False) -> None:
         buffer = io.BytesIO()
         torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, buffer)
         splits = {name: {"images": len(s.samples), "skipped": len(s.skipped)}
@@ -447,6 +473,7 @@ class Trainer:
                 "device": self.placement.describe(),
                 "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "stopped_early": self.state.stopped_early,
+                "stopped_by_sigterm": stopped,
             },
             versions={"dogbreed": __version__, "torch": torch.__version__,
                       "torchvision": _torchvision_version()},
@@ -466,8 +493,9 @@ def describe_failure(exc: BaseException) -> str:
     if isinstance(exc, EXPLAINED):
         return str(exc)
     if isinstance(exc, TrainingStopped):
-        return "training stopped by SIGTERM (job stopped or spot capacity reclaimed); " \
-               "the checkpoints let a restart carry on"
+        return ("training stopped by SIGTERM (job stopped, time limit, early-stopped trial or spot "
+                "capacity reclaimed); " + (f"{exc.saved}; " if exc.saved else "") +
+                "the checkpoints let a restart carry on")
     if isinstance(exc, torch.cuda.OutOfMemoryError):
         return "GPU out of memory: lower batch_size (or image_size)"
     if isinstance(exc, MemoryError):

@@ -14,9 +14,10 @@ import time
 import psutil
 import pytest
 import torch
+from torchvision.models import resnet18
 
 from dogbreed import metrics
-from dogbreed.model import load_for_inference
+from dogbreed.predictor import Predictor
 from local_test.testdata import make_dataset, write_opt_ml
 from tests.helpers import FAST_HP, TRAIN, failure_reason, read_metadata, run_train
 
@@ -46,8 +47,9 @@ def test_full_run_writes_every_artefact(opt_ml, train_env):
     # The weights load with weights_only=True into a plain ResNet18 and give valid outputs.
     state = torch.load(model_dir / "model.pt", weights_only=True)
     assert state["fc.weight"].shape == (3, 512) and all(v.device.type == "cpu" for v in state.values())
-    model = load_for_inference(str(model_dir / "model.pt"), 3, torch.device("cpu"))
-    assert model(torch.zeros(1, 3, 48, 48)).shape == (1, 3)
+    model = resnet18(num_classes=3)  # torchvision's own: users need nothing of this project
+    model.load_state_dict(state, strict=True)
+    assert model.eval()(torch.zeros(1, 3, 48, 48)).shape == (1, 3)
     # A checkpoint of the last epoch is kept, and no failure is reported.
     assert [p.name for p in (root / "checkpoints").iterdir()] == ["epoch-0002.pt"]
     assert not (root / "output" / "failure").exists()
@@ -279,6 +281,50 @@ def test_sigterm_reaches_every_worker(opt_ml, train_env):
     assert any(p.suffix == ".pt" for p in (root / "checkpoints").iterdir())
 
 
+def test_sigterm_mid_epoch_writes_the_best_model_so_far(opt_ml, train_env):
+    """SageMaker's StopTrainingJob, MaxRuntimeInSeconds and spot interruption: SIGTERM, then
+    SIGKILL after 120 s. The best epoch so far becomes the model, loadable by serve."""
+    root = opt_ml({**FAST_HP, "epochs": "50", "patience": "0", "progress_seconds": "0.001",
+                   "workers": "0"})
+    proc = subprocess.Popen([str(TRAIN)], env={**train_env, "OPT_ML": str(root)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "progress: epoch 2/50 batch 2/" in line:  # mid-epoch 2: epoch 1 is the best so far
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest = proc.communicate(timeout=120)[0]
+    took = time.monotonic() - sent
+    assert proc.returncode == 143, "".join(seen) + rest
+    assert took < 30, f"{took:.1f}s from SIGTERM to exit"
+    meta = read_metadata(root)
+    assert meta["metrics"]["selected_epoch"] == 1 and "test_acc" not in meta["metrics"]
+    assert meta["training"]["stopped_by_sigterm"] is True
+    assert Predictor(root / "model").num_classes == 3  # what serve loads
+    reason = failure_reason(root)
+    assert reason.startswith("training stopped by SIGTERM")
+    assert "the best model so far (epoch 1, valid_acc " in reason
+    assert [p.name for p in (root / "checkpoints").iterdir() if p.suffix == ".pt"] == ["epoch-0001.pt"]
+
+
+def test_sigterm_before_the_first_epoch_ends_writes_no_model(opt_ml, train_env):
+    root = opt_ml({**FAST_HP, "epochs": "50", "progress_seconds": "0.001", "workers": "0"})
+    proc = subprocess.Popen([str(TRAIN)], env={**train_env, "OPT_ML": str(root)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "progress: epoch 1/50 batch 2/" in line:
+            proc.send_signal(signal.SIGTERM)
+            break
+    proc.communicate(timeout=120)
+    assert proc.returncode == 143
+    assert not (root / "model" / "metadata.json").exists()
+    assert "no epoch had finished: no model written" in failure_reason(root)
+
+
 @pytest.mark.slow
 def test_two_hosts_with_one_process_each(tmp_path, dataset, train_env):
     """Two 'hosts' on this machine (one /opt/ml each), as SageMaker runs a 2-instance job."""
@@ -316,3 +362,30 @@ def test_evaluation_details_cover_every_image_once(opt_ml, train_env):
             assert [c["images"] for c in per_class] == [4, 4, 4]
         meta = read_metadata(root)
         assert details["test"]["accuracy"] == pytest.approx(meta["metrics"]["test_acc"])
+
+
+NVML_T4_DRIVER_470 = '''"""NVIDIA's NVML as a g4dn host shows it: driver 470, too old for CUDA 13."""
+def nvmlInit(): pass
+def nvmlShutdown(): pass
+def nvmlDeviceGetCount(): return 1
+def nvmlSystemGetDriverVersion(): return "470.256.02"
+def nvmlDeviceGetHandleByIndex(index): return index
+def nvmlDeviceGetName(handle): return "Tesla T4"
+'''
+
+
+def test_gpus_that_cuda_cannot_use_fail_the_run_unless_cpu_fallback_is_allowed(opt_ml, train_env, tmp_path):
+    nvml = tmp_path / "nvml"
+    nvml.mkdir()
+    (nvml / "pynvml.py").write_text(NVML_T4_DRIVER_470)
+    env = {**train_env, "PYTHONPATH": os.pathsep.join(filter(None, [str(nvml), train_env.get("PYTHONPATH")]))}
+    root = opt_ml({**FAST_HP, "epochs": "1"})
+    failed = run_train(root, env)
+    assert failed.returncode == 1
+    reason = failure_reason(root)
+    assert reason.startswith("1 NVIDIA GPU(s) (Tesla T4) with driver 470.256.02, but torch ")
+    assert f"(CUDA {torch.version.cuda}) cannot use them" in reason
+    assert reason.endswith("set allow_cpu_fallback=true to train on the CPU instead")
+    allowed = run_train(opt_ml({**FAST_HP, "epochs": "1", "allow_cpu_fallback": "true"}), env)
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert "training on the CPU (allow_cpu_fallback=true)" in allowed.stdout

@@ -64,15 +64,52 @@ def test_channels(tmp_path):
     assert set(opt.channels()) == {"train", "valid", "test"}
 
 
-def test_pipe_mode_is_refused(tmp_path):
-    opt = OptML(tmp_path)
+def _with_config(root, channels: dict, hosts=("algo-1",)) -> OptML:
+    opt = OptML(root)
+    opt.config_dir.mkdir(parents=True, exist_ok=True)
+    opt.inputdataconfig_file.write_text(json.dumps(channels))
+    opt.resourceconfig_file.write_text(json.dumps({"current_host": hosts[0], "hosts": list(hosts)}))
+    return opt
+
+
+def test_pipe_mode_is_refused_even_though_its_channels_are_no_folders(tmp_path):
+    opt = _with_config(tmp_path, {"train": {"TrainingInputMode": "Pipe"},
+                                  "valid": {"TrainingInputMode": "File"}})
+    (opt.data_dir / "valid").mkdir(parents=True)
+    (opt.data_dir / "train_0").touch()  # what Pipe mode gives: a FIFO per epoch, no folder
+    with pytest.raises(ContractError, match=r"\['train'\] use input mode \['Pipe'\].*File or FastFile"):
+        opt.channels()
+
+
+def test_fastfile_channels_are_folders_like_file_ones(tmp_path):
+    opt = _with_config(tmp_path, {"train": {"TrainingInputMode": "FastFile"},
+                                  "valid": {"TrainingInputMode": "FastFile"}})
     for name in ("train", "valid"):
         (opt.data_dir / name).mkdir(parents=True)
+    assert set(opt.channels()) == {"train", "valid"}
+
+
+def test_sharded_channels_are_refused_on_several_hosts_only(tmp_path):
+    sharded = {name: {"TrainingInputMode": "File", "S3DistributionType": "ShardedByS3Key"}
+               for name in ("train", "valid")}
+    one = _with_config(tmp_path / "one", sharded)
+    for name in ("train", "valid"):
+        (one.data_dir / name).mkdir(parents=True)
+    assert set(one.channels()) == {"train", "valid"}  # one host holds every shard
+    two = _with_config(tmp_path / "two", sharded, hosts=("algo-1", "algo-2"))
+    with pytest.raises(ContractError, match="ShardedByS3Key across 2 hosts.*FullyReplicated"):
+        two.channels()
+
+
+def test_checkpoint_folder_follows_checkpointconfig(tmp_path):
+    opt = OptML(tmp_path / "opt_ml")
+    assert opt.checkpoint_dir == tmp_path / "opt_ml" / "checkpoints"
     opt.config_dir.mkdir(parents=True)
-    opt.inputdataconfig_file.write_text(json.dumps(
-        {"train": {"TrainingInputMode": "Pipe"}, "valid": {"TrainingInputMode": "File"}}))
-    with pytest.raises(ContractError, match="supports only TrainingInputMode 'File'"):
-        opt.channels()
+    opt.checkpointconfig_file.write_text(json.dumps({"LocalPath": str(tmp_path / "ckpt"),
+                                                     "S3Uri": "s3://bucket/checkpoints/job"}))
+    assert opt.checkpoint_dir == tmp_path / "ckpt"
+    opt.prepare_outputs()
+    assert (tmp_path / "ckpt").is_dir()
 
 
 def test_failure_file_starts_with_a_one_line_reason(tmp_path):
