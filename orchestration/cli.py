@@ -44,6 +44,7 @@ DEFAULT_WORKDIR = Path("work")
 # Kept here, not imported from the local backend, so that `dogctl --help` stays fast.
 RUNNER_KINDS = ("auto", "container", "process")
 DEFAULT_IMAGE = "dogbreed:latest"
+DEBUGGER_MODES = ("container", "managed", "off")  # orchestration.sagemaker.training's, without its import
 
 
 def backend(args: argparse.Namespace) -> Backend:
@@ -255,8 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a hyperparameter (repeatable); see `dogbreed hyperparameters`")
     p.add_argument("--hyperparameters", metavar="FILE", help="JSON file of hyperparameters")
     p.add_argument("--name", help="run name (default: train-<timestamp>)")
-    p.add_argument("--no-debugger", dest="debugger", action="store_false",
-                   help="no Debugger hook (no tensors saved, no rules, no report at the end)")
+    p.add_argument("--debugger", choices=DEBUGGER_MODES, default="container",
+                   help="container (the default): the Debugger hook, rules and report run inside "
+                        "the job; managed: with --sagemaker, also SageMaker Debugger's hook "
+                        "configuration, built-in rules and profiler (closed to AWS accounts opened "
+                        "since 2026-07-30); off: none")
+    p.add_argument("--no-debugger", dest="debugger", action="store_const", const="off",
+                   help="the same as --debugger off")
     p.add_argument("--debug-interval", type=int, metavar="STEPS",
                    help="save weights and gradients every STEPS training steps "
                         "(default: about 8 times in the run)")

@@ -102,6 +102,12 @@ class Hyperparameters:
                              "deterministic anyway.")
     progress_seconds: float = hp(30.0, "Seconds between progress lines within an epoch "
                                  "(0: none).", low=0.0, high=86400.0)
+    debugger: bool = hp(False, "The Debugger hook, its rules and the HTML report inside the job, "
+                        "with no SageMaker Debugger service (`dogctl train --sagemaker` sets it): "
+                        "tensors stay in the container, verdicts and report go to output/data. "
+                        "A DebugHookConfig from SageMaker wins.")
+    debug_interval: int = hp(0, "With debugger: training steps between full saves of weights "
+                             "and gradients (0: about 8 in the run).", low=0, high=10**9)
     profiler_interval_ms: int = hp(500, "System profile sampling interval in ms, and step "
                                    "timings (0: off). On SageMaker, profilerconfig.json decides.",
                                    low=0, high=60000)

@@ -22,6 +22,7 @@ from .errors import UserError
 # Files a job leaves in output/data beside the rules' verdicts and the evaluation.
 REPORT_FILE = "report.html"
 TUNING_FILE = "tuning.json"  # a tuning study's trials, copied in by `dogctl train --hyperparameters`
+STEP_LOSSES_FILE = "step-losses.json"  # the training loss per step: the report's curve without tensors
 
 
 class JobDirError(UserError):

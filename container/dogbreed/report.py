@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .hyperparameters import DEFAULTS, Hyperparameters, format_value
-from .jobdir import REPORT_FILE, TUNING_FILE, JobDir, JobDirError
+from .jobdir import REPORT_FILE, STEP_LOSSES_FILE, TUNING_FILE, JobDir, JobDirError
 from .verdicts import ISSUES, NO_ISSUES, RuleResult, load_verdicts
 
 if TYPE_CHECKING:
     import jinja2
 
 TEMPLATE = "report.html.j2"  # in dogbreed/templates
+MAX_STEP_LOSSES = 5000
 BLUE, ORANGE, GREEN, GREY, RED = "#2563eb", "#ea580c", "#16a34a", "#9ca3af", "#dc2626"
 
 
@@ -129,9 +130,11 @@ def tuning_plot(trials: list[dict[str, Any]], objective: str) -> str:
 
 # -- data from the job folder -----------------------------------------------------
 def step_losses(job: JobDir) -> list[tuple[int, float]] | None:
-    """Training loss of every saved step, from the debugger's tensors."""
+    """Training loss of every saved step: from the debugger's tensors, or, for a job whose
+    tensors stayed behind (a SageMaker job with the in-container debugger), its summary file."""
     if job.tensors is None or not any(job.tensors.rglob("*.tfevents")):
-        return None
+        saved = job.read_json(STEP_LOSSES_FILE)
+        return [(int(s), float(v)) for s, v in saved] if saved else None
     import os
 
     os.environ.setdefault("SMDEBUG_LOG_LEVEL", "warning")
@@ -144,6 +147,17 @@ def step_losses(job: JobDir) -> list[tuple[int, float]] | None:
         return None
     tensor = trial.tensor(names[0])
     return [(s, float(tensor.value(s, mode=ModeKeys.TRAIN))) for s in tensor.steps(mode=ModeKeys.TRAIN)]
+
+
+def save_step_losses(job: JobDir, limit: int = MAX_STEP_LOSSES) -> None:
+    """The per-step training loss to output/data (at most ``limit`` points, evenly spaced), so
+    the report's curve survives without the tensors (which SageMaker may not upload)."""
+    losses = step_losses(job)
+    if not losses:
+        return
+    stride = max(1, -(-len(losses) // limit))
+    job.output_data.mkdir(parents=True, exist_ok=True)
+    (job.output_data / STEP_LOSSES_FILE).write_text(json.dumps(losses[::stride]))
 
 
 def step_time_split(job: JobDir) -> dict[str, float] | None:

@@ -78,7 +78,8 @@ class LocalBackend:
                 out = run_dir / "opt_ml" / "output" / "data"
                 out.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(trials, out / TUNING_FILE)
-        debug_hook = self._debug_hook(args, hyperparameters, prepared) if args.debugger else None
+        # Locally the analysis always runs in the job: "managed" means the same as "container".
+        debug_hook = self._debug_hook(args, hyperparameters, prepared) if args.debugger != "off" else None
         print(f"train: running {where.describe()}", flush=True)
         with _claimed(run_dir):
             result = training.run_training(run_dir, prepared.channels, hyperparameters, runner=where,

@@ -82,12 +82,32 @@ class SageMakerBackend:
         if metrics:
             print("train: final metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items())))
         statuses = training.rule_statuses(job)
-        print("train: rule verdicts:" if statuses else "train: rule verdicts: none reported")
+        if statuses:
+            print("train: SageMaker Debugger's rule verdicts:")
         for rule in statuses:
             print(f"  {rule['RuleConfigurationName']:<28} {rule.get('RuleEvaluationStatus', '?'):<14} "
                   f"{rule.get('StatusDetails', '')}".rstrip())
-        self._download(job, self.workdir / "runs" / name)
+        dest = self.workdir / "runs" / name
+        self._download(job, dest)
+        self._print_job_verdicts(dest)
         return 0 if status == "Completed" else 1
+
+    @staticmethod
+    def _print_job_verdicts(dest: Path) -> None:
+        """The verdicts the job's own rules wrote to its output (the in-container Debugger)."""
+        from dogbreed.jobdir import JobDir, JobDirError
+        from dogbreed.verdicts import load_verdicts
+
+        try:
+            verdicts = load_verdicts(JobDir.find(dest))
+        except JobDirError:
+            verdicts = None
+        if not verdicts:
+            print("train: rule verdicts from the job: none (the debugger was off, or the job wrote no model)")
+            return
+        print("train: rule verdicts from the job:")
+        for r in verdicts:
+            print(f"  {r.rule:<28} {r.verdict:<16} {r.summary}")
 
     def _submit_training(self, args: argparse.Namespace, hyperparameters: dict[str, str], name: str) -> None:
         from .training import estimator

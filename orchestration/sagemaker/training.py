@@ -32,6 +32,10 @@ DEBUG_SAVE_INTERVAL = 100
 TENSOR_RULES = ("vanishing_gradient", "poor_weight_initialization", "exploding_tensor", "overfit",
                 "overtraining", "loss_not_decreasing")
 PROFILER_RULES = ("LowGPUUtilization", "ProfilerReport")
+# Where the Debugger runs: in the job's own container (the default), also in SageMaker's managed
+# rule containers (accounts opened before 2026-07-30), or nowhere.
+CONTAINER, MANAGED, OFF = "container", "managed", "off"
+DEBUGGER_MODES = (CONTAINER, MANAGED, OFF)
 
 
 class _SdkNoise(logging.Filter):
@@ -80,18 +84,27 @@ def rules(interval: int = DEBUG_SAVE_INTERVAL) -> list[Any]:
 
 
 def estimator(settings: Settings, hyperparameters: dict[str, str], *, session: Any, job_name: str,
-              instance_count: int = 1, spot: bool = False,
-              max_run: int = 24 * 3600, debugger: bool = True, checkpoints: bool = True) -> Any:
-    """An Estimator for the project image with the debugger, the profiler, the rules and
-    checkpoints in S3 under ``job_name`` (fit it with that name); ``spot`` uses managed spot
-    training (the checkpoints make it resumable). A tuner's estimator has no debugger and no
-    checkpoints: its jobs would share one checkpoint folder and resume from each other."""
-    from sagemaker.debugger import ProfilerConfig
-    from sagemaker.estimator import Estimator
+              instance_count: int = 1, spot: bool = False, max_run: int = 24 * 3600,
+              debugger: str = CONTAINER, checkpoints: bool = True) -> Any:
+    """An Estimator for the project image, checkpoints in S3 under ``job_name`` (fit it with that
+    name); ``spot`` uses managed spot training (the checkpoints make it resumable).
 
+    ``debugger``: :data:`CONTAINER` (the default) runs the hook, the rules and the report inside
+    the job (the ``debugger`` hyperparameter) and sends SageMaker no DebugHookConfig, rules,
+    ProfilerConfig or profiler rules: SageMaker Debugger is closed to accounts opened since
+    2026-07-30. :data:`MANAGED` adds SageMaker's own hook configuration, built-in rules and profiler
+    (accounts that still have them; the in-container analysis runs too). :data:`OFF`: neither. A
+    tuner's estimator has no debugger and no checkpoints (its jobs would share one folder)."""
+    from sagemaker.debugger import ProfilerConfig
+
+    if debugger not in DEBUGGER_MODES:
+        raise AwsError(f"debugger {debugger!r}: use one of {', '.join(DEBUGGER_MODES)}")
+    if debugger != OFF:
+        hyperparameters = {"debugger": "true", **hyperparameters}
     parse(hyperparameters)  # a bad value fails here, not minutes into a paid job
     base = settings.s3_uri("jobs")
-    return Estimator(
+    managed = debugger == MANAGED
+    return _estimator_class()(
         image_uri=settings.need("image"),
         role=settings.need("role"),
         instance_count=instance_count,
@@ -104,14 +117,30 @@ def estimator(settings: Settings, hyperparameters: dict[str, str], *, session: A
         use_spot_instances=spot,
         max_run=max_run,
         max_wait=max_run * 2 if spot else None,
-        debugger_hook_config=debugger_config(base) if debugger else False,
+        debugger_hook_config=debugger_config(base) if managed else False,
         profiler_config=(ProfilerConfig(s3_output_path=base,
                                         system_monitor_interval_millis=PROFILER_INTERVAL_MS)
-                         if debugger else None),
-        disable_profiler=not debugger,
-        rules=rules() if debugger else None,
+                         if managed else None),
+        disable_profiler=not managed,
+        rules=rules() if managed else None,
         sagemaker_session=session,
     )
+
+
+def _estimator_class() -> type:
+    """Made on first use: importing the SDK takes seconds."""
+    from sagemaker.estimator import Estimator
+
+    class NoProfilerEstimator(Estimator):
+        """The SDK's Estimator, except that a job without the profiler sends no ProfilerConfig:
+        the SDK sends ``{"DisableProfiler": true}``, naming a service new accounts do not have."""
+
+        def _prepare_profiler_for_training(self) -> None:
+            super()._prepare_profiler_for_training()
+            if self.disable_profiler and not self.profiler_rule_configs:
+                self.profiler_config = None
+
+    return NoProfilerEstimator
 
 
 def describe_training(client: Any, name: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from dogbreed.metrics import METRIC_DEFINITIONS, OBJECTIVE_METRIC, OBJECTIVE_TYP
 from ..tuning import TuningSetup, write_results
 from .polling import RUNNING, poll
 from .settings import AwsError, Settings
-from .training import estimator
+from .training import OFF, estimator
 
 STRATEGY = "Bayesian"
 EARLY_STOPPING = "Auto"
@@ -46,7 +46,7 @@ def tuner(settings: Settings, setup: TuningSetup, *, session: Any) -> Any:
     from sagemaker.tuner import HyperparameterTuner
 
     base = estimator(settings, dict(setup.fixed), session=session, job_name=setup.name,
-                     debugger=False, checkpoints=False)
+                     debugger=OFF, checkpoints=False)
     return HyperparameterTuner(
         base,
         objective_metric_name=OBJECTIVE_METRIC,

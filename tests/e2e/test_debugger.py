@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import re
+import shutil
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -16,6 +17,8 @@ import torch
 from PIL import Image
 from torchvision.models import resnet18
 
+from dogbreed import report
+from dogbreed.jobdir import JobDir
 from dogbreed.verdicts import ISSUES, NO_ISSUES, NOT_ENOUGH, RULE_NAMES
 from local_test.testdata import make_dataset, write_opt_ml
 from tests.helpers import BIN, FAST_HP, Server, post, run_train
@@ -158,6 +161,30 @@ def test_no_config_means_no_hook(opt_ml, train_env):
     assert result.returncode == 0
     assert "debugger" not in result.stdout and not (root / "output" / "tensors").exists()
     assert not (root / "output" / "data" / "rule-verdicts.json").exists()
+
+
+def test_the_debugger_hyperparameter_runs_the_analysis_in_the_job(opt_ml, train_env, tmp_path):
+    """What `dogctl train --sagemaker` asks for by default: no DebugHookConfig (SageMaker Debugger
+    is closed to new accounts), the hook, rules and report in the job; what leaves the job (the
+    model and output/data) holds the verdicts, the report and the per-step losses."""
+    root = opt_ml({**SMALL, "debugger": "true", "debug_interval": "4"})
+    assert not (root / "input" / "config" / "debughookconfig.json").exists()
+    result = run_train(root, train_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "debugger: in this job (debugger=true): full tensors at steps 0-9 and every 4 steps" \
+        in result.stdout
+    assert any((root / "output" / "tensors").rglob("*.tfevents"))  # SageMaker does not upload these
+    data = root / "output" / "data"
+    assert {r["rule"] for r in json.loads((data / "rule-verdicts.json").read_text())} == set(RULE_NAMES)
+    assert (data / "report.html").is_file()
+    # A downloaded SageMaker job: model.tar.gz and output.tar.gz, no tensors. Its report still
+    # has the per-step loss curve, from the bounded summary.
+    job = tmp_path / "downloaded"
+    shutil.copytree(root / "model", job / "model")
+    shutil.copytree(data, job / "output" / "data")
+    losses = report.step_losses(JobDir.find(job))
+    assert losses == report.step_losses(JobDir.find(root)) and len(losses) == 12  # 2 epochs of 6 steps
+    assert report.write_report(job).is_file()
 
 
 def test_a_broken_debugger_never_costs_the_run(opt_ml, train_env):

@@ -17,10 +17,30 @@ from orchestration.sagemaker.training import estimator, session
 from tests.helpers import BIN, BUCKET, IMAGE, ROLE, recorded
 
 pytestmark = pytest.mark.e2e
-def test_create_training_job_carries_debugger_profiler_rules_checkpoints_and_spot(recording):
+DEBUGGER_SERVICE = ("DebugHookConfig", "DebugRuleConfigurations", "ProfilerConfig",
+                    "ProfilerRuleConfigurations")
+
+
+@pytest.mark.parametrize("mode,hyperparameters", [
+    ("container", {"debugger": "true", "epochs": "3"}),  # the default: the analysis runs in the job
+    ("off", {"epochs": "3"}),
+])
+def test_by_default_no_request_names_the_debugger_service(recording, mode, hyperparameters):
+    """SageMaker Debugger is closed to accounts opened since 2026-07-30: unless asked for, the
+    request carries none of its parts (the SDK would send ProfilerConfig {DisableProfiler: true})."""
+    settings = Settings(region="eu-west-1", role=ROLE, bucket=BUCKET, image=IMAGE)
+    kwargs = {} if mode == "container" else {"debugger": mode}
+    job = estimator(settings, {"epochs": "3"}, session=session(settings), job_name=f"j-{mode}", **kwargs)
+    job.fit({"train": f"s3://{BUCKET}/t/", "valid": f"s3://{BUCKET}/v/"}, wait=False, job_name=f"j-{mode}")
+    (request,) = recorded(recording, "CreateTrainingJob")
+    assert [key for key in DEBUGGER_SERVICE if key in request] == []
+    assert request["HyperParameters"] == hyperparameters
+
+
+def test_managed_debugger_carries_hook_profiler_rules_checkpoints_and_spot(recording):
     settings = Settings(region="eu-west-1", role=ROLE, bucket=BUCKET, image=IMAGE)
     job = estimator(settings, {"epochs": "3", "lr": "0.001"}, session=session(settings), job_name="j1",
-                    spot=True)
+                    spot=True, debugger="managed")
     channels = {"train": "s3://dogbreed-jobs/dogbreed/data/train/", "valid": "s3://dogbreed-jobs/dogbreed/data/valid/"}
     job.fit(channels, wait=False, job_name="j1")
     (request,) = recorded(recording, "CreateTrainingJob")
@@ -28,7 +48,7 @@ def test_create_training_job_carries_debugger_profiler_rules_checkpoints_and_spo
     assert request["AlgorithmSpecification"]["TrainingImage"] == IMAGE
     assert request["AlgorithmSpecification"]["MetricDefinitions"] == list(METRIC_DEFINITIONS)
     assert request["RoleArn"] == ROLE
-    assert request["HyperParameters"] == {"epochs": "3", "lr": "0.001"}
+    assert request["HyperParameters"] == {"debugger": "true", "epochs": "3", "lr": "0.001"}
     assert {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"]
             for c in request["InputDataConfig"]} == channels
     assert request["ResourceConfig"]["InstanceType"] == "ml.g4dn.xlarge"
@@ -79,6 +99,7 @@ def test_dogctl_train_sagemaker_submits_the_job(recording, tmp_path):
     (request,) = recorded(recording, "CreateTrainingJob")
     assert request["TrainingJobName"] == "dogbreed-test-1"
     assert request["CheckpointConfig"]["S3Uri"] == f"s3://{BUCKET}/dogbreed/checkpoints/dogbreed-test-1"
-    assert request["HyperParameters"] == {"epochs": "2"}
+    assert request["HyperParameters"] == {"debugger": "true", "epochs": "2"}
+    assert [key for key in DEBUGGER_SERVICE if key in request] == []
     assert set(c["ChannelName"] for c in request["InputDataConfig"]) == {"train", "valid", "test"}
 

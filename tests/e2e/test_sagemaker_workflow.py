@@ -13,6 +13,7 @@ import http.server
 import io
 import json
 import os
+import re
 import subprocess
 import tarfile
 import threading
@@ -24,6 +25,7 @@ import pytest
 
 from dogbreed.hyperparameters import parse
 from dogbreed.metrics import METRIC_DEFINITIONS
+from dogbreed.verdicts import ISSUES, NO_ISSUES, RuleResult
 from local_test.testdata import make_dataset
 from tests.helpers import BIN, BUCKET, IMAGE, ROLE, recorded
 
@@ -209,11 +211,14 @@ def test_train_waits_downloads_outputs_and_writes_the_report(sagemaker, trained_
     base = "dogbreed/jobs/dogbreed-j1"
     model = {p.name: p.read_bytes() for p in trained_model.iterdir() if p.is_file()}
     s3.put_object(Bucket=BUCKET, Key=f"{base}/output/model.tar.gz", Body=_tar(model))
-    s3.put_object(Bucket=BUCKET, Key=f"{base}/output/output.tar.gz",
-                  Body=_tar({"notes.txt": b"from the job"}))
+    verdicts = [RuleResult("Overfit", NO_ISSUES, "3 data point(s) checked").to_json(),
+                RuleResult("LossNotDecreasing", ISSUES, "mean loss over 10 steps went up").to_json()]
+    output = {"notes.txt": b"from the job", "rule-verdicts.json": json.dumps(verdicts).encode()}
+    s3.put_object(Bucket=BUCKET, Key=f"{base}/output/output.tar.gz", Body=_tar(output))  # in-container rules
     s3.put_object(Bucket=BUCKET, Key=f"{base}/debug-output/training_job_end.ts", Body=b"")
     s3.put_object(Bucket=BUCKET, Key=f"{base}/rule-output/ProfilerReport/profiler-output/x.json", Body=b"{}")
-    out = dogctl("train", "--sagemaker", "--name", "dogbreed-j1", "--hp", "epochs=2")
+    # Managed: SageMaker Debugger's outputs come down too; the job's own verdicts are printed.
+    out = dogctl("train", "--sagemaker", "--name", "dogbreed-j1", "--hp", "epochs=2", "--debugger", "managed")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "train: job dogbreed-j1 Completed" in out.stdout
     assert "Starting: Preparing the instances for training" in out.stdout
@@ -224,6 +229,8 @@ def test_train_waits_downloads_outputs_and_writes_the_report(sagemaker, trained_
     assert (run / "rule-output" / "ProfilerReport" / "profiler-output" / "x.json").is_file()
     assert f"train: report in {run / 'output' / 'data' / 'report.html'}" in out.stdout
     assert (run / "output" / "data" / "report.html").is_file()
+    assert "train: rule verdicts from the job:" in out.stdout
+    assert re.search(r"LossNotDecreasing +issues found +mean loss over 10 steps went up", out.stdout)
 
     # The model trained with the debugger on deploys as is: the job's own model.tar.gz.
     deploy = dogctl("deploy", "--sagemaker", "--instance-type", "ml.m5.large", "--instance-count", "2")
