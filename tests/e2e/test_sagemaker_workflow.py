@@ -191,7 +191,7 @@ def test_tune_on_sagemaker_sends_the_schema_waits_and_writes_the_best(sagemaker,
                    "--hyperparameters", str(best_file))
     assert train.returncode == 0, train.stderr
     (job,) = recorded(recording, "CreateTrainingJob")
-    assert job["HyperParameters"] == best
+    assert job["HyperParameters"] == {"debugger": "true", **best}  # the in-container Debugger, the default
 
 
 def _tar(members: dict[str, bytes]) -> bytes:
