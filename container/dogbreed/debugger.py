@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 TENSORS_DIR = "tensors"  # under /opt/ml/output, SageMaker's default LocalPath
 NEVER = {"eval.start_step": "1", "eval.save_interval": "1000000000"}  # nothing in EVAL mode
+DEBUG_SAVES = 8  # full tensor saves after the first ten steps, unless an interval is given
 
 
 def collections(interval: int, first_steps: int = 10) -> dict[str, dict[str, str]]:
@@ -58,6 +60,25 @@ def hook_config(local_path: Path, interval: int = 100, first_steps: int = 10) ->
             for name, params in collections(interval, first_steps).items()
         ],
     }
+
+
+def job_config(sagemaker_file: Path, enabled: bool, tensors_dir: Path, *, steps: int,
+               interval: int = 0, announce: bool = True) -> Path | None:
+    """The hook configuration of a training job: SageMaker's debughookconfig.json when the job
+    has a DebugHookConfig; else, when ``enabled`` (the ``debugger`` hyperparameter), the same kind
+    of file written here (full tensors every ``interval`` of the ``steps`` steps, or about
+    :data:`DEBUG_SAVES` times; tensors in ``tensors_dir``); else None: no hook."""
+    if sagemaker_file.is_file():
+        return sagemaker_file
+    if not enabled:
+        return None
+    interval = interval or max(1, steps // DEBUG_SAVES)
+    path = Path(tempfile.mkdtemp(prefix="dogbreed-debug-")) / "debughookconfig.json"
+    path.write_text(json.dumps(hook_config(tensors_dir, interval)))
+    if announce:
+        log.info("debugger: in this job (debugger=true): full tensors at steps 0-9 and every %d "
+                 "steps of %d, losses at every step", interval, steps)
+    return path
 
 
 def _disable_relu_inplace(model: nn.Module) -> None:

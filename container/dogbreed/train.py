@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import math
 import os
 import signal
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,11 +30,11 @@ from torch.distributed.elastic.multiprocessing import SignalException
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from . import __version__, checkpoint, evaluation, metrics
+from . import __version__, checkpoint, debugger, evaluation, metrics
 from .artifact import ModelArtifact, ModelMetadata, Preprocessing
 from .checkpoint import TrainingState
 from .data import DataError, Split, check_same_classes, scan_split
-from .debugger import TENSORS_DIR, DebugHook, hook_config
+from .debugger import DebugHook
 from .distributed import WorkerFailed, World, init_process_group, launch, record_failure, worker_world
 from .errors import UserError
 from .hardware import Placement, place, processes_per_host
@@ -52,7 +49,6 @@ log = logging.getLogger("dogbreed.train")
 # Hyperparameters that do not change the result; a checkpoint made with other values resumes.
 RESULT_NEUTRAL = frozenset({"workers", "progress_seconds", "profiler_interval_ms", "allow_cpu_fallback",
                             "debugger", "debug_interval"})
-DEBUG_SAVES = 8  # with the debugger hyperparameter: full tensor saves after the first ten steps
 
 
 class TrainingStopped(BaseException):
@@ -119,7 +115,11 @@ class Trainer:
         fp16 = self.placement.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=fp16)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=params.label_smoothing)
-        self.hook_config = self._hook_config(len(self.splits["train"].samples))
+        per_process = math.ceil(len(self.splits["train"].samples) / world.size)
+        self.hook_config = debugger.job_config(
+            opt.debughookconfig_file, params.debugger, opt.output_dir / debugger.TENSORS_DIR,
+            steps=params.epochs * math.ceil(per_process / params.batch_size), interval=params.debug_interval,
+            announce=world.is_main)
         self.hook = DebugHook.from_config(self.hook_config) if self.hook_config else DebugHook()
         self.hook.register(self.model, self.criterion)
         resources = opt.resource_config()
@@ -142,24 +142,6 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * params.epochs
         self.state = TrainingState()  # what checkpoints carry besides the weights
         self.undecodable: set[str] = set()
-
-    def _hook_config(self, train_images: int) -> Path | None:
-        """SageMaker's debughookconfig.json when the job has a DebugHookConfig; else, with the
-        ``debugger`` hyperparameter, the same configuration written here (tensors under
-        output/tensors, which SageMaker does not upload); else None: no hook."""
-        if self.opt.debughookconfig_file.is_file():
-            return self.opt.debughookconfig_file
-        if not self.params.debugger:
-            return None
-        per_process = math.ceil(train_images / self.world.size)
-        steps = self.params.epochs * math.ceil(per_process / self.params.batch_size)
-        interval = self.params.debug_interval or max(1, steps // DEBUG_SAVES)
-        path = Path(tempfile.mkdtemp(prefix="dogbreed-debug-")) / "debughookconfig.json"
-        path.write_text(json.dumps(hook_config(self.opt.output_dir / TENSORS_DIR, interval)))
-        if self.world.is_main:
-            log.info("debugger: in this job (debugger=true): full tensors at steps 0-9 and every %d "
-                     "steps of %d, losses at every step", interval, steps)
-        return path
 
     # -- data --------------------------------------------------------------
     def _scan(self) -> dict[str, Split]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 
 from dogbreed.artifact import ModelArtifact
-from dogbreed.debugger import TENSORS_DIR, hook_config
+from dogbreed.debugger import DEBUG_SAVES, TENSORS_DIR, hook_config
 from dogbreed.errors import UserError
 from dogbreed.hyperparameters import describe_tune, parse
 from dogbreed.jobdir import REPORT_FILE, TUNING_FILE
@@ -27,7 +27,6 @@ from ..invocation import Send
 from ..tuning import TuningSetup
 from . import endpoint, runner, study, training
 
-DEBUG_SAVES = 8  # full tensor saves after the first ten steps, in a local run
 PID_FILE = "dogctl.pid"  # in a run or study folder while dogctl works on it: `dogctl stop` reads it
 STOP_WAIT_SECONDS = 120
 
@@ -42,6 +41,16 @@ def _claimed(folder: Path) -> Iterator[None]:
         yield
     finally:
         pid_file.unlink(missing_ok=True)
+
+
+def _refuse_if_running(folder: Path, what: str) -> None:
+    """Two dogctl processes must not drive one study (or run) at once."""
+    pid_file = folder / PID_FILE
+    if pid_file.is_file():
+        pid = int(pid_file.read_text().split()[0])
+        if pid != os.getpid() and _alive(pid):
+            raise UserError(f"{what} is running already (dogctl pid {pid}): wait, or "
+                            f"`dogctl stop {folder.name}`")
 
 
 def _alive(pid: int) -> bool:
@@ -115,7 +124,9 @@ class LocalBackend:
         for param, tune in setup.space().items():
             print(f"  {param}: {describe_tune(tune)}")
         print(f"tune: trials run {where.describe()}", flush=True)
-        with _claimed(self.workdir / "tuning" / setup.name):
+        folder = self.workdir / "tuning" / setup.name
+        _refuse_if_running(folder, f"study {setup.name!r}")
+        with _claimed(folder):
             summary = study.run_study(self.workdir, prepared.channels, setup, runner=where,
                                       emit=lambda line: print(line, flush=True))
         summary["headline"] = f"study {setup.name!r}: {len(summary['trials'])} trials"

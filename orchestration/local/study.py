@@ -73,7 +73,12 @@ def run_study(workdir: Path, channels: dict[str, Path], setup: TuningSetup, *,
         sampler=optuna.samplers.TPESampler(seed=setup.seed, n_startup_trials=min(5, setup.trials)),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
     )
-    # Failed trials (an error, or stopped by Ctrl-C or SIGTERM) do not count: others replace them.
+    # A trial still "running" belongs to a dogctl that is gone (the caller holds the study): it
+    # was stopped before it could say so. Failed trials (an error, Ctrl-C, SIGTERM) do not count:
+    # others replace them.
+    for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study.tell(stale.number, state=TrialState.FAIL)
+        emit(f"tune: trial-{stale.number:03d} was left running by a stopped dogctl: counted as failed")
     done = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     remaining = setup.trials - len(done)
     if study.trials:

@@ -5,9 +5,11 @@ evaluate and teardown of the real `serve`."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 
+import optuna
 import psutil
 import pytest
 
@@ -156,3 +158,26 @@ def test_dogctl_stop_ends_a_running_study_and_its_trials(tmp_path, train_env):
     assert proc.returncode == 143, "".join(seen) + rest
     assert not psutil.wait_procs(trains, timeout=30)[1]
     assert not (work / "tuning" / "long" / "dogctl.pid").exists()
+
+
+def test_a_trial_left_running_by_a_killed_dogctl_counts_as_failed(tmp_path, train_env):
+    data = make_dataset(tmp_path / "src", classes=3, per_class=8, size=32)
+    work = tmp_path / "work"
+    assert dogctl(work, "data", "--source", str(data), env=train_env).returncode == 0
+    folder = work / "tuning" / "left"
+    folder.mkdir(parents=True)
+    study = optuna.create_study(study_name="left", storage=f"sqlite:///{folder / 'study.db'}",
+                                direction="maximize")
+    study.ask()  # what a SIGKILLed dogctl leaves behind: a trial still marked running
+    args = ["tune", "--name", "left", "--trials", "1", "--parallel", "1", "--tune", "lr", "--hp",
+            "pretrained=false", "--hp", "image_size=32", "--hp", "batch_size=8", "--hp", "epochs=1"]
+    (folder / "dogctl.pid").write_text(f"{os.getpid()}\n")  # a live process holds the study
+    busy = dogctl(work, *args, env=train_env)
+    assert busy.returncode == 2
+    assert f"study 'left' is running already (dogctl pid {os.getpid()})" in busy.stderr
+    (folder / "dogctl.pid").unlink()
+    out = dogctl(work, *args, env=train_env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "tune: trial-000 was left running by a stopped dogctl: counted as failed" in out.stdout
+    summary = json.loads((folder / "tuning.json").read_text())
+    assert sorted(t["status"] for t in summary["trials"]) == ["complete", "fail"]
