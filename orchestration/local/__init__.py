@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 
 from dogbreed.artifact import ModelArtifact
-from dogbreed.debugger import DEBUG_SAVES, TENSORS_DIR, hook_config
+from dogbreed.debugger import DEBUG_SAVES
 from dogbreed.errors import UserError
 from dogbreed.hyperparameters import describe_tune, parse
 from dogbreed.jobdir import REPORT_FILE, TUNING_FILE
@@ -87,12 +87,12 @@ class LocalBackend:
                 out = run_dir / "opt_ml" / "output" / "data"
                 out.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(trials, out / TUNING_FILE)
-        # Locally the analysis always runs in the job: "managed" means the same as "container".
-        debug_hook = self._debug_hook(args, hyperparameters, prepared) if args.debugger != "off" else None
+        # The analysis runs in the job, as on SageMaker by default ("managed" means the same here).
+        if args.debugger != "off":
+            hyperparameters = {**self._debugger(args, hyperparameters, prepared), **hyperparameters}
         print(f"train: running {where.describe()}", flush=True)
         with _claimed(run_dir):
-            result = training.run_training(run_dir, prepared.channels, hyperparameters, runner=where,
-                                           debug_hook=debug_hook)
+            result = training.run_training(run_dir, prepared.channels, hyperparameters, runner=where)
         if not result.ok:
             print(f"train: failed after {result.seconds:.0f}s: {result.failure()}", file=sys.stderr)
             print(f"train: full log in {run_dir / 'train.log'}", file=sys.stderr)
@@ -107,14 +107,15 @@ class LocalBackend:
         return 0
 
     @staticmethod
-    def _debug_hook(args: argparse.Namespace, hyperparameters: dict[str, str],
-                    prepared: dataset.Prepared) -> training.DebugHookFactory:
-        params = parse(hyperparameters)
+    def _debugger(args: argparse.Namespace, hyperparameters: dict[str, str],
+                  prepared: dataset.Prepared) -> dict[str, str]:
+        """The hyperparameters that turn the in-job Debugger on (what --sagemaker sends too)."""
+        params = parse({**hyperparameters, "debugger": "true"})
         steps = params.epochs * -(-prepared.counts["train"] // params.batch_size)
-        interval = args.debug_interval or max(1, steps // DEBUG_SAVES)
+        interval = args.debug_interval or params.debug_interval or max(1, steps // DEBUG_SAVES)
         print(f"train: debugger on: tensors at steps 0-9 and every {interval} steps "
               f"(of {steps}), losses at every step", flush=True)
-        return lambda opt_ml: hook_config(opt_ml / "output" / TENSORS_DIR, interval)
+        return {"debugger": "true", "debug_interval": str(interval)}
 
     def tune(self, args: argparse.Namespace, setup: TuningSetup) -> dict:
         where = self._runner(args)

@@ -53,10 +53,6 @@ class Runner:
         where = f"in the container {self.image} ({self.engine})" if self.in_container else "as a process"
         return where + (f": {self.why}" if self.why else "")
 
-    def opt_ml_root(self, opt: OptML) -> Path:
-        """The /opt/ml folder as `train` sees it (paths in config files must use it)."""
-        return CONTAINER_OPT_ML if self.in_container else opt.root.resolve()
-
     def container_name(self, run_dir: Path) -> str:
         return f"dogctl-{run_dir.name}-{uuid.uuid4().hex[:6]}"
 

@@ -17,7 +17,6 @@ from dogbreed.opt_ml import OptML
 
 from .runner import PROCESS, Runner
 
-DebugHookFactory = Callable[[Path], dict]  # the /opt/ml root as train sees it -> debughookconfig
 _active: dict[int, tuple[Runner, subprocess.Popen, str]] = {}  # pid -> (runner, process, name)
 _active_lock = threading.RLock()  # reentrant: the signal handler may interrupt its holder
 
@@ -63,16 +62,13 @@ def run_training(run_dir: Path, channels: dict[str, Path], hyperparameters: dict
                  runner: Runner = PROCESS,
                  on_line: Callable[[str], None] | None = None,
                  env: dict[str, str] | None = None,
-                 debug_hook: DebugHookFactory | None = None,
                  cpus: set[int] | None = None) -> TrainResult:
     """Lay out ``run_dir/opt_ml`` and run ``train`` there with ``runner``; every output line goes
-    to ``run_dir/train.log`` and to ``on_line`` (default: stdout). ``debug_hook``: given the
-    /opt/ml root as `train` sees it, a debughookconfig.json (:func:`dogbreed.debugger.hook_config`)
-    that turns the debugger on; ``cpus`` pins the run to those cores (train sizes its threads to
-    them). If ``on_line`` raises, the run is stopped and the exception goes on."""
+    to ``run_dir/train.log`` and to ``on_line`` (default: stdout). ``cpus`` pins the run to those
+    cores (train sizes its threads to them). If ``on_line`` raises, the run is stopped and the
+    exception goes on."""
     opt = OptML(run_dir / "opt_ml")
-    hook = debug_hook(runner.opt_ml_root(opt)) if debug_hook else None
-    opt.write_inputs(channels, hyperparameters, debug_hook=hook, mount=runner.in_container)
+    opt.write_inputs(channels, hyperparameters, mount=runner.in_container)
     opt.prepare_outputs()  # owned by this user, also when a container engine mounts them
     emit = on_line or (lambda line: print(line, flush=True))
     name = runner.container_name(run_dir)
