@@ -31,7 +31,10 @@ from dogbreed.errors import UserError
 from dogbreed.hyperparameters import parse
 
 from . import dataset
+from .local.runner import DEFAULT_IMAGE
+from .local.runner import KINDS as RUNNER_KINDS
 from .progress import Progress
+from .sagemaker.training import DEBUGGER_MODES
 from .tuning import TuningSetup, parse_range, trials_table
 
 if TYPE_CHECKING:
@@ -41,10 +44,6 @@ if TYPE_CHECKING:
     Backend = LocalBackend | SageMakerBackend
 
 DEFAULT_WORKDIR = Path("work")
-# Kept here, not imported from the local backend, so that `dogctl --help` stays fast.
-RUNNER_KINDS = ("auto", "container", "process")
-DEFAULT_IMAGE = "dogbreed:latest"
-DEBUGGER_MODES = ("container", "managed", "off")  # orchestration.sagemaker.training's, without its import
 
 
 def backend(args: argparse.Namespace) -> Backend:
@@ -135,11 +134,11 @@ def cmd_stop(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from dogbreed.jobdir import JobDir
     from dogbreed.report import write_report
-    from dogbreed.verdicts import load_verdicts
+    from dogbreed.verdicts import load_verdicts, verdict_lines
 
     path = write_report(args.job, out=args.out, evaluate=args.rules)
-    for r in load_verdicts(JobDir.find(args.job)) or []:
-        print(f"  {r.rule:<25} {r.verdict:<16} {r.summary}")
+    for line in verdict_lines(load_verdicts(JobDir.find(args.job)) or []):
+        print(line)
     print(f"report: {path}")
     return 0
 

@@ -35,6 +35,21 @@ def run_train(root: Path, env: dict[str, str], timeout: float = 300) -> subproce
                           text=True, timeout=timeout)
 
 
+def train_until(root: Path, env: dict[str, str], marker: str) -> tuple[subprocess.Popen, list[str]]:
+    """Start the real `train` on ``root`` and read its output up to the first line containing
+    ``marker``; (the running process, the lines read). The caller signals or waits."""
+    proc = subprocess.Popen([str(TRAIN)], env={**env, "OPT_ML": str(root)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if marker in line:
+            return proc, seen
+    proc.wait()
+    raise AssertionError(f"train ended (code {proc.returncode}) before {marker!r}:\n" + "".join(seen))
+
+
 def failure_reason(root: Path) -> str:
     return (root / "output" / "failure").read_text().splitlines()[0]
 

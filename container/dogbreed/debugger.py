@@ -15,10 +15,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .opt_ml import atomic_write_bytes
 
 if TYPE_CHECKING:
     from torch import nn
@@ -62,6 +63,12 @@ def hook_config(local_path: Path, interval: int = 100, first_steps: int = 10) ->
     }
 
 
+def save_interval(steps: int, interval: int = 0) -> int:
+    """Training steps between full saves: ``interval`` when given, else about
+    :data:`DEBUG_SAVES` saves in a run of ``steps`` steps."""
+    return interval or max(1, steps // DEBUG_SAVES)
+
+
 def job_config(sagemaker_file: Path, enabled: bool, tensors_dir: Path, *, steps: int,
                interval: int = 0, announce: bool = True) -> Path | None:
     """The hook configuration of a training job: SageMaker's debughookconfig.json when the job
@@ -72,9 +79,9 @@ def job_config(sagemaker_file: Path, enabled: bool, tensors_dir: Path, *, steps:
         return sagemaker_file
     if not enabled:
         return None
-    interval = interval or max(1, steps // DEBUG_SAVES)
-    path = Path(tempfile.mkdtemp(prefix="dogbreed-debug-")) / "debughookconfig.json"
-    path.write_text(json.dumps(hook_config(tensors_dir, interval)))
+    interval = save_interval(steps, interval)
+    path = tensors_dir.parent / sagemaker_file.name  # output/, which SageMaker does not upload
+    atomic_write_bytes(path, json.dumps(hook_config(tensors_dir, interval)).encode())
     if announce:
         log.info("debugger: in this job (debugger=true): full tensors at steps 0-9 and every %d "
                  "steps of %d, losses at every step", interval, steps)

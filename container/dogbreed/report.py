@@ -130,11 +130,19 @@ def tuning_plot(trials: list[dict[str, Any]], objective: str) -> str:
 
 # -- data from the job folder -----------------------------------------------------
 def step_losses(job: JobDir) -> list[tuple[int, float]] | None:
-    """Training loss of every saved step: from the debugger's tensors, or, for a job whose
-    tensors stayed behind (a SageMaker job with the in-container debugger), its summary file."""
+    """Training loss of every saved step: the job's summary file when it has one (written at the
+    end of `train`, and all a SageMaker job brings back: its tensors stay behind), else read from
+    the debugger's tensors."""
+    saved = job.read_json(STEP_LOSSES_FILE)
+    if saved:
+        return [(int(s), float(v)) for s, v in saved]
+    return tensor_losses(job)
+
+
+def tensor_losses(job: JobDir) -> list[tuple[int, float]] | None:
+    """Training loss of every saved step, read from the debugger's tensors (None without them)."""
     if job.tensors is None or not any(job.tensors.rglob("*.tfevents")):
-        saved = job.read_json(STEP_LOSSES_FILE)
-        return [(int(s), float(v)) for s, v in saved] if saved else None
+        return None
     import os
 
     os.environ.setdefault("SMDEBUG_LOG_LEVEL", "warning")
@@ -152,7 +160,7 @@ def step_losses(job: JobDir) -> list[tuple[int, float]] | None:
 def save_step_losses(job: JobDir, limit: int = MAX_STEP_LOSSES) -> None:
     """The per-step training loss to output/data (at most ``limit`` points, evenly spaced), so
     the report's curve survives without the tensors (which SageMaker may not upload)."""
-    losses = step_losses(job)
+    losses = tensor_losses(job)
     if not losses:
         return
     stride = max(1, -(-len(losses) // limit))

@@ -69,6 +69,11 @@ def load_verdicts(job: JobDir) -> list[RuleResult] | None:
     return None if data is None else [RuleResult.from_json(d) for d in data]
 
 
+def verdict_lines(results: list[RuleResult]) -> list[str]:
+    """One aligned line per rule, for a terminal."""
+    return [f"  {r.rule:<25} {r.verdict:<16} {r.summary}" for r in results]
+
+
 def log_verdicts(results: list[RuleResult]) -> None:
     for r in results:
         log.info("rule %s: %s: %s", r.rule, r.verdict, r.summary)

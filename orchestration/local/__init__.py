@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 
 from dogbreed.artifact import ModelArtifact
-from dogbreed.debugger import DEBUG_SAVES
+from dogbreed.debugger import save_interval
 from dogbreed.errors import UserError
 from dogbreed.hyperparameters import describe_tune, parse
 from dogbreed.jobdir import REPORT_FILE, TUNING_FILE
@@ -112,7 +112,7 @@ class LocalBackend:
         """The hyperparameters that turn the in-job Debugger on (what --sagemaker sends too)."""
         params = parse({**hyperparameters, "debugger": "true"})
         steps = params.epochs * -(-prepared.counts["train"] // params.batch_size)
-        interval = args.debug_interval or params.debug_interval or max(1, steps // DEBUG_SAVES)
+        interval = save_interval(steps, args.debug_interval or params.debug_interval)
         print(f"train: debugger on: tensors at steps 0-9 and every {interval} steps "
               f"(of {steps}), losses at every step", flush=True)
         return {"debugger": "true", "debug_interval": str(interval)}

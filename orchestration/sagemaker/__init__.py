@@ -96,7 +96,7 @@ class SageMakerBackend:
     def _print_job_verdicts(dest: Path) -> None:
         """The verdicts the job's own rules wrote to its output (the in-container Debugger)."""
         from dogbreed.jobdir import JobDir, JobDirError
-        from dogbreed.verdicts import load_verdicts
+        from dogbreed.verdicts import load_verdicts, verdict_lines
 
         try:
             verdicts = load_verdicts(JobDir.find(dest))
@@ -106,8 +106,8 @@ class SageMakerBackend:
             print("train: rule verdicts from the job: none (the debugger was off, or the job wrote no model)")
             return
         print("train: rule verdicts from the job:")
-        for r in verdicts:
-            print(f"  {r.rule:<28} {r.verdict:<16} {r.summary}")
+        for line in verdict_lines(verdicts):
+            print(line)
 
     def _submit_training(self, args: argparse.Namespace, hyperparameters: dict[str, str], name: str) -> None:
         from .training import estimator

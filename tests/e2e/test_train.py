@@ -19,7 +19,7 @@ from torchvision.models import resnet18
 from dogbreed import metrics
 from dogbreed.predictor import Predictor
 from local_test.testdata import make_dataset, write_opt_ml
-from tests.helpers import FAST_HP, TRAIN, failure_reason, read_metadata, run_train
+from tests.helpers import FAST_HP, TRAIN, failure_reason, read_metadata, run_train, train_until
 
 pytestmark = pytest.mark.e2e
 
@@ -181,12 +181,8 @@ def test_resume_after_sigkill_reaches_the_same_result(tmp_path, train_env):
     assert run_train(reference, train_env).returncode == 0
 
     killed = write_opt_ml(tmp_path / "killed", data, hp)
-    proc = subprocess.Popen([str(TRAIN)], env={**train_env, "OPT_ML": str(killed)},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in proc.stdout:
-        if "progress: epoch 2/3 batch 3/" in line:
-            os.kill(proc.pid, signal.SIGKILL)
-            break
+    proc, _ = train_until(killed, train_env, "progress: epoch 2/3 batch 3/")
+    os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
     proc.stdout.close()
     assert proc.returncode == -signal.SIGKILL
@@ -262,16 +258,9 @@ def test_a_failing_worker_fails_the_launcher(opt_ml, train_env, tmp_path):
 @pytest.mark.slow
 def test_sigterm_reaches_every_worker(opt_ml, train_env):
     root = opt_ml({**FAST_HP, "processes_per_host": "2", "epochs": "100", "patience": "0"})
-    proc = subprocess.Popen([str(TRAIN)], env={**train_env, "OPT_ML": str(root)},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        if "epoch=2/100" in line:  # epoch 1 checkpointed by now
-            workers = psutil.Process(proc.pid).children(recursive=True)
-            proc.send_signal(signal.SIGTERM)  # to the launcher alone, as `docker stop` sends it
-            break
+    proc, seen = train_until(root, train_env, "epoch=2/100")  # epoch 1 checkpointed by now
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    proc.send_signal(signal.SIGTERM)  # to the launcher alone, as `docker stop` sends it
     rest = proc.communicate(timeout=120)[0]
     assert proc.returncode == 143, "".join(seen) + rest
     assert len(workers) >= 2 and not any(w.is_running() for w in workers)
@@ -286,16 +275,9 @@ def test_sigterm_mid_epoch_writes_the_best_model_so_far(opt_ml, train_env):
     SIGKILL after 120 s. The best epoch so far becomes the model, loadable by serve."""
     root = opt_ml({**FAST_HP, "epochs": "50", "patience": "0", "progress_seconds": "0.001",
                    "workers": "0"})
-    proc = subprocess.Popen([str(TRAIN)], env={**train_env, "OPT_ML": str(root)},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        if "progress: epoch 2/50 batch 2/" in line:  # mid-epoch 2: epoch 1 is the best so far
-            sent = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            break
+    proc, seen = train_until(root, train_env, "progress: epoch 2/50 batch 2/")  # epoch 1: the best
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
     rest = proc.communicate(timeout=120)[0]
     took = time.monotonic() - sent
     assert proc.returncode == 143, "".join(seen) + rest
@@ -312,13 +294,8 @@ def test_sigterm_mid_epoch_writes_the_best_model_so_far(opt_ml, train_env):
 
 def test_sigterm_before_the_first_epoch_ends_writes_no_model(opt_ml, train_env):
     root = opt_ml({**FAST_HP, "epochs": "50", "progress_seconds": "0.001", "workers": "0"})
-    proc = subprocess.Popen([str(TRAIN)], env={**train_env, "OPT_ML": str(root)},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if "progress: epoch 1/50 batch 2/" in line:
-            proc.send_signal(signal.SIGTERM)
-            break
+    proc, _ = train_until(root, train_env, "progress: epoch 1/50 batch 2/")
+    proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=120)
     assert proc.returncode == 143
     assert not (root / "model" / "metadata.json").exists()
