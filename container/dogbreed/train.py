@@ -44,6 +44,7 @@ from .model import ARCHITECTURE, build, freeze_backbone, set_train_mode
 from .opt_ml import OptML
 from .preprocess import decode_side, eval_transform, train_transform
 from .profiler import ProfilerSettings, StepTimer, SystemMonitor
+from .toolkit import hand_over, user_program
 
 log = logging.getLogger("dogbreed.train")
 # Hyperparameters that do not change the result; a checkpoint made with other values resumes.
@@ -541,6 +542,13 @@ def _launch_or_train(opt: OptML) -> None:
     launch(nproc, resources)
 
 
+def _user_program(opt: OptML) -> str | None:
+    try:
+        return user_program(opt)
+    except UserError:
+        return None  # an unreadable hyperparameters.json: the built-in trainer reports it
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``train`` (SageMaker passes no arguments)."""
     if argv is None:
@@ -553,6 +561,8 @@ def main(argv: list[str] | None = None) -> int:
     world = worker_world()
     setup_logging(world)
     try:
+        if world is None and (program := _user_program(opt)):
+            hand_over(opt, program)  # the toolkit exits with the script's outcome
         with stop_on_sigterm():
             if world is None:
                 opt.clear_failure()
@@ -560,7 +570,9 @@ def main(argv: list[str] | None = None) -> int:
                 _launch_or_train(opt)
             else:
                 Trainer(opt, _parse(opt, world), world).run()
-    except BaseException as exc:  # noqa: BLE001 - every failure is reported, then the code returned
+    except BaseException as exc:  # every failure is reported, then the code returned
+        if isinstance(exc, SystemExit):  # the toolkit's outcome, already reported
+            raise
         if isinstance(exc, (KeyboardInterrupt, SignalException)):
             exc = TrainingStopped()
         reason = describe_failure(exc)

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -366,3 +367,36 @@ def test_gpus_that_cuda_cannot_use_fail_the_run_unless_cpu_fallback_is_allowed(o
     allowed = run_train(opt_ml({**FAST_HP, "epochs": "1", "allow_cpu_fallback": "true"}), env)
     assert allowed.returncode == 0, allowed.stdout + allowed.stderr
     assert "training on the CPU (allow_cpu_fallback=true)" in allowed.stdout
+
+
+USER_SCRIPT = Path(__file__).resolve().parents[2] / "local_test" / "user_script"
+# The toolkit waits (up to 15 min) until every host name (algo-1) resolves, as on SageMaker;
+# its own switch skips that outside a cluster.
+NO_DNS_WAIT = {"SM_STUDIO_LOCAL_MODE": "true"}
+
+
+def test_a_job_naming_its_own_script_runs_it_through_the_training_toolkit(opt_ml, train_env):
+    # As the SDK writes it for Estimator(entry_point="train.py", source_dir=...): JSON-encoded.
+    root = opt_ml({"sagemaker_program": '"train.py"', "sagemaker_submit_directory": f'"{USER_SCRIPT}"',
+                   "epochs": "3"})
+    result = run_train(root, {**train_env, **NO_DNS_WAIT}, timeout=120)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "handing over to the SageMaker training toolkit" in out
+    assert "user-script: photos=24 accuracy=0.80" in out  # 3 classes x 8 photos, --epochs 3
+    assert torch.load(root / "model" / "model.pt", weights_only=True)["weight"].shape == (2, 4)
+    assert not (root / "output" / "failure").exists()
+
+
+def test_a_failing_user_script_reports_through_the_failure_file(opt_ml, train_env, tmp_path):
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "broken.py").write_text("raise SystemExit('user script: no data for me')\n")
+    root = opt_ml({"sagemaker_program": '"broken.py"', "sagemaker_submit_directory": f'"{code}"'})
+    result = run_train(root, {**train_env, **NO_DNS_WAIT}, timeout=120)
+    assert result.returncode != 0
+    # The toolkit's own report: the script, its exit code (its stderr is in the log).
+    failure = (root / "output" / "failure").read_text()
+    assert "ExecuteUserScriptError" in failure and "ExitCode 1" in failure and "broken.py" in failure
+    assert "no data for me" in result.stderr
+    assert not (root / "model" / "model.pt").exists()
