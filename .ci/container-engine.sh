@@ -5,7 +5,9 @@
 #  - default_ulimits equal to the machine's own limits (higher ones: "setrlimit ... not permitted");
 #  - builds with chroot isolation (BUILDAH_ISOLATION=chroot, set by `make test-container`);
 #  - 127.0.0.1:5000 (the test registry) allowed without TLS.
-# Plus debootstrap (the stand-in base image) and Debian's docker-registry (a real local registry).
+# Plus debootstrap (the stand-in base image), Debian's docker-registry (a real local registry),
+# docker-compose and the dnsname CNI plugin (the sagemaker SDK's local mode: compose talks to
+# `podman system service`; dnsname lets algo-2 resolve algo-1 on the compose network).
 # Does nothing when a docker daemon answers. Idempotent.
 set -euo pipefail
 if command -v docker >/dev/null && timeout 20 docker info >/dev/null 2>&1; then exit 0; fi
@@ -15,6 +17,8 @@ command -v runc >/dev/null || need+=(runc)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v curl >/dev/null || need+=(curl)
+command -v docker-compose >/dev/null || need+=(docker-compose)
+[ -x /usr/lib/cni/dnsname ] || need+=(golang-github-containernetworking-plugin-dnsname)
 if [ ${#need[@]} -gt 0 ]; then
   [ "$(id -u)" = 0 ] || { echo "container-engine: missing ${need[*]} (install them, or run as root)" >&2; exit 1; }
   echo "container-engine: installing ${need[*]}"

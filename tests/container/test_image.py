@@ -1,10 +1,5 @@
-"""The real image in a real container engine: build, train, serve, push, pull back.
-
-Needs a working engine (docker with its daemon, or podman: `.ci/container-engine.sh` sets podman
-up on a Debian machine). Without one the tests are skipped, except in CI (CI=true), where that is
-a failure. BASE_IMAGE picks the base; by default a local stand-in (docker/standin-base.sh) is
-built once and reused, and the image is built without network-only steps (weights, CUDA compat).
-"""
+"""The real image in a real container engine: build, train, serve, push, pull back (the
+engine and the image: conftest.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +8,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -21,53 +15,14 @@ from pathlib import Path
 import pytest
 
 from local_test.testdata import make_dataset
+from tests.container.support import ROOT, inspect, need, sh
 from tests.helpers import BIN, free_port, wait_http, zip_folder
 
 pytestmark = pytest.mark.container
-ROOT = Path(__file__).resolve().parents[2]
 LOCAL_TEST = ROOT / "local_test"
-IMAGE = f"localhost/dogbreed-test:{uuid.uuid4().hex[:8]}"
 REGISTRY = "127.0.0.1:5000"
 DOCKER_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 DOGCTL = str(BIN / "dogctl")
-
-
-def sh(*cmd: str, env: dict[str, str] | None = None, timeout: float = 900,
-       check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                            env={**os.environ, **(env or {})}, cwd=ROOT)
-    if check:
-        assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}"
-    return result
-
-
-@pytest.fixture(scope="module")
-def engine() -> str:
-    found = subprocess.run(["bash", str(ROOT / "docker" / "engine.sh")], capture_output=True, text=True)
-    if found.returncode != 0:
-        if os.environ.get("CI"):
-            pytest.fail(f"no container engine in CI: {found.stderr.strip()}")
-        pytest.skip(found.stderr.strip())
-    return found.stdout.strip()
-
-
-@pytest.fixture(scope="module")
-def image(engine: str):
-    """The project image, built from docker/Dockerfile; removed at the end."""
-    env = {"BUILDAH_ISOLATION": os.environ.get("BUILDAH_ISOLATION", "chroot")}
-    if not os.environ.get("BASE_IMAGE"):
-        pip = f"{ROOT / '.venv' / 'bin' / 'python'} -m pip"
-        base = sh("bash", "docker/standin-base.sh", env={"PIP": pip}, timeout=1800).stdout.strip()
-        env.update(BASE_IMAGE=base, CUDA_COMPAT="", PRETRAINED_WEIGHTS="false")
-    started = time.monotonic()
-    built = sh("bash", "docker/build.sh", IMAGE, env=env, timeout=1800)
-    print(f"\nimage build: {time.monotonic() - started:.0f} s; {built.stderr.strip().splitlines()[-1]}")
-    yield IMAGE
-    sh(engine, "rmi", "-f", IMAGE, check=False)
-
-
-def inspect(engine: str, image: str) -> dict:
-    return json.loads(sh(engine, "image", "inspect", image).stdout)[0]
 
 
 def test_image_is_labelled_and_runs_commands_as_sagemaker_does(engine, image):
@@ -138,9 +93,7 @@ def registry(tmp_path):
     """Debian's docker-registry on 127.0.0.1:5000, storage in tmp_path."""
     binary = shutil.which("docker-registry")
     if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("docker-registry is not installed (.ci/container-engine.sh installs it)")
-        pytest.skip("docker-registry is not installed")
+        need("no docker-registry", "docker-registry is not installed (.ci/container-engine.sh installs it)")
     config = tmp_path / "config.yml"
     config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'data'}\n"
                       f"http:\n  addr: {REGISTRY}\n")
