@@ -89,6 +89,8 @@ def _from_json(body: bytes) -> tuple[list[bytes], Any]:
         doc = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ClientError(400, f"invalid JSON: {exc}") from None
+    except RecursionError:  # e.g. [[[[...]]]]: the decoder's depth limit
+        raise ClientError(400, "invalid JSON: nested too deeply") from None
     if not isinstance(doc, dict) or ("images" in doc) == ("image" in doc):
         raise ClientError(400, 'JSON body must be an object with "images": [base64, ...] '
                                'or "image": base64 (and optionally "top_k")')

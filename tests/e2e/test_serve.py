@@ -125,6 +125,7 @@ def test_exif_orientation_is_honoured(server):
     (encode(Image.new("RGB", (30, 30)), "GIF")[:40], "image/gif", 400, "could not be decoded"),
     (png_bomb(40000, 40000), "image/png", 400, "decompression bomb"),
     (b"{not json", "application/json", 400, "invalid JSON"),
+    (b"[" * 100_000 + b"]" * 100_000, "application/json", 400, "nested too deeply"),  # was a 500
     (b'{"images": []}', "application/json", 400, "non-empty list"),
     (b'{"images": ["@@@"]}', "application/json", 400, "image 0: not valid base64"),
     (b'{"images": [42]}', "application/json", 400, "expected a base64 string"),

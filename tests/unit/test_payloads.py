@@ -51,6 +51,7 @@ def test_top_k_sources_and_precedence():
     ("application/json", b'{"image": "YQ==", "top_k": true}', {}, 400, "must be a whole number"),
     ("application/json", b'{"image": "YQ==", "top_k": 1.5}', {}, 400, "must be a whole number"),
     ("application/json", b"\xff\xfe", {}, 400, "invalid JSON"),
+    ("application/json", b'{"a": ' * 50_000 + b"1" + b"}" * 50_000, {}, 400, "nested too deeply"),
 ])
 def test_errors(mimetype, body, query, status, fragment):
     with pytest.raises(ClientError) as err:
