@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -65,6 +66,14 @@ def _parse_assignments(items: list[str]) -> dict[str, str]:
             raise UserError(f"--hp takes NAME=VALUE, got {item!r}")
         out[name.strip()] = value.strip()
     return out
+
+
+def env_item(item: str) -> tuple[str, str]:
+    """--env NAME=VALUE, NAME a valid environment variable name."""
+    name, sep, value = item.partition("=")
+    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE with a variable name, got {item!r}")
+    return name, value
 
 
 def hyperparameters_from(args: argparse.Namespace) -> dict[str, str]:
@@ -323,6 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the newest model under WORKDIR/runs)")
     p.add_argument("--port", type=int, default=8080, help="port (default: %(default)s)")
     p.add_argument("--workers", type=int, help="server worker processes (default: serve's)")
+    p.add_argument("--env", type=env_item, action="append", default=[], metavar="NAME=VALUE",
+                   help="an environment variable for the model server (repeatable), e.g. "
+                   "SAGEMAKER_MODEL_SERVER_TIMEOUT=30; serverless endpoints get "
+                   "SAGEMAKER_MODEL_SERVER_WORKERS=1 unless given")
     endpoint_options(p)
     p.add_argument("--job", help="with --sagemaker: the training job whose model to deploy "
                    "(default: the last one `dogctl train --sagemaker` submitted)")

@@ -137,7 +137,8 @@ class LocalBackend:
         model = endpoint.model_folder(args.model) if args.model else endpoint.newest_model(self.workdir)
         name = args.name or endpoint.DEFAULT_NAME
         print(f"deploy: starting serve on {model} (port {args.port})", flush=True)
-        ep = endpoint.deploy(self.workdir, model, name=name, port=args.port, workers=args.workers)
+        ep = endpoint.deploy(self.workdir, model, name=name, port=args.port, workers=args.workers,
+                             environment=dict(args.env))
         print(f"deploy: endpoint {ep.name!r} ready at {ep.url} (log {ep.log}); `dogctl teardown` stops it")
         return 0
 

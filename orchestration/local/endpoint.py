@@ -88,8 +88,10 @@ def _ping(url: str) -> tuple[int, str]:
 
 
 def deploy(workdir: Path, model_dir: Path, *, name: str = DEFAULT_NAME, port: int = 8080,
-           workers: int | None = None, timeout: float = 120) -> Endpoint:
-    """Start ``serve`` on ``model_dir`` in the background and wait until /ping says it is ready."""
+           workers: int | None = None, environment: dict[str, str] | None = None,
+           timeout: float = 120) -> Endpoint:
+    """Start ``serve`` on ``model_dir`` in the background (``environment`` added to its own) and
+    wait until /ping says it is ready."""
     path = Endpoint.state_file(workdir, name)
     if path.is_file():
         old = Endpoint.load(workdir, name)
@@ -101,7 +103,7 @@ def deploy(workdir: Path, model_dir: Path, *, name: str = DEFAULT_NAME, port: in
         raise EndpointError(f"port {port} is taken (something answers at {url}): pass --port")
     log = path.parent / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "SAGEMAKER_BIND_TO_PORT": str(port), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, **(environment or {}), "SAGEMAKER_BIND_TO_PORT": str(port), "PYTHONUNBUFFERED": "1"}
     if workers:
         env["SAGEMAKER_MODEL_SERVER_WORKERS"] = str(workers)
     with open(log, "w") as out:

@@ -169,7 +169,8 @@ class SageMakerBackend:
         name = args.name or hosting.DEFAULT_NAME
         data = args.model_data or hosting.model_data(self.session.sagemaker_client, self._deployed_job(args))
         spec = hosting.Hosting(args.instance_type or self.settings.endpoint_instance_type,
-                               args.instance_count, args.serverless_memory, args.max_concurrency)
+                               args.instance_count, args.serverless_memory, args.max_concurrency,
+                               environment=dict(args.env))
         print(f"deploy: {data} to endpoint {name!r} ({spec.describe()})", flush=True)
         last_status = [""]
 

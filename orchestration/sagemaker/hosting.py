@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..invocation import EndpointError, Send
@@ -19,6 +19,7 @@ from .settings import AwsError, Settings
 
 DEFAULT_NAME = "dogbreed"
 CREATING = ("Creating", "Updating", "SystemUpdating")
+WORKERS_ENV = "SAGEMAKER_MODEL_SERVER_WORKERS"
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,12 @@ class Hosting:
     instance_count: int = 1
     serverless_memory_mb: int | None = None  # set: a serverless endpoint (1024..6144, steps of 1024)
     max_concurrency: int = 5
+    environment: dict[str, str] = field(default_factory=dict)  # the user's --env NAME=VALUE
+
+    def container_env(self) -> dict[str, str]:
+        """The model container's environment: the user's, over one worker on serverless
+        endpoints (one copy of the model in their memory, as AWS recommends)."""
+        return {**({WORKERS_ENV: "1"} if self.serverless_memory_mb else {}), **self.environment}
 
     def describe(self) -> str:
         if self.serverless_memory_mb:
@@ -71,7 +78,7 @@ def deploy(settings: Settings, session: Any, data: str, name: str, hosting: Host
         if not _absent(exc):
             raise AwsError(f"cannot check endpoint {name!r}: {exc}") from exc
     model = Model(image_uri=settings.need("image"), model_data=data, role=settings.need("role"),
-                  name=name, sagemaker_session=session)
+                  name=name, env=hosting.container_env() or None, sagemaker_session=session)
     serverless = (ServerlessInferenceConfig(memory_size_in_mb=hosting.serverless_memory_mb,
                                             max_concurrency=hosting.max_concurrency)
                   if hosting.serverless_memory_mb else None)

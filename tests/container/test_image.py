@@ -29,6 +29,7 @@ def test_image_is_labelled_and_runs_commands_as_sagemaker_does(engine, image):
     info = inspect(engine, image)
     config = info.get("Config") or info["ContainerConfig"]
     assert config["Labels"]["com.amazonaws.sagemaker.capabilities.accept-bind-to-port"] == "true"
+    assert config["Labels"]["com.amazonaws.sagemaker.capabilities.multi-models"] == "false"
     assert config["Entrypoint"] == ["/usr/local/bin/dogbreed-entrypoint"]  # exec form
     if engine == "podman":
         manifest = sh(engine, "image", "inspect", "--format", "{{.ManifestType}}", image).stdout.strip()

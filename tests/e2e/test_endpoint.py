@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -21,9 +22,12 @@ def dogctl(work, *args, timeout=180):
 def test_deploy_invoke_evaluate_teardown(tmp_path, trained_model, trained_data, sample_photos):
     work = tmp_path / "work"
     port = str(free_port())
-    up = dogctl(work, "deploy", "--model", str(trained_model.parent), "--port", port)
+    up = dogctl(work, "deploy", "--model", str(trained_model.parent), "--port", port,
+                "--env", "SAGEMAKER_MODEL_SERVER_WORKERS=2")
     assert up.returncode == 0, up.stderr
     assert f"ready at http://127.0.0.1:{port}" in up.stdout
+    log = re.search(r"\(log (.+)\)", up.stdout).group(1)
+    assert "2 worker(s)" in Path(log).read_text()  # --env reached the server
     try:
         again = dogctl(work, "deploy", "--model", str(trained_model), "--port", port)
         assert again.returncode == 2 and "is already up" in again.stderr

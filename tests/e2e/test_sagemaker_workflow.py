@@ -257,12 +257,15 @@ def _prediction(cls: str, p: float = 0.9) -> list[dict]:
 def test_deploy_invoke_evaluate_teardown_on_sagemaker(sagemaker, recording, sample_photos):
     dogctl, work = sagemaker
     model_data = f"s3://{BUCKET}/dogbreed/jobs/x/output/model.tar.gz"
-    out = dogctl("deploy", "--sagemaker", "--name", "dogs-rt", "--model-data", model_data)
+    out = dogctl("deploy", "--sagemaker", "--name", "dogs-rt", "--model-data", model_data,
+                 "--env", "SAGEMAKER_MODEL_SERVER_TIMEOUT=30")
     assert out.returncode == 0, out.stdout + out.stderr
     (model,) = recorded(recording, "CreateModel")
     assert model["ModelName"] == "dogs-rt" and model["ExecutionRoleArn"] == ROLE
     assert model["PrimaryContainer"]["Image"] == IMAGE
     assert model["PrimaryContainer"]["ModelDataUrl"] == model_data
+    # The user's environment, nothing more: serve sizes its workers to the instance.
+    assert model["PrimaryContainer"]["Environment"] == {"SAGEMAKER_MODEL_SERVER_TIMEOUT": "30"}
     (config,) = recorded(recording, "CreateEndpointConfig")
     (variant,) = config["ProductionVariants"]
     assert config["EndpointConfigName"] == "dogs-rt" and variant["ModelName"] == "dogs-rt"
@@ -299,6 +302,11 @@ def test_deploy_invoke_evaluate_teardown_on_sagemaker(sagemaker, recording, samp
     (variant,) = config["ProductionVariants"]
     assert variant["ServerlessConfig"] == {"MemorySizeInMB": 4096, "MaxConcurrency": 3}
     assert "InstanceType" not in variant
+    # One worker (one copy of the model) on serverless, as AWS recommends.
+    model = recorded(recording, "CreateModel")[-1]
+    assert model["PrimaryContainer"].get("Environment") == {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"}
+    bad = dogctl("deploy", "--sagemaker", "--name", "x", "--model-data", model_data, "--env", "1X=2")
+    assert bad.returncode == 2 and "expected NAME=VALUE with a variable name, got '1X=2'" in bad.stderr
 
     for name in ("dogs-rt", "dogs-sls"):
         down = dogctl("teardown", "--sagemaker", "--name", name)
