@@ -24,6 +24,25 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent
 TRAIN = BIN / "train"
+# NVIDIA's NVML as a g4dn host shows it (driver 470, too old for CUDA 13): on PYTHONPATH, it makes
+# train and serve see a GPU that CUDA cannot start on.
+NVML_T4_DRIVER_470 = '''"""A stand-in for pynvml: one Tesla T4 with driver 470."""
+def nvmlInit(): pass
+def nvmlShutdown(): pass
+def nvmlDeviceGetCount(): return 1
+def nvmlSystemGetDriverVersion(): return "470.256.02"
+def nvmlDeviceGetHandleByIndex(index): return index
+def nvmlDeviceGetName(handle): return "Tesla T4"
+'''
+
+
+def with_old_driver(env: dict[str, str], folder: Path) -> dict[str, str]:
+    """``env`` with the stand-in NVML (written to ``folder``) first on PYTHONPATH."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "pynvml.py").write_text(NVML_T4_DRIVER_470)
+    return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(folder), env.get("PYTHONPATH")]))}
+
+
 # Small and fast: 3 classes at 48 px, CPU.
 FAST_HP = {"epochs": "2", "batch_size": "4", "image_size": "48", "pretrained": "false",
            "progress_seconds": "0", "lr": "0.001"}

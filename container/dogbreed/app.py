@@ -14,10 +14,16 @@ from werkzeug.exceptions import HTTPException
 
 from . import payloads
 from .artifact import ArtifactError
+from .hardware import nvidia_gpus
 from .images import ImageError
 from .predictor import Predictor
 
 log = logging.getLogger("dogbreed.serve")
+REQUIRE_GPU_ENV = "DOGBREED_REQUIRE_GPU"  # true: a GPU that CUDA cannot use stops serve
+
+
+class CudaUnusable(RuntimeError):
+    """The host has NVIDIA GPUs that CUDA cannot use, and serving on the CPU is not allowed."""
 DRAIN_LIMIT = 64 * 1024 * 1024  # read and drop at most this much of a refused body
 
 
@@ -28,20 +34,40 @@ class ModelState:
         self.model_dir = Path(model_dir)
         self.predictor: Predictor | None = None
         self.error: str | None = "model not loaded yet"
+        self.cpu_fallback: str | None = None  # why a GPU worker serves on the CPU
         self._lock = threading.Lock()
 
-    def load(self, device: torch.device | None = None) -> None:
+    def load(self, device: torch.device | None = None, *, require_gpu: bool = False) -> None:
+        """Load the model on ``device``; if CUDA cannot start there, on the CPU (with the reason
+        logged and shown by /ping) unless ``require_gpu``, which raises :class:`CudaUnusable`."""
         with self._lock:
             started = time.monotonic()
             try:
-                self.predictor = Predictor(self.model_dir, device)
+                try:
+                    self.predictor = Predictor(self.model_dir, device)
+                except (RuntimeError, AssertionError) as exc:  # CUDA failed to start (driver, libraries)
+                    if device is None or device.type != "cuda":
+                        raise
+                    self._fall_back(exc, require_gpu)
                 self.error = None
             except ArtifactError as exc:  # metadata, classes or weights
                 self.error = str(exc)
                 log.error("model not loaded: %s", exc)
                 return
-            log.info("model loaded from %s on %s: %d classes, %.2fs", self.model_dir,
-                     self.predictor.device, self.predictor.num_classes, time.monotonic() - started)
+            log.info("model loaded from %s on %s: %d classes, %.2fs%s", self.model_dir,
+                     self.predictor.device, self.predictor.num_classes, time.monotonic() - started,
+                     f" (CPU fallback: {self.cpu_fallback})" if self.cpu_fallback else "")
+
+    def _fall_back(self, exc: Exception, require_gpu: bool) -> None:
+        gpus = nvidia_gpus()
+        cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = f"{gpus.cannot_use() if gpus else 'CUDA cannot start'} ({cause})"
+        if require_gpu:
+            raise CudaUnusable(f"{reason}; {REQUIRE_GPU_ENV}=true: not serving on the CPU")
+        log.warning("serve: %s; serving on the CPU instead (%s=true makes this fatal)",
+                    reason, REQUIRE_GPU_ENV)
+        self.cpu_fallback = reason
+        self.predictor = Predictor(self.model_dir, torch.device("cpu"))
 
 
 def _error(status: int, message: str) -> tuple[Response, int]:
@@ -73,7 +99,10 @@ def create_app(state: ModelState) -> Flask:
         predictor = state.predictor
         if predictor is None:
             return _error(503, state.error or "model not loaded")
-        return jsonify({"status": "ok", "classes": predictor.num_classes})
+        health = {"status": "ok", "classes": predictor.num_classes, "device": predictor.device.type}
+        if state.cpu_fallback:
+            health["cpu_fallback"] = state.cpu_fallback
+        return jsonify(health)
 
     @app.post("/invocations")
     def invocations() -> Any:

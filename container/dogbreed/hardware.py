@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -60,11 +61,27 @@ class Placement:
                 f"{self.loader_workers} loader worker(s)")
 
 
-def unusable_gpus() -> str | None:
-    """What NVML sees when CUDA sees no GPU (the driver is there, CUDA cannot use it: too old for
-    this torch's CUDA, or the forward-compatibility libraries missing), else None."""
-    if torch.cuda.is_available():
-        return None
+@dataclass(frozen=True)
+class NvidiaGpus:
+    """The NVIDIA GPUs and driver NVML reports."""
+
+    count: int
+    driver: str
+    names: tuple[str, ...]
+
+    def cannot_use(self) -> str:
+        """Why this torch cannot use them (the one message of train and serve)."""
+        return (f"{self.count} NVIDIA GPU(s) ({', '.join(self.names)}) with driver {self.driver}, but torch "
+                f"{torch.__version__} (CUDA {torch.version.cuda}) cannot use them: the driver is too old "
+                "for this CUDA, or the image's CUDA forward-compatibility libraries are missing")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def nvidia_gpus() -> NvidiaGpus | None:
+    """What NVML sees, without initialising CUDA (safe before forking); None: no driver, no GPU."""
     try:
         import pynvml
 
@@ -75,15 +92,18 @@ def unusable_gpus() -> str | None:
             names = [pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i)) for i in range(count)]
         finally:
             pynvml.nvmlShutdown()
-    except Exception:  # noqa: BLE001 - no NVML, no driver, no GPU: nothing unusable to report
+    except Exception:  # noqa: BLE001 - no NVML, no driver, no GPU: nothing to report
         return None
-    if not count:
+    return NvidiaGpus(count, _text(driver), tuple(_text(n) for n in names)) if count else None
+
+
+def unusable_gpus() -> str | None:
+    """What NVML sees when CUDA sees no GPU (the driver is there, CUDA cannot use it: too old for
+    this torch's CUDA, or the forward-compatibility libraries missing), else None."""
+    if torch.cuda.is_available():
         return None
-    driver = driver.decode() if isinstance(driver, bytes) else driver
-    shown = ", ".join(n.decode() if isinstance(n, bytes) else str(n) for n in names)
-    return (f"{count} NVIDIA GPU(s) ({shown}) with driver {driver}, but torch {torch.__version__} "
-            f"(CUDA {torch.version.cuda}) cannot use them: the driver is too old for this CUDA, or "
-            "the image's CUDA forward-compatibility libraries are missing")
+    gpus = nvidia_gpus()
+    return gpus.cannot_use() if gpus else None
 
 
 def place(local_rank: int, local_size: int, *, amp: bool, workers: int | str,

@@ -8,6 +8,8 @@ SageMaker and its SDK set:
     SAGEMAKER_BIND_TO_PORT           port (default 8080)
     SAGEMAKER_MODEL_SERVER_WORKERS   worker processes (default: 2 per GPU; on CPU, one per 2 cores)
     SAGEMAKER_MODEL_SERVER_TIMEOUT   seconds a request may take (default 60)
+    DOGBREED_REQUIRE_GPU             true: stop when CUDA cannot use the host's GPUs (default:
+                                     serve on the CPU, say why in the log and in /ping)
 
 SIGTERM stops accepting, lets in-flight requests finish and exits within 25 s
 (SageMaker allows 30).
@@ -23,8 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .app import ModelState, create_app
-from .hardware import cpu_count
+from .app import REQUIRE_GPU_ENV, CudaUnusable, ModelState, create_app
+from .hardware import cpu_count, nvidia_gpus
 from .opt_ml import OptML
 
 ENV_PORT = "SAGEMAKER_BIND_TO_PORT"
@@ -33,10 +35,14 @@ ENV_TIMEOUT = "SAGEMAKER_MODEL_SERVER_TIMEOUT"
 THREADS_PER_WORKER = 4  # concurrent requests per worker (decoding overlaps; forwards take turns)
 GRACEFUL_SECONDS = 20
 ACCESS_LOG_FORMAT = '%(h)s "%(r)s" %(s)s %(B)sB %(M)sms'
+WORKER_BOOT_ERROR = 3  # gunicorn's exit code for "Worker failed to boot": the master halts
 
 
 def gpu_count() -> int:
-    """GPUs, asked without initialising CUDA in the master (workers are forked from it)."""
+    """GPUs, counted through NVML without initialising CUDA in the master (workers are forked
+    from it). Whether CUDA can use them is known only in a worker (see ModelState.load)."""
+    if gpus := nvidia_gpus():
+        return gpus.count
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     import torch
 
@@ -61,7 +67,7 @@ def _env_int(name: str, default: int, low: int = 1) -> int:
 
 
 def gunicorn_options(state: ModelState, port: int, workers: int, timeout: int,
-                     gpus: int) -> dict[str, Any]:
+                     gpus: int, require_gpu: bool = False) -> dict[str, Any]:
     cpus = cpu_count()
     started = time.monotonic()
 
@@ -70,7 +76,12 @@ def gunicorn_options(state: ModelState, port: int, workers: int, timeout: int,
         import torch
 
         torch.set_num_threads(max(1, cpus // workers))
-        state.load(torch.device("cuda", worker.age % gpus) if gpus else torch.device("cpu"))
+        try:
+            state.load(torch.device("cuda", worker.age % gpus) if gpus else torch.device("cpu"),
+                       require_gpu=require_gpu)
+        except CudaUnusable as exc:
+            server.log.error("serve: %s", exc)
+            sys.exit(WORKER_BOOT_ERROR)  # gunicorn stops instead of starting workers again
 
     def when_ready(server: Any) -> None:
         server.log.info("serve: listening on port %d, %d worker(s) x %d threads, model %s (%.1fs)",
@@ -118,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     timeout = _env_int(ENV_TIMEOUT, 60)
     state = ModelState(args.model_dir or OptML().model_dir)
     wsgi = create_app(state)
-    options = gunicorn_options(state, port, workers, timeout, gpus)
+    require_gpu = os.environ.get(REQUIRE_GPU_ENV, "").strip().lower() in ("1", "true", "yes")
+    options = gunicorn_options(state, port, workers, timeout, gpus, require_gpu)
 
     class Server(BaseApplication):
         def load_config(self) -> None:

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from local_test.testdata import draw_image
-from tests.helpers import Server, encode, png_bomb, post
+from tests.helpers import Server, encode, png_bomb, post, with_old_driver
 
 pytestmark = pytest.mark.e2e
 
@@ -278,3 +278,32 @@ def test_ready_within_seconds_on_cpu(trained_model, tmp_path):
     # The target is 3 s on an idle 2-core machine (bench/serve_bench.py reports it); this bound only
     # catches a regression such as a per-request model load or a torchvision import.
     assert seconds < 10
+
+
+def test_a_gpu_cuda_cannot_start_on_serves_on_the_cpu_and_says_why(trained_model, tmp_path, photo):
+    # NVML reports a T4 with driver 470 (a g4dn host's default), so each worker tries CUDA, which
+    # cannot start here: the worker must serve on the CPU, not fail to boot.
+    env = with_old_driver({}, tmp_path / "nvml")
+    srv = Server(trained_model, workers=1, env=env, log=tmp_path / "serve.log")
+    try:
+        srv.wait_ready()
+        with urllib.request.urlopen(srv.url + "/ping") as resp:
+            health = json.loads(resp.read())
+        assert health["device"] == "cpu"
+        reason = health["cpu_fallback"]
+        assert reason.startswith("1 NVIDIA GPU(s) (Tesla T4) with driver 470.256.02, but torch ")
+        assert invoke(srv, photo)[0] == 200
+        assert "serving on the CPU instead (DOGBREED_REQUIRE_GPU=true makes this fatal)" in srv.log()
+    finally:
+        srv.stop()
+
+
+def test_the_gpu_can_be_required(trained_model, tmp_path):
+    env = with_old_driver({"DOGBREED_REQUIRE_GPU": "true"}, tmp_path / "nvml")
+    srv = Server(trained_model, workers=1, env=env, log=tmp_path / "serve.log")
+    with pytest.raises(RuntimeError, match="serve exited"):
+        srv.wait_ready()
+    log = srv.log()
+    assert "DOGBREED_REQUIRE_GPU=true: not serving on the CPU" in log and "driver 470.256.02" in log
+    assert srv.proc.returncode != 0
+    srv.stop()

@@ -20,7 +20,15 @@ from torchvision.models import resnet18
 from dogbreed import metrics
 from dogbreed.predictor import Predictor
 from local_test.testdata import make_dataset, write_opt_ml
-from tests.helpers import FAST_HP, TRAIN, failure_reason, read_metadata, run_train, train_until
+from tests.helpers import (
+    FAST_HP,
+    TRAIN,
+    failure_reason,
+    read_metadata,
+    run_train,
+    train_until,
+    with_old_driver,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -342,21 +350,8 @@ def test_evaluation_details_cover_every_image_once(opt_ml, train_env):
         assert details["test"]["accuracy"] == pytest.approx(meta["metrics"]["test_acc"])
 
 
-NVML_T4_DRIVER_470 = '''"""NVIDIA's NVML as a g4dn host shows it: driver 470, too old for CUDA 13."""
-def nvmlInit(): pass
-def nvmlShutdown(): pass
-def nvmlDeviceGetCount(): return 1
-def nvmlSystemGetDriverVersion(): return "470.256.02"
-def nvmlDeviceGetHandleByIndex(index): return index
-def nvmlDeviceGetName(handle): return "Tesla T4"
-'''
-
-
 def test_gpus_that_cuda_cannot_use_fail_the_run_unless_cpu_fallback_is_allowed(opt_ml, train_env, tmp_path):
-    nvml = tmp_path / "nvml"
-    nvml.mkdir()
-    (nvml / "pynvml.py").write_text(NVML_T4_DRIVER_470)
-    env = {**train_env, "PYTHONPATH": os.pathsep.join(filter(None, [str(nvml), train_env.get("PYTHONPATH")]))}
+    env = with_old_driver(train_env, tmp_path / "nvml")
     root = opt_ml({**FAST_HP, "epochs": "1"})
     failed = run_train(root, env)
     assert failed.returncode == 1
