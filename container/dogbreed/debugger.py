@@ -7,8 +7,8 @@ fails at any point, training carries on after one warning.
 
 :func:`collections` is the one definition of what is saved: the local
 configuration (:func:`hook_config`) and the SageMaker DebugHookConfig built by
-the orchestration both come from it. Big tensors are saved as a few scalars
-each (smdebug's reductions), never in full: a run's tensors take megabytes,
+the orchestration both come from it. Big tensors are saved as two or three
+scalars each (smdebug's reductions), never in full: a run's tensors take megabytes,
 not gigabytes (a full save of ResNet18's weights and gradients is 94 MB).
 """
 
@@ -31,9 +31,12 @@ log = logging.getLogger(__name__)
 TENSORS_DIR = "tensors"  # under /opt/ml/output, SageMaker's default LocalPath
 NEVER = {"eval.start_step": "1", "eval.save_interval": "1000000000"}  # nothing in EVAL mode
 DEBUG_SAVES = 8  # saves after the first ten steps, unless an interval is given
-# What each big tensor is saved as, what the rules read: min and max (NaN and infinities propagate
-# into them: ExplodingTensor), mean |x| (VanishingGradient), variance (PoorWeightInitialization).
-REDUCTIONS = "min,max,abs_mean,variance"
+# What each big tensor is saved as: the scalars the rules read, no more (each costs a record per
+# tensor and save). Min and max: NaN propagates into both, an infinity into one (ExplodingTensor);
+# mean |gradient| (VanishingGradient); variance of ReLU inputs (PoorWeightInitialization).
+EXTREMES = "min,max"
+REDUCTIONS = {"weights": EXTREMES, "biases": EXTREMES, "gradients": f"{EXTREMES},abs_mean",
+              "relu_input": f"{EXTREMES},variance"}
 GRADIENT_SAMPLE = "sampled_gradients"  # collection (and tensor name) of the gradient sample
 SAMPLE_SIZE = 65_536  # gradient values in the sample: 256 KB a step
 
@@ -52,10 +55,10 @@ def collections(interval: int, first_steps: int = 10) -> dict[str, dict[str, str
     periodic = {"train.save_interval": str(interval), "train.save_steps": first, **NEVER}
     at_start = {"train.save_steps": first, "train.save_interval": "1000000000", **NEVER}
     return {
-        "weights": {**periodic, "reductions": REDUCTIONS},
-        "biases": {**periodic, "reductions": REDUCTIONS},
-        "gradients": {**periodic, "reductions": REDUCTIONS},
-        "relu_input": {"include_regex": ".*relu_input", **at_start, "reductions": REDUCTIONS},
+        "weights": {**periodic, "reductions": REDUCTIONS["weights"]},
+        "biases": {**periodic, "reductions": REDUCTIONS["biases"]},
+        "gradients": {**periodic, "reductions": REDUCTIONS["gradients"]},
+        "relu_input": {"include_regex": ".*relu_input", **at_start, "reductions": REDUCTIONS["relu_input"]},
         GRADIENT_SAMPLE: {"include_regex": f"^{GRADIENT_SAMPLE}", **at_start},  # values, no reductions
         "losses": {"save_interval": "1"},
     }

@@ -13,11 +13,11 @@ the trend rules compare means, over windows of ``num_steps`` steps
 (LossNotDecreasing) or over each training epoch and each evaluation
 (Overfit, Overtraining), rather than single noisy batches.
 
-Weights, gradients and ReLU inputs are saved as reductions (min, max, mean |x|,
-variance: :data:`dogbreed.debugger.REDUCTIONS`), not in full; the rules read those
-reduction values, which smdebug computes from the full tensor instead in a job saved
-in full, so older jobs give the same verdicts. PoorWeightInitialization's gradient
-percentiles come from the job's fixed sample of gradient values.
+Weights, gradients and ReLU inputs are saved as reductions, not in full (min and
+max; mean |gradient|; the ReLU inputs' variance: :data:`dogbreed.debugger.REDUCTIONS`).
+The rules read those reduction values, which smdebug computes from the full tensor
+in a job saved in full, so older jobs give the same verdicts. PoorWeightInitialization's
+gradient percentiles come from the job's fixed sample of gradient values.
 
 Each rule gives a verdict (issues found / no issues found / not enough data) with
 its evidence (step, tensor, value) and what to do about it; the verdict types are

@@ -86,10 +86,14 @@ def test_the_tensors_stay_within_a_budget_set_by_the_configuration(debug_job):
     would take 94 MB a save."""
     root, _ = debug_job
     tensors = root / "output" / "tensors"
-    big = 2 * len(list(resnet18().parameters())) + 17  # weights and biases, gradients, ReLU inputs
+    scalars = {c: len(r.split(",")) for c, r in REDUCTIONS.items()}
+    assert scalars["weights"] == scalars["biases"]
+    # A record per reduction of each weight or bias, gradient and ReLU input.
+    records = len(list(resnet18().parameters())) * (scalars["weights"] + scalars["gradients"]) \
+        + 17 * scalars["relu_input"]
     steps = len(list((tensors / "events").iterdir()))  # each step's loss has its own event file
     scalar, per_step = 512, 1024  # bytes: one record and its index entry; a step's two files
-    budget = (DEBUG_FIRST_STEPS * (big * len(REDUCTIONS.split(",")) * scalar + 4 * SAMPLE_SIZE)
+    budget = (DEBUG_FIRST_STEPS * (records * scalar + 4 * SAMPLE_SIZE)
               + steps * (scalar + per_step))
     size = sum(f.stat().st_size for f in tensors.rglob("*") if f.is_file())
     assert size < budget < 3_000_000, (size, budget)
