@@ -220,8 +220,9 @@ class DebugHook:
     def save_gradient_sample(self) -> None:
         """After the backward pass: the gradient sample, at the steps that save it (0-9)."""
         def do() -> None:
-            if self._sample is not None and self._hook.should_save_tensor_or_collection(GRADIENT_SAMPLE,
-                                                                            GRADIENT_SAMPLE):
+            if self._sample is None:
+                return
+            if self._hook.should_save_tensor_or_collection(GRADIENT_SAMPLE, GRADIENT_SAMPLE):
                 self._hook.record_tensor_value(GRADIENT_SAMPLE, self._sample.values())
 
         self._call("save_gradient_sample", do)
