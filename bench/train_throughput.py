@@ -31,15 +31,18 @@ from dogbreed.loader import ImageFolder, collate
 from dogbreed.preprocess import decode_side, train_transform
 from dogbreed.profiler import StepTimer, SystemMonitor
 
-FULL_SAVES = 10  # steps 0-9, as the debugger configuration saves them
+FIRST_SAVES = 10  # steps 0-9, as the debugger configuration saves them
 
 
 def step_fn(model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn.Module,
-            timer: StepTimer | None = None) -> Callable[[torch.Tensor, torch.Tensor], None]:
+            timer: StepTimer | None = None,
+            hook: DebugHook | None = None) -> Callable[[torch.Tensor, torch.Tensor], None]:
     def step(images: torch.Tensor, labels: torch.Tensor) -> None:
         loss = criterion(model(images), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if hook is not None:
+            hook.save_gradient_sample()
         optimizer.step()
 
     def timed(images: torch.Tensor, labels: torch.Tensor) -> None:
@@ -104,9 +107,10 @@ def main() -> None:
     pipeline = n * len(times) / sum(times)
 
     with tempfile.TemporaryDirectory() as tmp:
-        # What a debugger-on run saves (`dogctl train --local`): weights, biases and gradients in
-        # full at steps 0-9 (then every N steps), ReLU inputs at steps 0-9, the loss at every
-        # step; the system monitor samples every 500 ms and every step is timed.
+        # What a debugger-on run saves (`dogctl train --local`): reductions of weights, biases and
+        # gradients at steps 0-9 (then every N steps), of ReLU inputs at steps 0-9, the gradient
+        # sample at steps 0-9, the loss at every step; the system monitor samples every 500 ms and
+        # every step is timed.
         config = Path(tmp) / "debughookconfig.json"
         config.write_text(json.dumps(hook_config(Path(tmp) / "tensors", 1_000_000)))
         hook = DebugHook.from_config(config)
@@ -116,23 +120,23 @@ def main() -> None:
         monitor = SystemMonitor(Path(tmp) / "profiler", 0.5, "algo-1")
         monitor.start()
         timer.begin(0)
-        debug_step = step_fn(model, torch.optim.AdamW(model.parameters(), lr=1e-3), criterion, timer)
-        times = step_times(loader(FULL_SAVES + args.warmup + args.batches), debug_step)
+        debug_step = step_fn(model, torch.optim.AdamW(model.parameters(), lr=1e-3), criterion, timer, hook)
+        times = step_times(loader(FIRST_SAVES + args.warmup + args.batches), debug_step)
         monitor.stop()
         timer.flush()
         hook.close()
         saved_mb = sum(f.stat().st_size for f in Path(tmp, "tensors").rglob("*") if f.is_file()) / 1e6
-    steady = times[FULL_SAVES + args.warmup:]
+    steady = times[FIRST_SAVES + args.warmup:]
     debugged = n * len(steady) / sum(steady)
-    per_save = sum(times[:FULL_SAVES]) / FULL_SAVES - sum(steady) / len(steady)
+    per_save = sum(times[:FIRST_SAVES]) / FIRST_SAVES - sum(steady) / len(steady)
 
     print(f"ResNet18 training step, {n} x {size}px, {placement.describe()}")
     print(f"{'configuration':<48} {'images/s':>9} {'ratio':>6}")
     print(f"{'model only (tensors in memory)':<48} {model_only:>9.1f} {1.0:>6.2f}")
     print(f"{'real photos through the loader':<48} {pipeline:>9.1f} {pipeline / model_only:>6.2f}")
     print(f"{'loader + Debugger hook (loss) + profiler':<48} {debugged:>9.1f} {debugged / model_only:>6.2f}")
-    print(f"a full save (weights, biases, gradients, ReLU inputs) adds {per_save:.2f} s to its step; "
-          f"{FULL_SAVES} saves wrote {saved_mb:.0f} MB")
+    print(f"a save at steps 0-9 (reductions of weights, biases, gradients, ReLU inputs; the gradient "
+          f"sample) adds {per_save:.2f} s to its step; {FIRST_SAVES} saves wrote {saved_mb:.1f} MB")
 
 
 if __name__ == "__main__":

@@ -272,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-debugger", dest="debugger", action="store_const", const="off",
                    help="the same as --debugger off")
     p.add_argument("--debug-interval", type=int, metavar="STEPS",
-                   help="save weights and gradients every STEPS training steps "
+                   help="save the reductions of weights and gradients every STEPS training steps "
                         "(default: about 8 times in the run)")
     runner_options(p)
     p.add_argument("--sagemaker", action="store_true",

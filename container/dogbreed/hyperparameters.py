@@ -106,8 +106,8 @@ class Hyperparameters:
                         "with no SageMaker Debugger service (`dogctl train --sagemaker` sets it): "
                         "tensors stay in the container, verdicts and report go to output/data. "
                         "A DebugHookConfig from SageMaker wins.")
-    debug_interval: int = hp(0, "With debugger: training steps between full saves of weights "
-                             "and gradients (0: about 8 in the run).", low=0, high=10**9)
+    debug_interval: int = hp(0, "With debugger: training steps between saves of the weights' and "
+                             "gradients' reductions (0: about 8 in the run).", low=0, high=10**9)
     profiler_interval_ms: int = hp(500, "System profile sampling interval in ms, and step "
                                    "timings (0: off). On SageMaker, profilerconfig.json decides.",
                                    low=0, high=60000)

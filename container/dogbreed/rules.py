@@ -13,6 +13,12 @@ the trend rules compare means, over windows of ``num_steps`` steps
 (LossNotDecreasing) or over each training epoch and each evaluation
 (Overfit, Overtraining), rather than single noisy batches.
 
+Weights, gradients and ReLU inputs are saved as reductions, not in full (min and
+max; mean |gradient|; the ReLU inputs' variance: :data:`dogbreed.debugger.REDUCTIONS`).
+The rules read those reduction values, which smdebug computes from the full tensor
+in a job saved in full, so older jobs give the same verdicts. PoorWeightInitialization's
+gradient percentiles come from the job's fixed sample of gradient values.
+
 Each rule gives a verdict (issues found / no issues found / not enough data) with
 its evidence (step, tensor, value) and what to do about it; the verdict types are
 in :mod:`dogbreed.verdicts`. This module imports smdebug: import it only to run rules.
@@ -30,6 +36,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
+from .debugger import GRADIENT_SAMPLE
 from .jobdir import JobDir
 from .verdicts import ISSUES, NO_ISSUES, NOT_ENOUGH, RULE_NAMES, Finding, RuleResult, save_verdicts
 
@@ -37,6 +44,7 @@ from .verdicts import ISSUES, NO_ISSUES, NOT_ENOUGH, RULE_NAMES, Finding, RuleRe
 os.environ.setdefault("SMDEBUG_LOG_LEVEL", "warning")
 
 from smdebug.core.modes import ModeKeys
+from smdebug.exceptions import TensorUnavailableForStep
 from smdebug.profiler.system_metrics_reader import LocalSystemMetricsReader
 from smdebug.rules import Rule, invoke_rule
 from smdebug.trials import create_trial
@@ -109,6 +117,8 @@ class TrialRule(Rule):
         return self.base_trial.mode(step), self.base_trial.mode_step(step)
 
     def names(self, collection: str | None = None, regex: str | None = None) -> list[str]:
+        if collection and collection not in self.base_trial.collections():
+            return []  # e.g. the gradient sample in a job saved before it existed
         names = (self.base_trial.tensor_names(collection=collection) if collection
                  else self.base_trial.tensor_names())
         return [n for n in names if regex is None or re.match(regex, n)]
@@ -120,6 +130,17 @@ class TrialRule(Rule):
 
     def value(self, name: str, step: int) -> np.ndarray:
         return np.asarray(self.base_trial.tensor(name).value(step), dtype=np.float64)
+
+    def reduction(self, name: str, step: int, reduction: str, abs: bool = False) -> float:
+        """A saved reduction of a tensor (or, for a tensor saved in full, computed from it)."""
+        return float(self.base_trial.tensor(name).reduction_value(step, reduction, abs=abs))
+
+    def full_value(self, name: str, step: int) -> np.ndarray | None:
+        """The tensor's values, None when only its reductions were saved."""
+        try:
+            return self.value(name, step)
+        except TensorUnavailableForStep:
+            return None
 
 
 class VanishingGradient(TrialRule):
@@ -136,7 +157,7 @@ class VanishingGradient(TrialRule):
             if not self.at(name, step):
                 continue
             self.datapoints += 1
-            mean_abs = float(np.mean(np.abs(self.value(name, step))))
+            mean_abs = self.reduction(name, step, "mean", abs=True)
             if mean_abs < self.params["threshold"]:
                 hit = self.found(Finding(f"mean |gradient| of {name} is {mean_abs:.3g}, below "
                                          f"{self.params['threshold']:g}", mode_step, mode.name,
@@ -146,7 +167,8 @@ class VanishingGradient(TrialRule):
 
 class ExplodingTensor(TrialRule):
     NAME, DOC = "ExplodingTensor", "exploding-tensor.html"
-    CHECKS = "NaN or infinite values in every saved tensor (weights, gradients, losses...)"
+    CHECKS = ("NaN or infinite values in every saved tensor (weights, gradients, losses...), "
+              "through its minimum and maximum")
     DEFAULTS = {"collection_names": None, "tensor_regex": None, "only_nan": False}
     ADVICE = ("NaN or infinite values: lower lr (and the tuner's upper bound), keep amp's loss "
               "scaling on, and check the inputs for corrupt values.")
@@ -165,18 +187,20 @@ class ExplodingTensor(TrialRule):
             if not self.at(name, step):
                 continue
             self.datapoints += 1
-            values = self.value(name, step)
-            bad = np.isnan(values) if self.params["only_nan"] else ~np.isfinite(values)
+            # NaN propagates into both, an infinity into one: they flag any non-finite value.
+            extremes = np.array([self.reduction(name, step, "min"), self.reduction(name, step, "max")])
+            bad = np.isnan(extremes) if self.params["only_nan"] else ~np.isfinite(extremes)
             if bad.any():
-                hit = self.found(Finding(f"{int(bad.sum())} non-finite value(s) in {name}",
-                                         mode_step, mode.name, name, float(bad.mean())))
+                hit = self.found(Finding(f"non-finite value(s) in {name} (min {extremes[0]:g}, "
+                                         f"max {extremes[1]:g})", mode_step, mode.name, name))
         return hit
 
 
 class PoorWeightInitialization(TrialRule):
     NAME, DOC = "PoorWeightInitialization", "poor-weight-initialization.html"
     CHECKS = ("first `steps` training steps: variance ratio of the ReLU inputs across layers, "
-              "spread of the gradients, and a loss that does not improve for `patience` steps")
+              "spread of the gradients (a fixed sample of all their values), and a loss that does "
+              "not improve for `patience` steps")
     DEFAULTS = {"activation_inputs_regex": ".*relu_input", "threshold": 10.0,
                 "distribution_range": 0.001, "patience": 5, "steps": 10}
     ADVICE = ("Activation variance differs widely across layers, gradients are all alike, or the "
@@ -194,14 +218,23 @@ class PoorWeightInitialization(TrialRule):
         if mode != ModeKeys.TRAIN or mode_step >= self.params["steps"]:
             return False
         inputs = self.names(regex=self.params["activation_inputs_regex"])
-        variances = {n: float(np.var(self.value(n, step))) for n in inputs if self.at(n, step)}
-        grads = [self.value(n, step).ravel() for n in self.names("gradients") if self.at(n, step)]
+        variances = {n: self.reduction(n, step, "variance") for n in inputs if self.at(n, step)}
+        grads = self._gradient_values(step)
         hit = self._check_variances(variances, mode_step)
         hit = self._check_gradients(grads, mode_step) or hit
         self.losses += [(mode_step, float(self.value(n, step)))
                         for n in self.names("losses") if self.at(n, step)]
         self.datapoints += bool(variances or grads)
         return hit
+
+    def _gradient_values(self, step: int) -> list[np.ndarray]:
+        """The job's gradient sample at ``step``; in a job saved before the sample existed, its
+        gradients in full."""
+        sample = [self.value(n, step).ravel() for n in self.names(GRADIENT_SAMPLE) if self.at(n, step)]
+        if sample or GRADIENT_SAMPLE in self.base_trial.collections():
+            return sample
+        full = (self.full_value(n, step) for n in self.names("gradients") if self.at(n, step))
+        return [v.ravel() for v in full if v is not None]
 
     def _check_variances(self, variances: dict[str, float], mode_step: int) -> bool:
         """The ReLU inputs' variances differ by more than ``threshold`` times across layers."""

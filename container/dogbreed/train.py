@@ -245,6 +245,7 @@ class Trainer:
                     loss = self.criterion(logits, labels)
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()
+                self.hook.save_gradient_sample()
                 timer.mark("backward")
                 self.scaler.step(self.optimizer)
                 self.scaler.update()

@@ -18,6 +18,7 @@ from PIL import Image
 from torchvision.models import resnet18
 
 from dogbreed import report
+from dogbreed.debugger import GRADIENT_SAMPLE, REDUCTIONS, SAMPLE_SIZE
 from dogbreed.jobdir import JobDir
 from dogbreed.verdicts import ISSUES, NO_ISSUES, NOT_ENOUGH, RULE_NAMES
 from local_test.testdata import make_dataset, write_opt_ml
@@ -25,11 +26,12 @@ from tests.helpers import BIN, FAST_HP, Server, post, run_train
 
 pytestmark = pytest.mark.e2e
 SMALL = {**FAST_HP, "image_size": "32"}
+DEBUG_FIRST_STEPS = 3
 
 
 def debug_run(root: Path, data: Path, hp: dict[str, str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    """A `train` run with the debugger on (full tensors at steps 0-2 only: small and quick)."""
-    write_opt_ml(root, data, hp, debug_interval=1_000_000, debug_first_steps=3)
+    """A `train` run with the debugger on (weights, gradients... at steps 0-2 only: quick)."""
+    write_opt_ml(root, data, hp, debug_interval=1_000_000, debug_first_steps=DEBUG_FIRST_STEPS)
     return run_train(root, env)
 
 
@@ -74,6 +76,27 @@ def test_tensors_are_saved_in_train_and_eval_modes(debug_job):
     assert len(trial.tensor(loss).steps(mode=ModeKeys.TRAIN)) == 12  # 2 epochs x 6 steps
     assert len(trial.tensor(loss).steps(mode=ModeKeys.EVAL)) >= 6  # validation and test batches
     assert len(trial.tensor_names(collection="relu_input")) == 17
+    (sample,) = trial.tensor_names(collection=GRADIENT_SAMPLE)
+    assert trial.tensor(sample).steps(mode=ModeKeys.TRAIN) == [0, 1, 2]
+
+
+def test_the_tensors_stay_within_a_budget_set_by_the_configuration(debug_job):
+    """Reductions, not tensors: a few scalars per tensor and save, the gradient sample at the
+    first steps and one loss per step. Saved in full, ResNet18's weights and gradients alone
+    would take 94 MB a save."""
+    root, _ = debug_job
+    tensors = root / "output" / "tensors"
+    scalars = {c: len(r.split(",")) for c, r in REDUCTIONS.items()}
+    assert scalars["weights"] == scalars["biases"]
+    # A record per reduction of each weight or bias, gradient and ReLU input.
+    records = len(list(resnet18().parameters())) * (scalars["weights"] + scalars["gradients"]) \
+        + 17 * scalars["relu_input"]
+    steps = len(list((tensors / "events").iterdir()))  # each step's loss has its own event file
+    scalar, per_step = 512, 1024  # bytes: one record and its index entry; a step's two files
+    budget = (DEBUG_FIRST_STEPS * (records * scalar + 4 * SAMPLE_SIZE)
+              + steps * (scalar + per_step))
+    size = sum(f.stat().st_size for f in tensors.rglob("*") if f.is_file())
+    assert size < budget < 3_000_000, (size, budget)
 
 
 def test_every_rule_gives_a_verdict_logged_and_saved(debug_job):
@@ -172,7 +195,7 @@ def test_the_debugger_hyperparameter_runs_the_analysis_in_the_job(opt_ml, train_
     assert not (root / "input" / "config" / "debughookconfig.json").exists()
     result = run_train(root, train_env)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "debugger: in this job (debugger=true): full tensors at steps 0-9 and every 4 steps" \
+    assert "debugger: in this job (debugger=true): tensor reductions at steps 0-9 and every 4 steps" \
         in result.stdout
     assert any((root / "output" / "tensors").rglob("*.tfevents"))  # SageMaker does not upload these
     data = root / "output" / "data"

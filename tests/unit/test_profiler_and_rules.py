@@ -5,11 +5,21 @@ import time
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from dogbreed import evaluation, rules
 from dogbreed.artifact import ModelArtifact, ModelMetadata, Preprocessing
-from dogbreed.debugger import collections, hook_config
+from dogbreed.debugger import (
+    GRADIENT_SAMPLE,
+    REDUCTIONS,
+    SAMPLE_SIZE,
+    DebugHook,
+    GradientSample,
+    collections,
+    hook_config,
+)
 from dogbreed.hyperparameters import DEFAULTS
 from dogbreed.profiler import STEPS_FILE, ProfilerSettings, StepTimer, SystemMonitor
 from dogbreed.report import TUNING_FILE, write_report
@@ -67,12 +77,108 @@ def test_step_timer(tmp_path):
 def test_hook_config_saves_big_tensors_in_training_only():
     config = hook_config(Path("/x"), interval=50, first_steps=3)
     by_name = {c["CollectionName"]: c["CollectionParameters"] for c in config["CollectionConfigurations"]}
-    assert set(by_name) == {"weights", "biases", "gradients", "relu_input", "losses"}
+    assert set(by_name) == {"weights", "biases", "gradients", "relu_input", GRADIENT_SAMPLE, "losses"}
     assert by_name["gradients"]["train.save_steps"] == "0,1,2"
     assert by_name["gradients"]["train.save_interval"] == "50"
     assert by_name["weights"]["eval.start_step"] == "1"
     assert by_name["losses"] == {"save_interval": "1"}
     assert collections(100)["relu_input"]["include_regex"] == ".*relu_input"
+    # Big tensors as reductions only (smdebug's save_raw_tensor defaults to false), the sample as is.
+    for name in ("weights", "biases", "gradients", "relu_input"):
+        assert by_name[name]["reductions"] == REDUCTIONS[name] and "save_raw_tensor" not in by_name[name]
+    assert "reductions" not in by_name[GRADIENT_SAMPLE]
+    assert by_name[GRADIENT_SAMPLE]["train.save_steps"] == by_name["relu_input"]["train.save_steps"]
+
+
+def test_the_gradient_sample_is_fixed_and_uniform():
+    params = [torch.zeros(1000, requires_grad=True), torch.zeros(3, 3, requires_grad=True),
+              torch.zeros(9000, requires_grad=True)]
+    for i, p in enumerate(params):
+        p.grad = torch.full_like(p, float(i))
+    sample = GradientSample(params, size=4000).values()
+    again = GradientSample(params, size=4000).values()
+    assert sample.shape == (4000,) and torch.equal(sample, again)
+    # Each tensor's share of the sample is its share of all the values (1000, 9 and 9000 of 10009).
+    shares = np.bincount(sample.int().numpy(), minlength=3) / 4000
+    assert np.allclose(shares, [1000 / 10009, 9 / 10009, 9000 / 10009], atol=0.02)
+    params[1].grad = None  # a parameter without a gradient is left out
+    assert (GradientSample(params, size=4000).values() != 1).all()
+
+
+class TinyNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.relu = torch.nn.ReLU()
+        self.fc = torch.nn.Linear(4 * 6 * 6, 2)
+
+    def forward(self, x):
+        return self.fc(self.relu(self.conv(x)).flatten(1))
+
+
+def hooked_steps(folder: Path, steps: int, first_steps: int, poison_at: int | None = None) -> Path:
+    """``steps`` training steps of a tiny model under the job's hook configuration; at step
+    ``poison_at``, one weight becomes NaN before the step."""
+
+    tensors = folder / "tensors"
+    config = folder / "debughookconfig.json"
+    folder.mkdir(parents=True, exist_ok=True)
+    config.write_text(json.dumps(hook_config(tensors, interval=4, first_steps=first_steps)))
+    torch.manual_seed(0)
+    model, loss_fn = TinyNet(), torch.nn.CrossEntropyLoss()
+    hook = DebugHook.from_config(config)
+    hook.register(model, loss_fn)
+    hook.train_mode()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    for step in range(steps):
+        if step == poison_at:
+            with torch.no_grad():
+                model.fc.weight[0, 0] = float("nan")
+        loss = loss_fn(model(torch.randn(5, 3, 8, 8)), torch.tensor([0, 1, 0, 1, 1]))
+        opt.zero_grad()
+        loss.backward()
+        hook.save_gradient_sample()
+        opt.step()
+    assert hook.active
+    hook.close()
+    return tensors
+
+
+def test_the_hook_saves_reductions_and_the_gradient_sample(tmp_path):
+    from smdebug.core.modes import ModeKeys
+    from smdebug.exceptions import TensorUnavailableForStep
+    from smdebug.trials import create_trial
+
+    trial = create_trial(str(hooked_steps(tmp_path, steps=10, first_steps=3)))
+    (grad,) = [n for n in trial.tensor_names(collection="gradients") if n.endswith("fc.weight")]
+    tensor = trial.tensor(grad)
+    assert tensor.steps(mode=ModeKeys.TRAIN) == [0, 1, 2, 4, 8]  # steps 0-2, then every 4
+    with pytest.raises(TensorUnavailableForStep):
+        tensor.value(0)  # not saved in full
+    assert set(tensor.reduction_values(0)) == {("min", False), ("max", False), ("mean", True)}
+    assert len(trial.tensor_names(collection="relu_input")) == 1
+    (sample,) = trial.tensor_names(collection=GRADIENT_SAMPLE)
+    assert trial.tensor(sample).steps() == [0, 1, 2]
+    # Drawn with replacement: the sample is SAMPLE_SIZE values even from a tiny model.
+    values = trial.tensor(sample).value(0)
+    assert values.shape == (SAMPLE_SIZE,) and np.isfinite(values).all()
+
+
+def test_tensor_rules_read_reductions(tmp_path):
+    """VanishingGradient, ExplodingTensor and PoorWeightInitialization on a job saved as reductions;
+    a NaN weight at step 2 is caught through its saved minimum and maximum."""
+    clean = rules_of(hooked_steps(tmp_path / "clean", steps=10, first_steps=3))
+    assert clean["VanishingGradient"].verdict == NO_ISSUES
+    assert clean["ExplodingTensor"].verdict == NO_ISSUES
+    assert clean["PoorWeightInitialization"].verdict != NOT_ENOUGH  # relu variances and the sample
+    poisoned = rules_of(hooked_steps(tmp_path / "nan", steps=4, first_steps=3, poison_at=2))
+    result = poisoned["ExplodingTensor"]
+    assert result.verdict == ISSUES and "non-finite" in result.summary
+    assert {f.step for f in result.evidence} >= {2} and any("fc.weight" in f.tensor for f in result.evidence)
+
+
+def rules_of(tensors: Path) -> dict[str, RuleResult]:
+    return {name: rules._tensor_rule(name, cls, tensors) for name, cls in rules.RULES.items()}
 
 
 def write_gpu_metrics(folder: Path, values: list[float], start: float = 1_700_000_000.0) -> None:
