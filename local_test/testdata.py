@@ -74,13 +74,14 @@ def make_dataset(root: Path, *, classes: int = 3, per_class: int = 8, size: int 
 def write_opt_ml(root: Path, dataset: Path, hyperparameters: dict[str, str] | None = None, *,
                  hosts: tuple[str, ...] = ("algo-1",), current_host: str = "algo-1",
                  copy: bool = False, debug_interval: int | None = None,
-                 debug_first_steps: int = 10) -> Path:
+                 debug_first_steps: int = 10, debug_full: bool = False) -> Path:
     """An /opt/ml tree under ``root`` whose channels link to (or, with ``copy``, hold)
-    ``dataset``'s splits; with ``debug_interval``, the debugger on (tensors in output/tensors)."""
+    ``dataset``'s splits; with ``debug_interval``, the debugger on (tensors in output/tensors;
+    ``debug_full``: whole tensors, as ``--debugger managed`` configures SageMaker's hook)."""
     channels = {s: dataset / s for s in SPLITS if (dataset / s).is_dir()}
     opt = OptML(root)
-    hook = (None if debug_interval is None
-            else hook_config(opt.output_dir / TENSORS_DIR, debug_interval, debug_first_steps))
+    hook = (None if debug_interval is None else
+            hook_config(opt.output_dir / TENSORS_DIR, debug_interval, debug_first_steps, full=debug_full))
     opt.write_inputs(channels, hyperparameters or {}, hosts=hosts, current_host=current_host,
                      copy=copy, debug_hook=hook)
     return root

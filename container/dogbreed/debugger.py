@@ -41,8 +41,12 @@ GRADIENT_SAMPLE = "sampled_gradients"  # collection (and tensor name) of the gra
 SAMPLE_SIZE = 65_536  # gradient values in the sample: 256 KB a step
 
 
-def collections(interval: int, first_steps: int = 10) -> dict[str, dict[str, str]]:
+def collections(interval: int, first_steps: int = 10, *, full: bool = False) -> dict[str, dict[str, str]]:
     """Collection name -> CollectionParameters.
+
+    ``full``: weights, biases, gradients and ReLU inputs saved whole, not reduced, at the same
+    steps: for SageMaker's managed rule containers (``--debugger managed``), whose code expects
+    whole tensors; the in-container rules read either.
 
     Weights, biases and gradients: their :data:`REDUCTIONS` at the first ``first_steps``
     training steps (PoorWeightInitialization looks at steps 0-9) and every ``interval``
@@ -54,24 +58,29 @@ def collections(interval: int, first_steps: int = 10) -> dict[str, dict[str, str
     first = ",".join(str(i) for i in range(first_steps))
     periodic = {"train.save_interval": str(interval), "train.save_steps": first, **NEVER}
     at_start = {"train.save_steps": first, "train.save_interval": "1000000000", **NEVER}
+    def reduced(name: str) -> dict[str, str]:
+        return {} if full else {"reductions": REDUCTIONS[name]}
+
     return {
-        "weights": {**periodic, "reductions": REDUCTIONS["weights"]},
-        "biases": {**periodic, "reductions": REDUCTIONS["biases"]},
-        "gradients": {**periodic, "reductions": REDUCTIONS["gradients"]},
-        "relu_input": {"include_regex": ".*relu_input", **at_start, "reductions": REDUCTIONS["relu_input"]},
+        "weights": {**periodic, **reduced("weights")},
+        "biases": {**periodic, **reduced("biases")},
+        "gradients": {**periodic, **reduced("gradients")},
+        "relu_input": {"include_regex": ".*relu_input", **at_start, **reduced("relu_input")},
         GRADIENT_SAMPLE: {"include_regex": f"^{GRADIENT_SAMPLE}", **at_start},  # values, no reductions
         "losses": {"save_interval": "1"},
     }
 
 
-def hook_config(local_path: Path, interval: int = 100, first_steps: int = 10) -> dict[str, Any]:
-    """A debughookconfig.json like the one SageMaker writes, for local runs."""
+def hook_config(local_path: Path, interval: int = 100, first_steps: int = 10, *,
+                full: bool = False) -> dict[str, Any]:
+    """A debughookconfig.json like the one SageMaker writes, for local runs (``full``: the
+    managed path's, with whole tensors)."""
     return {
         "LocalPath": str(local_path),
         "HookParameters": {},
         "CollectionConfigurations": [
             {"CollectionName": name, "CollectionParameters": params}
-            for name, params in collections(interval, first_steps).items()
+            for name, params in collections(interval, first_steps, full=full).items()
         ],
     }
 

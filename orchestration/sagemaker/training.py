@@ -61,9 +61,11 @@ def session(settings: Settings) -> Any:
 
 
 def collection_configs(interval: int = DEBUG_SAVE_INTERVAL) -> list[Any]:
+    """The managed path's collections: whole tensors, which SageMaker's rule containers expect."""
     from sagemaker.debugger import CollectionConfig
 
-    return [CollectionConfig(name=name, parameters=params) for name, params in collections(interval).items()]
+    return [CollectionConfig(name=name, parameters=params)
+            for name, params in collections(interval, full=True).items()]
 
 
 def debugger_config(s3_output: str, interval: int = DEBUG_SAVE_INTERVAL) -> Any:

@@ -29,9 +29,12 @@ SMALL = {**FAST_HP, "image_size": "32"}
 DEBUG_FIRST_STEPS = 3
 
 
-def debug_run(root: Path, data: Path, hp: dict[str, str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    """A `train` run with the debugger on (weights, gradients... at steps 0-2 only: quick)."""
-    write_opt_ml(root, data, hp, debug_interval=1_000_000, debug_first_steps=DEBUG_FIRST_STEPS)
+def debug_run(root: Path, data: Path, hp: dict[str, str], env: dict[str, str],
+              full: bool = False) -> subprocess.CompletedProcess:
+    """A `train` run with the debugger on (weights, gradients... at steps 0-2 only: quick;
+    ``full``: whole tensors, as a ``--debugger managed`` job saves them)."""
+    write_opt_ml(root, data, hp, debug_interval=1_000_000, debug_first_steps=DEBUG_FIRST_STEPS,
+                 debug_full=full)
     return run_train(root, env)
 
 
@@ -223,13 +226,14 @@ def test_a_broken_debugger_never_costs_the_run(opt_ml, train_env):
 
 
 @pytest.mark.slow
-def test_poor_initialisation_and_vanishing_gradients_fire_on_zero_weights(tmp_path):
+@pytest.mark.parametrize("full", [False, True], ids=["reductions", "whole-tensors"])
+def test_poor_initialisation_and_vanishing_gradients_fire_on_zero_weights(tmp_path, full):
     import os
 
     data = make_dataset(tmp_path / "d", classes=3, per_class=8, size=32)
     env = {**os.environ, **standin_with(tmp_path / "zero.pth", 0.0)}
     root = tmp_path / "opt_ml"
-    run = debug_run(root, data, {**SMALL, "pretrained": "true"}, env)
+    run = debug_run(root, data, {**SMALL, "pretrained": "true"}, env, full=full)
     assert run.returncode == 0, run.stdout + run.stderr
     found = verdicts(root, run)
     assert found["PoorWeightInitialization"]["verdict"] == ISSUES

@@ -59,9 +59,12 @@ def test_managed_debugger_carries_hook_profiler_rules_checkpoints_and_spot(recor
 
     hook = request["DebugHookConfig"]
     assert hook["S3OutputPath"] == "s3://dogbreed-jobs/dogbreed/jobs"
-    # What train saves is what the local runs save (losses at every step), not the rules' defaults.
+    # What train saves is what the local runs save (losses at every step), not the rules' defaults,
+    # with whole tensors (no reductions) for SageMaker's own rule containers.
     saved = {c["CollectionName"]: c["CollectionParameters"] for c in hook["CollectionConfigurations"]}
-    assert saved == collections(100)
+    assert saved == collections(100, full=True)
+    assert not any("reductions" in params for params in saved.values())
+    assert "reductions" in collections(100)["gradients"]
     assert [r["RuleConfigurationName"] for r in request["DebugRuleConfigurations"]] == [
         "VanishingGradient", "PoorWeightInitialization", "ExplodingTensor", "Overfit", "Overtraining",
         "LossNotDecreasing"]
