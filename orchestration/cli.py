@@ -345,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instance-type",
                    help="with --sagemaker: endpoint instance type (default: ml.g4dn.xlarge)")
     p.add_argument("--instance-count", type=int, default=1, help="with --sagemaker: instances (default: 1)")
+    p.add_argument("--ami-version", help="with --sagemaker on a GPU instance: the endpoint's "
+                   "InferenceAmiVersion (default: al2023-ami-sagemaker-inference-gpu-4-1, NVIDIA driver "
+                   "580 for the image's CUDA 13.0)")
     p.add_argument("--serverless-memory", type=int, choices=range(1024, 6145, 1024), metavar="MB",
                    help="with --sagemaker: a serverless endpoint with this memory (1024-6144, CPU only)")
     p.add_argument("--max-concurrency", type=int, default=5,

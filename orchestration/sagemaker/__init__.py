@@ -170,7 +170,7 @@ class SageMakerBackend:
         data = args.model_data or hosting.model_data(self.session.sagemaker_client, self._deployed_job(args))
         spec = hosting.Hosting(args.instance_type or self.settings.endpoint_instance_type,
                                args.instance_count, args.serverless_memory, args.max_concurrency,
-                               environment=dict(args.env))
+                               environment=dict(args.env), ami_version=args.ami_version)
         print(f"deploy: {data} to endpoint {name!r} ({spec.describe()})", flush=True)
         last_status = [""]
 

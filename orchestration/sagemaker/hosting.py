@@ -20,6 +20,36 @@ from .settings import AwsError, Settings
 DEFAULT_NAME = "dogbreed"
 CREATING = ("Creating", "Updating", "SystemUpdating")
 WORKERS_ENV = "SAGEMAKER_MODEL_SERVER_WORKERS"
+# GPU hosts run NVIDIA driver 470 (CUDA 11.4) unless the endpoint asks for another AMI, and the
+# image is CUDA 13.0 (driver >= 580, or 535+ through the image's forward-compatibility libraries):
+# https://docs.aws.amazon.com/sagemaker/latest/dg/inference-gpu-drivers.html and ProductionVariant's
+# InferenceAmiVersion (API reference). The AMIs able to run it, by driver:
+AMI_DRIVERS = {
+    "al2023-ami-sagemaker-inference-gpu-4-1": 580,  # CUDA 13.0 natively: the default
+    "al2-ami-sagemaker-inference-gpu-3-1": 550,  # forward compatibility (compat mounting off)
+    "al2-ami-sagemaker-inference-gpu-2-1": 535,  # forward compatibility (compat mounting off)
+}
+DEFAULT_AMI = "al2023-ami-sagemaker-inference-gpu-4-1"
+GPU_FAMILIES = ("ml.g4dn.", "ml.g5.", "ml.g6.", "ml.g6e.", "ml.p4d.", "ml.p4de.", "ml.p5.", "ml.p5e.",
+                "ml.p5en.")
+VOLTA = ("ml.p3.", "ml.p3dn.")  # CUDA 13 dropped Volta
+
+
+def inference_ami(instance_type: str, requested: str | None = None) -> str | None:
+    """The InferenceAmiVersion for ``instance_type``: on a GPU instance ``requested`` (checked)
+    or :data:`DEFAULT_AMI`; None on CPU instances. Refuses what cannot run the image's CUDA."""
+    if instance_type.startswith(VOLTA):
+        raise AwsError(f"{instance_type} has V100 GPUs, which the image's CUDA 13 no longer supports: "
+                       "deploy on ml.g4dn, g5, g6 or p4d/p5 (or rebuild the image for CUDA 12.6, see README)")
+    if not instance_type.startswith(GPU_FAMILIES):
+        if requested:
+            raise AwsError(f"--ami-version applies to GPU instances, not {instance_type}")
+        return None
+    ami = requested or DEFAULT_AMI
+    if ami not in AMI_DRIVERS:
+        raise AwsError(f"InferenceAmiVersion {ami!r} cannot run this image's CUDA 13.0 (driver 470 by "
+                       f"default, or unknown): use one of {', '.join(AMI_DRIVERS)}")
+    return ami
 
 
 @dataclass(frozen=True)
@@ -31,6 +61,10 @@ class Hosting:
     serverless_memory_mb: int | None = None  # set: a serverless endpoint (1024..6144, steps of 1024)
     max_concurrency: int = 5
     environment: dict[str, str] = field(default_factory=dict)  # the user's --env NAME=VALUE
+    ami_version: str | None = None  # the user's --ami-version (GPU instances)
+
+    def inference_ami(self) -> str | None:
+        return None if self.serverless_memory_mb else inference_ami(self.instance_type, self.ami_version)
 
     def container_env(self) -> dict[str, str]:
         """The model container's environment: the user's, over one worker on serverless
@@ -40,7 +74,8 @@ class Hosting:
     def describe(self) -> str:
         if self.serverless_memory_mb:
             return f"serverless, {self.serverless_memory_mb} MB, up to {self.max_concurrency} concurrent"
-        return f"{self.instance_count} x {self.instance_type}"
+        ami = self.inference_ami()
+        return f"{self.instance_count} x {self.instance_type}" + (f", AMI {ami}" if ami else "")
 
 
 def _absent(exc: Exception) -> bool:
@@ -87,6 +122,7 @@ def deploy(settings: Settings, session: Any, data: str, name: str, hosting: Host
             initial_instance_count=None if serverless else hosting.instance_count,
             instance_type=None if serverless else hosting.instance_type,
             serverless_inference_config=serverless, endpoint_name=name, wait=False,
+            inference_ami_version=hosting.inference_ami(),
         )
     except ClientError as exc:
         raise AwsError(f"SageMaker refused the deployment of {name!r}: {exc} "

@@ -270,6 +270,8 @@ def test_deploy_invoke_evaluate_teardown_on_sagemaker(sagemaker, recording, samp
     (variant,) = config["ProductionVariants"]
     assert config["EndpointConfigName"] == "dogs-rt" and variant["ModelName"] == "dogs-rt"
     assert variant["InstanceType"] == "ml.g4dn.xlarge" and variant["InitialInstanceCount"] == 1
+    # The default GPU host's driver (470) cannot run CUDA 13: the endpoint asks for driver 580.
+    assert variant["InferenceAmiVersion"] == "al2023-ami-sagemaker-inference-gpu-4-1"
     (endpoint,) = recorded(recording, "CreateEndpoint")
     assert (endpoint["EndpointName"], endpoint["EndpointConfigName"]) == ("dogs-rt", "dogs-rt")
     again = dogctl("deploy", "--sagemaker", "--name", "dogs-rt", "--model-data", model_data)
@@ -302,6 +304,7 @@ def test_deploy_invoke_evaluate_teardown_on_sagemaker(sagemaker, recording, samp
     (variant,) = config["ProductionVariants"]
     assert variant["ServerlessConfig"] == {"MemorySizeInMB": 4096, "MaxConcurrency": 3}
     assert "InstanceType" not in variant
+    assert "InferenceAmiVersion" not in variant
     # One worker (one copy of the model) on serverless, as AWS recommends.
     model = recorded(recording, "CreateModel")[-1]
     assert model["PrimaryContainer"].get("Environment") == {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"}
@@ -351,3 +354,27 @@ def test_stop_on_sagemaker_stops_training_and_tuning_jobs(sagemaker):
     assert missing.stderr.strip() == ("dogctl stop: error: no training or tuning job named 'no-such-job' "
                                       "in this account and region")
     assert len(dogctl.server.stops) == 2
+
+
+def test_deploy_refuses_hosts_that_cannot_run_the_image(sagemaker, recording):
+    dogctl, _ = sagemaker
+    model_data = f"s3://{BUCKET}/dogbreed/jobs/x/output/model.tar.gz"
+    volta = dogctl("deploy", "--sagemaker", "--name", "v", "--model-data", model_data,
+                   "--instance-type", "ml.p3.2xlarge")
+    assert volta.returncode == 2 and "V100 GPUs, which the image's CUDA 13 no longer supports" in volta.stderr
+    old_ami = dogctl("deploy", "--sagemaker", "--name", "v", "--model-data", model_data,
+                     "--ami-version", "al2-ami-sagemaker-inference-gpu-2")
+    assert old_ami.returncode == 2 and "cannot run this image's CUDA 13.0" in old_ami.stderr
+    assert recorded(recording, "CreateModel") == []  # refused before anything was created
+    cpu = dogctl("deploy", "--sagemaker", "--name", "c", "--model-data", model_data,
+                 "--instance-type", "ml.c5.xlarge")
+    assert cpu.returncode == 0, cpu.stdout + cpu.stderr
+    (variant,) = recorded(recording, "CreateEndpointConfig")[-1]["ProductionVariants"]
+    assert variant["InstanceType"] == "ml.c5.xlarge" and "InferenceAmiVersion" not in variant
+    compat = dogctl("deploy", "--sagemaker", "--name", "g", "--model-data", model_data,
+                    "--ami-version", "al2-ami-sagemaker-inference-gpu-3-1")
+    assert compat.returncode == 0, compat.stdout + compat.stderr
+    (variant,) = recorded(recording, "CreateEndpointConfig")[-1]["ProductionVariants"]
+    assert variant["InferenceAmiVersion"] == "al2-ami-sagemaker-inference-gpu-3-1"
+    for name in ("c", "g"):
+        assert dogctl("teardown", "--sagemaker", "--name", name).returncode == 0
