@@ -70,11 +70,15 @@ def test_pretrained_weights_missing_fails_clearly(engine, image, tmp_path):
     assert "weights" in reason.lower() and "Traceback" not in run.stdout + run.stderr
 
 
-def test_serve_in_the_container_answers_ping_and_a_real_photo(engine, image, trained, sample_photos):
+@pytest.mark.parametrize("hardening", ["", "--read-only --tmpfs /tmp --user 65534:65534"],
+                         ids=["as-sagemaker-runs-it", "non-root-read-only-root"])
+def test_serve_in_the_container_answers_ping_and_a_real_photo(engine, image, trained, sample_photos,
+                                                              hardening):
+    # Also as a hardened host would run it: another user, nothing writable but /tmp (and /opt/ml).
     test_dir, _ = trained
     port = free_port()
     name = f"dogbreed-serve-{uuid.uuid4().hex[:6]}"
-    env = {**os.environ, "PORT": str(port), "RUN_FLAGS": f"--name {name}"}
+    env = {**os.environ, "PORT": str(port), "RUN_FLAGS": f"--name {name} {hardening}"}
     server = subprocess.Popen([str(LOCAL_TEST / "serve_local.sh"), image, str(test_dir)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
