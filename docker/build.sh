@@ -2,7 +2,8 @@
 # Build the image from docker/Dockerfile with the engine docker/engine.sh picks.
 #   docker/build.sh IMAGE[:TAG] [CONTEXT]   CONTEXT: the repository (default) or a copy of it
 # Environment: BASE_IMAGE, CUDA_COMPAT, PRETRAINED_WEIGHTS (build arguments, passed when set),
-# BUILD_FLAGS (extra engine flags, e.g. --no-cache), ENGINE (see docker/engine.sh).
+# BUILD_FLAGS (extra engine flags, e.g. --no-cache), ENGINE (see docker/engine.sh), PLATFORM
+# (default linux/amd64, what SageMaker runs).
 # Behind a TLS-intercepting proxy, the build trusts the CA bundle your pip trusts (BUILD_CA_BUNDLE,
 # default: $PIP_CERT when set): mounted read-only into the build steps (podman/buildah), never
 # copied into the image.
@@ -13,7 +14,8 @@ image="${1:?usage: docker/build.sh IMAGE[:TAG] [CONTEXT]}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 context="${2:-$root}"
 engine="$("$root/docker/engine.sh")"
-args=(-f "$context/docker/Dockerfile" -t "$image")
+# SageMaker runs x86_64 images: a build on an ARM machine must not make an arm64 one.
+args=(-f "$context/docker/Dockerfile" -t "$image" --platform "${PLATFORM:-linux/amd64}")
 for name in BASE_IMAGE CUDA_COMPAT PRETRAINED_WEIGHTS; do
   if [ -n "${!name+set}" ]; then args+=(--build-arg "$name=${!name}"); fi
 done

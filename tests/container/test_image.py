@@ -31,6 +31,7 @@ def test_image_is_labelled_and_runs_commands_as_sagemaker_does(engine, image):
     assert config["Labels"]["com.amazonaws.sagemaker.capabilities.accept-bind-to-port"] == "true"
     assert config["Labels"]["com.amazonaws.sagemaker.capabilities.multi-models"] == "false"
     assert config["Entrypoint"] == ["/usr/local/bin/dogbreed-entrypoint"]  # exec form
+    assert (info["Os"], info["Architecture"]) == ("linux", "amd64")  # what SageMaker runs
     if engine == "podman":
         manifest = sh(engine, "image", "inspect", "--format", "{{.ManifestType}}", image).stdout.strip()
         assert manifest == DOCKER_V2
