@@ -13,6 +13,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from . import payloads
+from .admission import Admission, Busy
 from .artifact import ArtifactError
 from .hardware import nvidia_gpus
 from .images import ImageError
@@ -90,7 +91,17 @@ def _read_body(limit: int) -> bytes:
     return body
 
 
-def create_app(state: ModelState) -> Flask:
+def _drain(limit: int = DRAIN_LIMIT) -> None:
+    """Read and drop what is left of the body, so the client reads the answer."""
+    remaining = limit
+    while remaining > 0 and (chunk := request.stream.read(min(remaining, 1 << 20))):
+        remaining -= len(chunk)
+
+
+def create_app(state: ModelState, admission: Admission | None = None) -> Flask:
+    """The app; ``admission`` bounds the work a worker takes on (default: 3 requests at once,
+    60 s each)."""
+    admission = admission or Admission(capacity=3, working=3, timeout=60)
     app = Flask("dogbreed")
     app.json.sort_keys = False
 
@@ -112,20 +123,31 @@ def create_app(state: ModelState) -> Flask:
         accept = request.headers.get("Accept")
         if accept and not request.accept_mimetypes.accept_json:
             return _error(406, f"responses are application/json; Accept was {accept!r}")
-        body = _read_body(payloads.MAX_BODY_BYTES)
-        invocation = payloads.parse(
-            request.mimetype, body, query=request.args,
-            custom_attributes=request.headers.get(payloads.CUSTOM_ATTRIBUTES),
-            num_classes=predictor.num_classes,
-        )
-        tensors = []
-        for i, data in enumerate(invocation.images):
-            try:
-                tensors.append(predictor.preprocess(data))
-            except ImageError as exc:
-                prefix = f"image {i}: " if len(invocation.images) > 1 else ""
-                raise payloads.ClientError(400, prefix + str(exc)) from None
-        return jsonify({"predictions": predictor.predict(tensors, invocation.top_k)})
+        with admission.request() as deadline:
+            body = _read_body(payloads.MAX_BODY_BYTES)
+            invocation = payloads.parse(
+                request.mimetype, body, query=request.args,
+                custom_attributes=request.headers.get(payloads.CUSTOM_ATTRIBUTES),
+                num_classes=predictor.num_classes,
+            )
+            with admission.work(deadline):
+                tensors = []
+                for i, data in enumerate(invocation.images):
+                    deadline.check()
+                    try:
+                        tensors.append(predictor.preprocess(data))
+                    except ImageError as exc:
+                        prefix = f"image {i}: " if len(invocation.images) > 1 else ""
+                        raise payloads.ClientError(400, prefix + str(exc)) from None
+                predictions = predictor.predict(tensors, invocation.top_k)
+        return jsonify({"predictions": predictions})
+
+    @app.errorhandler(Busy)
+    def busy(exc: Busy) -> Any:
+        _drain()
+        response, status = _error(503, str(exc))
+        response.headers["Retry-After"] = "1"
+        return response, status
 
     @app.errorhandler(payloads.ClientError)
     def client_error(exc: payloads.ClientError) -> Any:

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .admission import Admission
 from .app import REQUIRE_GPU_ENV, CudaUnusable, ModelState, create_app
 from .hardware import cpu_count, nvidia_gpus
 from .opt_ml import OptML
@@ -32,7 +33,10 @@ from .opt_ml import OptML
 ENV_PORT = "SAGEMAKER_BIND_TO_PORT"
 ENV_WORKERS = "SAGEMAKER_MODEL_SERVER_WORKERS"
 ENV_TIMEOUT = "SAGEMAKER_MODEL_SERVER_TIMEOUT"
-THREADS_PER_WORKER = 4  # concurrent requests per worker (decoding overlaps; forwards take turns)
+# Per worker: WORKING requests decode or wait for the model at once (decoding overlaps; forwards
+# take turns); up to THREADS - 1 more wait their turn; one thread is always left for /ping.
+WORKING_PER_WORKER = 4
+THREADS_PER_WORKER = 32
 GRACEFUL_SECONDS = 20
 ACCESS_LOG_FORMAT = '%(h)s "%(r)s" %(s)s %(B)sB %(M)sms'
 WORKER_BOOT_ERROR = 3  # gunicorn's exit code for "Worker failed to boot": the master halts
@@ -84,8 +88,9 @@ def gunicorn_options(state: ModelState, port: int, workers: int, timeout: int,
             sys.exit(WORKER_BOOT_ERROR)  # gunicorn stops instead of starting workers again
 
     def when_ready(server: Any) -> None:
-        server.log.info("serve: listening on port %d, %d worker(s) x %d threads, model %s (%.1fs)",
-                        port, workers, THREADS_PER_WORKER, state.model_dir, time.monotonic() - started)
+        server.log.info("serve: listening on port %d, %d worker(s) x %d requests at work (%d admitted, "
+                        "%ds each), model %s (%.1fs)", port, workers, WORKING_PER_WORKER,
+                        THREADS_PER_WORKER - 1, timeout, state.model_dir, time.monotonic() - started)
 
     options = {
         "bind": f"0.0.0.0:{port}",
@@ -128,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     workers = args.workers or _env_int(ENV_WORKERS, default_workers(gpus, cpu_count()))
     timeout = _env_int(ENV_TIMEOUT, 60)
     state = ModelState(args.model_dir or OptML().model_dir)
-    wsgi = create_app(state)
+    wsgi = create_app(state, Admission(THREADS_PER_WORKER - 1, WORKING_PER_WORKER, timeout))
     require_gpu = os.environ.get(REQUIRE_GPU_ENV, "").strip().lower() in ("1", "true", "yes")
     options = gunicorn_options(state, port, workers, timeout, gpus, require_gpu)
 

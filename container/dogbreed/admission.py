@@ -1,0 +1,69 @@
+"""How much work a ``serve`` worker takes on at once, so that ``/ping`` always answers.
+
+SageMaker replaces an instance whose ``/ping`` takes over 2 s. A worker has more threads than it
+lets work: at most ``working`` requests decode photos or wait for the model at once, the others
+wait for their turn inside their own thread (in order, until their deadline), and no more than
+``capacity`` (threads - 1) are admitted, so one thread is always free for ``/ping``. A request
+over capacity, or still waiting at its deadline (``SAGEMAKER_MODEL_SERVER_TIMEOUT``), gets a 503
+that says so, never a hung connection. Hand-written: gunicorn's own timeout does not bound a
+request on threaded workers, and no WSGI library admits by thread budget.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class Busy(Exception):
+    """The worker cannot take or finish this request in time: 503, retry later."""
+
+
+class Deadline:
+    """When a request must be answered by (monotonic seconds)."""
+
+    def __init__(self, seconds: float, setting: str):
+        self.at = time.monotonic() + seconds
+        self.seconds = seconds
+        self.setting = setting
+
+    def remaining(self) -> float:
+        return max(0.0, self.at - time.monotonic())
+
+    def check(self) -> None:
+        if time.monotonic() > self.at:
+            raise Busy(f"the request took longer than {self.setting}={self.seconds:g}s; retry, "
+                       "or send fewer photos per request")
+
+
+class Admission:
+    """At most ``capacity`` requests admitted, ``working`` of them at work at once."""
+
+    def __init__(self, capacity: int, working: int, timeout: float,
+                 setting: str = "SAGEMAKER_MODEL_SERVER_TIMEOUT"):
+        self.capacity, self.working, self.timeout, self.setting = capacity, working, timeout, setting
+        self._admitted = threading.BoundedSemaphore(capacity)
+        self._working = threading.BoundedSemaphore(working)
+
+    @contextmanager
+    def request(self) -> Iterator[Deadline]:
+        """Admit a request (or raise :class:`Busy` at once); its deadline."""
+        if not self._admitted.acquire(blocking=False):
+            raise Busy(f"this worker already has {self.capacity} requests in progress; retry")
+        try:
+            yield Deadline(self.timeout, self.setting)
+        finally:
+            self._admitted.release()
+
+    @contextmanager
+    def work(self, deadline: Deadline) -> Iterator[None]:
+        """Wait for a working slot until the deadline (then :class:`Busy`)."""
+        if not self._working.acquire(timeout=deadline.remaining()):
+            raise Busy(f"the request waited {deadline.seconds:g}s ({self.setting}) without its turn: "
+                       "the worker is busy; retry")
+        try:
+            yield
+        finally:
+            self._working.release()

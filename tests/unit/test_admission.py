@@ -1,0 +1,52 @@
+"""serve's admission: real threads and real waits, no stand-ins."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from dogbreed.admission import Admission, Busy
+
+
+def test_requests_over_capacity_are_refused_at_once():
+    admission = Admission(capacity=2, working=1, timeout=5)
+    with admission.request(), admission.request():
+        started = time.monotonic()
+        with pytest.raises(Busy, match="already has 2 requests in progress"), admission.request():
+            pass
+        assert time.monotonic() - started < 0.1
+    with admission.request():  # released: admitted again
+        pass
+
+
+def test_a_request_waits_its_turn_until_its_deadline():
+    admission = Admission(capacity=3, working=1, timeout=0.3)
+    holding, release = threading.Event(), threading.Event()
+
+    def worker() -> None:
+        with admission.request() as deadline, admission.work(deadline):
+            holding.set()
+            release.wait(5)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    holding.wait(5)
+    started = time.monotonic()
+    waited = r"waited 0.3s \(SAGEMAKER_MODEL_SERVER_TIMEOUT\) without its turn"
+    with pytest.raises(Busy, match=waited), admission.request() as deadline, admission.work(deadline):
+        pass
+    assert 0.25 < time.monotonic() - started < 1.0
+    release.set()
+    thread.join()
+    with admission.request() as deadline, admission.work(deadline):  # its turn now
+        deadline.check()
+
+
+def test_a_deadline_past_is_busy():
+    admission = Admission(capacity=1, working=1, timeout=0.05)
+    with admission.request() as deadline:
+        time.sleep(0.1)
+        with pytest.raises(Busy, match="took longer than SAGEMAKER_MODEL_SERVER_TIMEOUT=0.05s"):
+            deadline.check()
