@@ -2,13 +2,16 @@
 endpoint, invoked through sagemaker-runtime, and torn down completely (endpoint, endpoint
 config, model) so nothing keeps costing money.
 
-The model, its endpoint config and the endpoint share one name. A model trained with the
+The endpoint and its endpoint config share one name; each deploy creates a Model of its own,
+named after the endpoint and the time (see :func:`model_name`). A model trained with the
 Debugger on deploys as is: its model.tar.gz holds only what ``serve`` loads.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,6 +81,19 @@ class Hosting:
         return f"{self.instance_count} x {self.instance_type}" + (f", AMI {ami}" if ami else "")
 
 
+def model_name(endpoint: str, now: float | None = None) -> str:
+    """The Model of one deploy of ``endpoint``: its name and the deploy's UTC time (<= 63 chars)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
+    return f"{endpoint[:47]}-{stamp}"
+
+
+def _deploys_models(client: Any, endpoint: str) -> set[str]:
+    """Models named as :func:`model_name` names them for ``endpoint`` (a failed deploy's leftovers)."""
+    pattern = re.compile(rf"{re.escape(endpoint[:47])}-\d{{8}}-\d{{6}}")
+    pages = client.get_paginator("list_models").paginate(NameContains=endpoint[:47])
+    return {m["ModelName"] for page in pages for m in page["Models"] if pattern.fullmatch(m["ModelName"])}
+
+
 def _absent(exc: Exception) -> bool:
     return "Could not find" in str(exc) or "does not exist" in str(exc)
 
@@ -112,8 +128,10 @@ def deploy(settings: Settings, session: Any, data: str, name: str, hosting: Host
     except ClientError as exc:
         if not _absent(exc):
             raise AwsError(f"cannot check endpoint {name!r}: {exc}") from exc
+    # A Model of its own per deploy: the SDK reuses an existing Model of the same name as it is,
+    # so a fixed name could serve a stale artefact.
     model = Model(image_uri=settings.need("image"), model_data=data, role=settings.need("role"),
-                  name=name, env=hosting.container_env() or None, sagemaker_session=session)
+                  name=model_name(name), env=hosting.container_env() or None, sagemaker_session=session)
     serverless = (ServerlessInferenceConfig(memory_size_in_mb=hosting.serverless_memory_mb,
                                             max_concurrency=hosting.max_concurrency)
                   if hosting.serverless_memory_mb else None)
@@ -186,7 +204,7 @@ def teardown(client: Any, name: str) -> list[str]:
             raise AwsError(f"cannot delete {kind} {what!r}: {exc}") from exc
         return result if result is not None else True
 
-    configs, models = {name}, {name}
+    configs, models = {name}, {name} | _deploys_models(client, name)
     endpoint = attempt("endpoint", lambda: client.describe_endpoint(EndpointName=name), name)
     if endpoint:
         configs.add(endpoint["EndpointConfigName"])

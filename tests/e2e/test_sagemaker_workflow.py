@@ -261,14 +261,15 @@ def test_deploy_invoke_evaluate_teardown_on_sagemaker(sagemaker, recording, samp
                  "--env", "SAGEMAKER_MODEL_SERVER_TIMEOUT=30")
     assert out.returncode == 0, out.stdout + out.stderr
     (model,) = recorded(recording, "CreateModel")
-    assert model["ModelName"] == "dogs-rt" and model["ExecutionRoleArn"] == ROLE
+    # A Model of its own per deploy (the SDK would silently reuse one of the same name).
+    assert re.fullmatch(r"dogs-rt-\d{8}-\d{6}", model["ModelName"]) and model["ExecutionRoleArn"] == ROLE
     assert model["PrimaryContainer"]["Image"] == IMAGE
     assert model["PrimaryContainer"]["ModelDataUrl"] == model_data
     # The user's environment, nothing more: serve sizes its workers to the instance.
     assert model["PrimaryContainer"]["Environment"] == {"SAGEMAKER_MODEL_SERVER_TIMEOUT": "30"}
     (config,) = recorded(recording, "CreateEndpointConfig")
     (variant,) = config["ProductionVariants"]
-    assert config["EndpointConfigName"] == "dogs-rt" and variant["ModelName"] == "dogs-rt"
+    assert config["EndpointConfigName"] == "dogs-rt" and variant["ModelName"] == model["ModelName"]
     assert variant["InstanceType"] == "ml.g4dn.xlarge" and variant["InitialInstanceCount"] == 1
     # The default GPU host's driver (470) cannot run CUDA 13: the endpoint asks for driver 580.
     assert variant["InferenceAmiVersion"] == "al2023-ami-sagemaker-inference-gpu-4-1"
@@ -311,12 +312,19 @@ def test_deploy_invoke_evaluate_teardown_on_sagemaker(sagemaker, recording, samp
     bad = dogctl("deploy", "--sagemaker", "--name", "x", "--model-data", model_data, "--env", "1X=2")
     assert bad.returncode == 2 and "expected NAME=VALUE with a variable name, got '1X=2'" in bad.stderr
 
+    sm = boto3.client("sagemaker")
+    # A failed deploy's leftover Model is this endpoint's too; another endpoint's is not.
+    for leftover in ("dogs-rt-20260101-000000", "dogs-rt-other-20260101-000000"):
+        sm.create_model(ModelName=leftover, ExecutionRoleArn=ROLE,
+                        PrimaryContainer={"Image": IMAGE, "ModelDataUrl": model_data})
     for name in ("dogs-rt", "dogs-sls"):
         down = dogctl("teardown", "--sagemaker", "--name", name)
         assert down.returncode == 0, down.stderr
-        assert down.stdout.strip() == (f"teardown: deleted endpoint {name}, endpoint config {name}, "
-                                       f"model {name}")
-    sm = boto3.client("sagemaker")
+        leftover = "model dogs-rt-20260101-000000, " if name == "dogs-rt" else ""
+        assert re.fullmatch(rf"teardown: deleted endpoint {name}, endpoint config {name}, "
+                            rf"{leftover}model {name}-\d{{8}}-\d{{6}}", down.stdout.strip()), down.stdout
+    assert [m["ModelName"] for m in sm.list_models()["Models"]] == ["dogs-rt-other-20260101-000000"]
+    sm.delete_model(ModelName="dogs-rt-other-20260101-000000")
     assert sm.list_endpoints()["Endpoints"] == [] and sm.list_models()["Models"] == []
     assert sm.list_endpoint_configs()["EndpointConfigs"] == []
     nothing = dogctl("teardown", "--sagemaker", "--name", "dogs-rt")
