@@ -5,8 +5,10 @@
 Without ``--registry``: Amazon ECR of the configured account and region (the AWS CLI's
 configuration: AWS_PROFILE, AWS_REGION / AWS_DEFAULT_REGION, ~/.aws/config and credentials,
 read through boto3); the repository is created when missing, the engine logs in with an ECR
-token, then the image is tagged and pushed. The pushed manifest is Docker v2 schema 2 (podman:
-``--format v2s2``), the only format SageMaker accepts. Prints the pushed image URI on stdout.
+token, then the image is tagged and pushed, as ``--tag`` (default latest) and as an immutable tag
+(``<version>-<image id>``). The pushed manifest is Docker v2 schema 2 (podman: ``--format v2s2``),
+the only format SageMaker accepts, and is checked (ECR's describe-images, or the registry's own
+answer). Prints the image URI with the immutable tag on stdout: deploy that one.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import argparse
 import base64
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +26,10 @@ from dogbreed.errors import UserError
 
 ENGINE_SCRIPT = Path(__file__).resolve().parent.parent / "docker" / "engine.sh"
 DEFAULT_REPOSITORY = "dogbreed"
+DOCKER_V2 = "application/vnd.docker.distribution.manifest.v2+json"  # the only one SageMaker accepts
+MANIFESTS = ", ".join([DOCKER_V2, "application/vnd.oci.image.manifest.v1+json",
+                       "application/vnd.oci.image.index.v1+json",
+                       "application/vnd.docker.distribution.manifest.list.v2+json"])
 
 
 class RegistryError(UserError):
@@ -34,6 +42,7 @@ class Target:
     repository: str
     username: str | None = None
     password: str | None = None
+    ecr_region: str | None = None  # set: Amazon ECR, asked through its API
 
     def uri(self, tag: str) -> str:
         return f"{self.registry}/{self.repository}:{tag}"
@@ -71,7 +80,7 @@ def ecr_target(repository: str, region: str | None = None) -> Target:
         raise RegistryError(f"AWS refused: {exc}") from exc
     username, _, password = base64.b64decode(auth["authorizationToken"]).decode().partition(":")
     host = f"{account}.dkr.ecr.{session.region_name}.amazonaws.com"
-    return Target(host, repository, username, password)
+    return Target(host, repository, username, password, session.region_name)
 
 
 def _run(cmd: list[str], stdin: str | None = None) -> None:
@@ -91,17 +100,65 @@ def local_image(engine_name: str, image: str) -> str | None:
     return f"image {image_id.removeprefix('sha256:')[:12]}, built {created[:19]}"
 
 
+def immutable_tag(engine_name: str, image: str) -> str:
+    """A tag that names this build only: the package version and the image ID."""
+    from dogbreed import __version__
+
+    found = subprocess.run([engine_name, "image", "inspect", "--format", "{{.Id}}", image],
+                           capture_output=True, text=True)
+    return f"{__version__}-{found.stdout.strip().removeprefix('sha256:')[:12]}"
+
+
+def manifest_type(target: Target, tag: str) -> str | None:
+    """The media type of ``tag``'s manifest as the registry stores it; None if it would not say."""
+    if target.ecr_region:
+        import boto3
+
+        ecr = boto3.client("ecr", region_name=target.ecr_region)
+        found = ecr.describe_images(repositoryName=target.repository, imageIds=[{"imageTag": tag}])
+        return found["imageDetails"][0].get("imageManifestMediaType")
+    host = target.registry.split(":")[0]
+    scheme = "http" if host in ("localhost", "127.0.0.1") else "https"
+    url = f"{scheme}://{target.registry}/v2/{target.repository}/manifests/{tag}"
+    request = urllib.request.Request(url, method="HEAD", headers={"Accept": MANIFESTS})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.headers.get("Content-Type", "").split(";")[0].strip() or None
+    except (urllib.error.URLError, OSError):  # needs credentials, or unreachable from here
+        return None
+
+
+def check_manifest(target: Target, tag: str) -> None:
+    """Fail unless the pushed manifest is Docker v2 schema 2 (SageMaker rejects OCI manifests)."""
+    media_type = manifest_type(target, tag)
+    uri = target.uri(tag)
+    if media_type is None:
+        print(f"push: warning: {target.registry} did not say the manifest type of {uri}; SageMaker "
+              f"needs {DOCKER_V2}", file=sys.stderr)
+    elif media_type != DOCKER_V2:
+        raise RegistryError(f"{uri} is stored as {media_type}, which SageMaker rejects ("
+                            f"\"Unsupported manifest media type\"): it needs {DOCKER_V2}; build with "
+                            "`make build` (podman/buildah --format docker; docker without attestations) "
+                            "and push again")
+
+
 def push(image: str, target: Target, tag: str, engine_name: str) -> str:
+    """Push ``image`` as ``tag`` and as its immutable tag, check the manifest type; the URI with
+    the immutable tag (what to deploy: ``latest`` moves, this one never does)."""
     if local_image(engine_name, image) is None:
         raise RegistryError(f"no local image {image}: run `make build` first")
     if target.password is not None:
         _run([engine_name, "login", "--username", target.username or "AWS", "--password-stdin",
               target.registry], stdin=target.password)
-    uri = target.uri(tag)
-    _run([engine_name, "tag", image, uri])
-    # Docker v2 schema 2: SageMaker rejects OCI manifests. docker pushes that format already.
-    _run([engine_name, "push", *(["--format", "v2s2"] if engine_name != "docker" else []), uri])
-    return uri
+    fixed = immutable_tag(engine_name, image)
+    for name in (tag, fixed):
+        uri = target.uri(name)
+        _run([engine_name, "tag", image, uri])
+        # Docker v2 schema 2: SageMaker rejects OCI manifests. docker pushes that format already.
+        _run([engine_name, "push", *(["--format", "v2s2"] if engine_name != "docker" else []), uri])
+    check_manifest(target, fixed)
+    print(f"push: {target.uri(tag)} and {target.uri(fixed)} pushed, Docker v2 schema 2", file=sys.stderr)
+    return target.uri(fixed)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from dogbreed import __version__
 from local_test.testdata import make_dataset
+from orchestration.registry import RegistryError, Target, check_manifest
 from tests.container.support import ROOT, inspect, need, sh
 from tests.helpers import BIN, free_port, wait_http, zip_folder
 
@@ -115,17 +117,25 @@ def test_push_to_a_registry_in_docker_v2_format_and_pull_back(engine, image, reg
     tag = uuid.uuid4().hex[:8]
     out = sh("make", "--no-print-directory", "push", f"IMAGE={image}", f"REGISTRY={registry}",
              "REPOSITORY=dogbreed-ci", f"TAG={tag}")
-    remote = f"{registry}/dogbreed-ci:{tag}"
-    assert out.stdout.strip().splitlines()[-1] == remote
-    request = urllib.request.Request(f"http://{registry}/v2/dogbreed-ci/manifests/{tag}",
-                                     headers={"Accept": DOCKER_V2})
-    with urllib.request.urlopen(request, timeout=30) as r:
-        assert r.headers["Content-Type"] == DOCKER_V2
-        manifest = json.loads(r.read())
-    assert manifest["schemaVersion"] == 2 and manifest["mediaType"] == DOCKER_V2
-    sh(engine, "rmi", remote)
+    # Printed: the immutable tag (version and image ID), what to deploy; `tag` was pushed too.
+    remote = out.stdout.strip().splitlines()[-1]
+    image_id = inspect(engine, image)["Id"].removeprefix("sha256:")
+    assert remote == f"{registry}/dogbreed-ci:{__version__}-{image_id[:12]}"
+    for pushed in (tag, remote.rpartition(":")[2]):
+        request = urllib.request.Request(f"http://{registry}/v2/dogbreed-ci/manifests/{pushed}",
+                                         headers={"Accept": DOCKER_V2})
+        with urllib.request.urlopen(request, timeout=30) as r:
+            assert r.headers["Content-Type"] == DOCKER_V2
+            manifest = json.loads(r.read())
+        assert manifest["schemaVersion"] == 2 and manifest["mediaType"] == DOCKER_V2
+    sh(engine, "rmi", remote, f"{registry}/dogbreed-ci:{tag}")
     sh(engine, "pull", remote)
     assert inspect(engine, remote)["Id"] == inspect(engine, image)["Id"]
+    if engine == "podman":  # an OCI manifest (what BuildKit's defaults push) is refused clearly
+        oci = f"{registry}/dogbreed-ci:oci-{tag}"
+        sh(engine, "push", "--format", "oci", remote, oci)
+        with pytest.raises(RegistryError, match="which SageMaker rejects"):
+            check_manifest(Target(registry, "dogbreed-ci"), f"oci-{tag}")
     sh(engine, "rmi", remote)
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import boto3
 import pytest
 
-from orchestration.registry import RegistryError, Target, ecr_target
+from orchestration.registry import DOCKER_V2, RegistryError, Target, check_manifest, ecr_target
 from tests.helpers import use_credentials
 
 pytestmark = pytest.mark.e2e
@@ -47,3 +49,22 @@ def test_missing_credentials_say_what_to_do(aws):
 def test_registry_target_without_login():
     target = Target("127.0.0.1:5000", "dogbreed")
     assert target.uri("latest") == "127.0.0.1:5000/dogbreed:latest" and target.password is None
+
+
+def manifest(media_type: str) -> str:
+    return json.dumps({"schemaVersion": 2, "mediaType": media_type,
+                       "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                                  "size": 2, "digest": "sha256:" + "0" * 64}, "layers": []})
+
+
+def test_an_oci_manifest_in_ecr_is_refused_clearly(aws):
+    use_credentials(aws)
+    target = ecr_target("dogbreed-manifest-test")
+    ecr = boto3.client("ecr")
+    for tag, media_type in (("v2", DOCKER_V2), ("oci", "application/vnd.oci.image.manifest.v1+json")):
+        ecr.put_image(repositoryName=target.repository, imageTag=tag, imageManifest=manifest(media_type),
+                      imageManifestMediaType=media_type)
+    check_manifest(target, "v2")
+    with pytest.raises(RegistryError, match="stored as application/vnd.oci.image.manifest.v1.json, which "
+                                            "SageMaker rejects"):
+        check_manifest(target, "oci")
