@@ -91,8 +91,11 @@ def test_serve_in_the_container_answers_ping_and_a_real_photo(engine, image, tra
         assert len(predictions[0]) == 3 and predictions[0][0]["breed"]
     finally:
         sh(engine, "stop", "-t", "25", name, check=False)
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
+        try:  # `run --rm` removes the stopped container, then exits: a signal now could stop that
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=60)
     assert sh(engine, "ps", "-a", "--filter", f"name={name}", "-q").stdout.strip() == ""
 
 
