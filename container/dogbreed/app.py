@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from . import payloads
-from .admission import Admission, Busy
+from .admission import Admission, Busy, Deadline
 from .artifact import ArtifactError
 from .hardware import nvidia_gpus
 from .images import ImageError
@@ -91,6 +94,21 @@ def _read_body(limit: int) -> bytes:
     return body
 
 
+def _predict(predictor: Predictor, record: payloads.Invocation, deadline: Deadline,
+             line: int | None) -> list[list[dict[str, Any]]]:
+    """One record's predictions (``line``: its JSON Lines line, for error messages)."""
+    tensors = []
+    for i, data in enumerate(record.images):
+        deadline.check()
+        try:
+            tensors.append(predictor.preprocess(data))
+        except ImageError as exc:
+            where = ([f"line {line}"] if line else []) + ([f"image {i}"] if len(record.images) > 1 else [])
+            prefix = ", ".join(where) + ": " if where else ""
+            raise payloads.ClientError(400, prefix + str(exc)) from None
+    return predictor.predict(tensors, record.top_k)
+
+
 def _drain(limit: int = DRAIN_LIMIT) -> None:
     """Read and drop what is left of the body, so the client reads the answer."""
     remaining = limit
@@ -98,10 +116,18 @@ def _drain(limit: int = DRAIN_LIMIT) -> None:
         remaining -= len(chunk)
 
 
-def create_app(state: ModelState, admission: Admission | None = None) -> Flask:
+def create_app(state: ModelState, admission: Admission | None = None, *, concurrency: int = 1,
+               environ: Mapping[str, str] | None = None) -> Flask:
     """The app; ``admission`` bounds the work a worker takes on (default: 3 requests at once,
-    60 s each)."""
+    60 s each); ``concurrency``: requests the whole server works on at once (batch transform's
+    MaxConcurrentTransforms); ``environ`` (default os.environ): SAGEMAKER_MAX_PAYLOAD_IN_MB and
+    SAGEMAKER_BATCH_STRATEGY."""
     admission = admission or Admission(capacity=3, working=3, timeout=60)
+    environ = os.environ if environ is None else environ
+    limit = payloads.body_limit(environ)
+    execution = {"MaxConcurrentTransforms": concurrency,
+                 "BatchStrategy": environ.get("SAGEMAKER_BATCH_STRATEGY", "MULTI_RECORD"),
+                 "MaxPayloadInMB": limit // (1024 * 1024)}
     app = Flask("dogbreed")
     app.json.sort_keys = False
 
@@ -115,32 +141,33 @@ def create_app(state: ModelState, admission: Admission | None = None) -> Flask:
             health["cpu_fallback"] = state.cpu_fallback
         return jsonify(health)
 
+    @app.get("/execution-parameters")
+    def execution_parameters() -> Any:
+        return jsonify(execution)
+
     @app.post("/invocations")
     def invocations() -> Any:
         predictor = state.predictor
         if predictor is None:
             return _error(503, state.error or "model not loaded")
-        accept = request.headers.get("Accept")
-        if accept and not request.accept_mimetypes.accept_json:
-            return _error(406, f"responses are application/json; Accept was {accept!r}")
+        answer_type = request.accept_mimetypes.best_match([payloads.JSON_TYPE, payloads.JSONLINES_TYPE])
+        if request.headers.get("Accept") and answer_type is None:
+            return _error(406, "responses are application/json or application/jsonlines; Accept was "
+                               f"{request.headers['Accept']!r}")
         with admission.request() as deadline:
-            body = _read_body(payloads.MAX_BODY_BYTES)
-            invocation = payloads.parse(
+            body = _read_body(limit)
+            records = payloads.parse(
                 request.mimetype, body, query=request.args,
                 custom_attributes=request.headers.get(payloads.CUSTOM_ATTRIBUTES),
                 num_classes=predictor.num_classes,
             )
             with admission.work(deadline):
-                tensors = []
-                for i, data in enumerate(invocation.images):
-                    deadline.check()
-                    try:
-                        tensors.append(predictor.preprocess(data))
-                    except ImageError as exc:
-                        prefix = f"image {i}: " if len(invocation.images) > 1 else ""
-                        raise payloads.ClientError(400, prefix + str(exc)) from None
-                predictions = predictor.predict(tensors, invocation.top_k)
-        return jsonify({"predictions": predictions})
+                answers = [_predict(predictor, record, deadline, line=i + 1 if len(records) > 1 else None)
+                           for i, record in enumerate(records)]
+        if answer_type == payloads.JSONLINES_TYPE:
+            lines = "".join(json.dumps({"predictions": a}, separators=(",", ":")) + "\n" for a in answers)
+            return Response(lines, mimetype=payloads.JSONLINES_TYPE)
+        return jsonify({"predictions": [photo for answer in answers for photo in answer]})
 
     @app.errorhandler(Busy)
     def busy(exc: Busy) -> Any:

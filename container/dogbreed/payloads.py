@@ -6,9 +6,14 @@ not the Content-Type. JSON bodies (``application/json``)::
 
     {"images": ["<base64>", ...], "top_k": 3}      or      {"image": "<base64>"}
 
-(``data:image/...;base64,`` prefixes are accepted). ``top_k`` (default 5, at most
-the number of classes) can also come from SageMaker's CustomAttributes header (``top_k=3``) or, for curl,
-the query string (``?top_k=3``).
+(``data:image/...;base64,`` prefixes are accepted). JSON Lines bodies
+(``application/jsonlines``, what batch transform sends with SplitType Line and BatchStrategy
+MultiRecord): one such JSON object per line, each a record answered on its own. ``top_k``
+(default 5, at most the number of classes) can also come from SageMaker's CustomAttributes header
+(``top_k=3``) or, for curl, the query string (``?top_k=3``).
+
+The body limit is SageMaker's real-time 6 MB, or ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` when batch
+transform sets it.
 """
 
 from __future__ import annotations
@@ -21,12 +26,24 @@ from dataclasses import dataclass
 from typing import Any
 
 MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker's real-time payload limit
-MAX_IMAGES = 64
+MAX_PAYLOAD_ENV = "SAGEMAKER_MAX_PAYLOAD_IN_MB"  # set by batch transform (MaxPayloadInMB)
+MAX_IMAGES = 64  # per request, or per JSON Lines record
 DEFAULT_TOP_K = 5
 RAW_TYPES = ("application/x-image", "application/octet-stream")
 JSON_TYPE = "application/json"
+JSONLINES_TYPE = "application/jsonlines"
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
-ACCEPTED = "image/jpeg, image/png (any image/*), application/x-image, application/json"
+ACCEPTED = "image/jpeg, image/png (any image/*), application/x-image, application/json, application/jsonlines"
+
+
+def body_limit(environ: Mapping[str, str]) -> int:
+    """Bytes a request body may have: ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` (batch transform), else 6 MB."""
+    raw = environ.get(MAX_PAYLOAD_ENV, "").strip()
+    try:
+        megabytes = int(raw) if raw else 0
+    except ValueError:
+        megabytes = 0
+    return megabytes * 1024 * 1024 if megabytes > 0 else MAX_BODY_BYTES
 
 
 class ClientError(Exception):
@@ -103,23 +120,42 @@ def _from_json(body: bytes) -> tuple[list[bytes], Any]:
 
 
 def parse(mimetype: str, body: bytes, *, query: Mapping[str, str], custom_attributes: str | None,
-          num_classes: int) -> Invocation:
-    """Turn a request into images and top_k, or raise :class:`ClientError`."""
+          num_classes: int) -> list[Invocation]:
+    """Turn a request into its records (one, or one per JSON Lines line): images and top_k each;
+    or raise :class:`ClientError`."""
     if not mimetype:
         raise ClientError(415, f"no Content-Type: send one of {ACCEPTED}")
-    if mimetype != JSON_TYPE and not is_raw(mimetype):
+    if mimetype not in (JSON_TYPE, JSONLINES_TYPE) and not is_raw(mimetype):
         raise ClientError(415, f"unsupported Content-Type {mimetype!r}: send one of {ACCEPTED}")
-    if not body:
+    empty = not body.strip() if mimetype == JSONLINES_TYPE else not body
+    if empty:
         raise ClientError(400, "empty request body: send a photo")
-    top_k: Any = None
+    fallback = _fallback_top_k(query, custom_attributes)
+    if mimetype == JSONLINES_TYPE:
+        records = []
+        for number, line in enumerate(body.splitlines(), 1):
+            if line.strip():
+                try:
+                    records.append(_record(*_from_json(line), fallback, num_classes))
+                except ClientError as exc:
+                    raise ClientError(exc.status, f"line {number}: {exc.message}") from None
+        return records
     if mimetype == JSON_TYPE:
-        images, top_k = _from_json(body)
-        source = "JSON"
-    else:
-        images = [body]
-    if top_k is None and (header := _attribute_top_k(custom_attributes)) is not None:
-        top_k, source = header, CUSTOM_ATTRIBUTES
-    if top_k is None and "top_k" in query:
-        top_k, source = query["top_k"], "query string"
-    k = DEFAULT_TOP_K if top_k is None else _top_k(top_k, source, num_classes)
+        return [_record(*_from_json(body), fallback, num_classes)]
+    return [_record([body], None, fallback, num_classes)]
+
+
+def _fallback_top_k(query: Mapping[str, str], custom_attributes: str | None) -> tuple[Any, str] | None:
+    """top_k from the CustomAttributes header, else the query string: (value, where), or None."""
+    if (header := _attribute_top_k(custom_attributes)) is not None:
+        return header, CUSTOM_ATTRIBUTES
+    if "top_k" in query:
+        return query["top_k"], "query string"
+    return None
+
+
+def _record(images: list[bytes], top_k: Any, fallback: tuple[Any, str] | None,
+            num_classes: int) -> Invocation:
+    value, source = (top_k, "JSON") if top_k is not None else (fallback or (None, ""))
+    k = DEFAULT_TOP_K if value is None else _top_k(value, source, num_classes)
     return Invocation(images, min(k, num_classes))

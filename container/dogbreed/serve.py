@@ -8,6 +8,8 @@ SageMaker and its SDK set:
     SAGEMAKER_BIND_TO_PORT           port (default 8080)
     SAGEMAKER_MODEL_SERVER_WORKERS   worker processes (default: 2 per GPU; on CPU, one per 2 cores)
     SAGEMAKER_MODEL_SERVER_TIMEOUT   seconds a request may take (default 60)
+    SAGEMAKER_MAX_PAYLOAD_IN_MB      request body limit (default 6; batch transform sets it)
+    SAGEMAKER_BATCH_STRATEGY         what GET /execution-parameters reports (default MULTI_RECORD)
     DOGBREED_REQUIRE_GPU             true: stop when CUDA cannot use the host's GPUs (default:
                                      serve on the CPU, say why in the log and in /ping)
 
@@ -133,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     workers = args.workers or _env_int(ENV_WORKERS, default_workers(gpus, cpu_count()))
     timeout = _env_int(ENV_TIMEOUT, 60)
     state = ModelState(args.model_dir or OptML().model_dir)
-    wsgi = create_app(state, Admission(THREADS_PER_WORKER - 1, WORKING_PER_WORKER, timeout))
+    wsgi = create_app(state, Admission(THREADS_PER_WORKER - 1, WORKING_PER_WORKER, timeout),
+                      concurrency=workers * WORKING_PER_WORKER)
     require_gpu = os.environ.get(REQUIRE_GPU_ENV, "").strip().lower() in ("1", "true", "yes")
     options = gunicorn_options(state, port, workers, timeout, gpus, require_gpu)
 

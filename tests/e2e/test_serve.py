@@ -203,6 +203,43 @@ def test_concurrent_requests_on_two_workers(server, sample_photos):
     assert len(re.findall(r"model loaded from", server.log())) == 2
 
 
+def test_json_lines_are_answered_line_for_line(server, sample_photos):
+    # What batch transform sends with SplitType Line and BatchStrategy MultiRecord.
+    photos = [base64.b64encode(p.read_bytes()).decode() for p in sample_photos[:3]]
+    lines = [{"image": photos[0]}, {"images": photos[1:3], "top_k": 2}]
+    body = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    request = urllib.request.Request(server.url + "/invocations", data=body, method="POST", headers={
+        "Content-Type": "application/jsonlines", "Accept": "application/jsonlines"})
+    with urllib.request.urlopen(request, timeout=60) as resp:
+        assert resp.headers["Content-Type"].startswith("application/jsonlines")
+        answers = [json.loads(line) for line in resp.read().decode().splitlines()]
+    # Each line as its own request would have been answered.
+    alone = [invoke(server, json.dumps(line).encode(), "application/json")[1] for line in lines]
+    assert answers == alone and [len(a["predictions"]) for a in answers] == [1, 2]
+    assert len(answers[1]["predictions"][0]) == 2
+    # Without Accept: one JSON answer, one list per photo in order.
+    status, flat = invoke(server, body, "application/jsonlines")
+    assert status == 200 and flat["predictions"] == [p for a in alone for p in a["predictions"]]
+
+
+def test_execution_parameters_and_batch_transform_payloads(trained_model, tmp_path, sample_photos):
+    env = {"SAGEMAKER_MAX_PAYLOAD_IN_MB": "12", "SAGEMAKER_BATCH_STRATEGY": "SINGLE_RECORD"}
+    srv = Server(trained_model, workers=1, env=env, log=tmp_path / "serve.log")
+    try:
+        srv.wait_ready()
+        with urllib.request.urlopen(srv.url + "/execution-parameters") as resp:
+            assert json.loads(resp.read()) == {"MaxConcurrentTransforms": 4, "BatchStrategy": "SINGLE_RECORD",
+                                               "MaxPayloadInMB": 12}
+        # Over the real-time 6 MB, within the transform's 12 MB: 25 lines of 7 photos.
+        line = json.dumps({"images": [base64.b64encode(p.read_bytes()).decode() for p in sample_photos]})
+        body = ((line + "\n") * 25).encode()
+        assert 6 * 1024 * 1024 < len(body) < 12 * 1024 * 1024
+        status, answer = invoke(srv, body, "application/jsonlines")
+        assert status == 200 and len(answer["predictions"]) == 25 * len(sample_photos)
+    finally:
+        srv.stop()
+
+
 def batch_of_63(sample_photos) -> bytes:
     """A JSON body of 63 full-size photos (about 4 MB): a heavy request."""
     photos = [base64.b64encode(p.read_bytes()).decode() for p in sample_photos]

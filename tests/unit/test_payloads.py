@@ -3,11 +3,17 @@ import json
 
 import pytest
 
-from dogbreed.payloads import DEFAULT_TOP_K, MAX_IMAGES, ClientError, parse
+from dogbreed.payloads import DEFAULT_TOP_K, MAX_BODY_BYTES, MAX_IMAGES, ClientError, body_limit, parse
+
+
+def records(mimetype, body, query=None, attrs=None, n=10):
+    return parse(mimetype, body, query=query or {}, custom_attributes=attrs, num_classes=n)
 
 
 def call(mimetype, body, query=None, attrs=None, n=10):
-    return parse(mimetype, body, query=query or {}, custom_attributes=attrs, num_classes=n)
+    """The one record of a JSON or raw request."""
+    (record,) = records(mimetype, body, query, attrs, n)
+    return record
 
 
 def b64(data: bytes) -> str:
@@ -64,3 +70,29 @@ def test_batch_limit():
     with pytest.raises(ClientError) as err:
         call("application/json", body)
     assert err.value.status == 413
+
+
+def test_json_lines_are_one_record_per_line_in_order():
+    lines = [{"image": b64(b"a")}, {"images": [b64(b"b"), b64(b"c")], "top_k": 2}, {"image": b64(b"d")}]
+    body = ("\n".join(json.dumps(line) for line in lines) + "\n\n").encode()  # blank lines skipped
+    got = records("application/jsonlines", body, attrs="top_k=3")
+    assert [r.images for r in got] == [[b"a"], [b"b", b"c"], [b"d"]]
+    assert [r.top_k for r in got] == [3, 2, 3]  # a line's own top_k first, then the header's
+
+
+@pytest.mark.parametrize("body,status,fragment", [
+    (b"\n\n", 400, "empty request body"),
+    (b'{"image": "YQ=="}\n{oops\n', 400, "line 2: invalid JSON"),
+    (b'{"image": "YQ=="}\n[1]\n', 400, "line 2: JSON body must be an object"),
+    (b'{"images": [' + b",".join([b'"YQ=="'] * (MAX_IMAGES + 1)) + b"]}\n", 413, "line 1: 65 images"),
+])
+def test_json_lines_errors_name_the_line(body, status, fragment):
+    with pytest.raises(ClientError) as err:
+        records("application/jsonlines", body)
+    assert err.value.status == status and fragment in err.value.message
+
+
+def test_the_body_limit_follows_batch_transform():
+    assert body_limit({}) == MAX_BODY_BYTES == 6 * 1024 * 1024
+    assert body_limit({"SAGEMAKER_MAX_PAYLOAD_IN_MB": "20"}) == 20 * 1024 * 1024
+    assert body_limit({"SAGEMAKER_MAX_PAYLOAD_IN_MB": "nonsense"}) == MAX_BODY_BYTES
