@@ -237,8 +237,8 @@ def test_train_waits_downloads_outputs_and_writes_the_report(sagemaker, trained_
     assert deploy.returncode == 0, deploy.stdout + deploy.stderr
     assert "deploy: endpoint 'dogbreed' in service" in deploy.stdout
     down = dogctl("teardown", "--sagemaker")
-    assert down.stdout.strip() == ("teardown: deleted endpoint dogbreed, endpoint config dogbreed, "
-                                   "model dogbreed")
+    assert re.fullmatch(r"teardown: deleted endpoint dogbreed, endpoint config dogbreed, "
+                        r"model dogbreed-\d{8}-\d{6}", down.stdout.strip()), down.stdout
 
 
 def _queue_answers(moto: str, bodies: list[dict]) -> None:
