@@ -15,8 +15,10 @@ from dogbreed.artifact import display_name
 from dogbreed.errors import UserError
 from dogbreed.payloads import JSON_TYPE, MAX_BODY_BYTES, MAX_IMAGES
 
-# A JSON batch stays under SageMaker's body limit: base64 grows bytes by 4/3, plus some slack.
-BATCH_BYTES = int(MAX_BODY_BYTES * 0.7)
+# A JSON batch stays under the smallest body SageMaker takes (serverless endpoints: 4 MB; real-time
+# 6 MB, the server's own limit): base64 grows bytes by 4/3, plus some slack.
+SERVERLESS_BODY_BYTES = 4 * 1024 * 1024
+BATCH_BYTES = int(min(MAX_BODY_BYTES, SERVERLESS_BODY_BYTES) * 0.7)
 
 
 class EndpointError(UserError):
