@@ -30,9 +30,9 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+from orchestration.sagemaker.training import NO_TELEMETRY  # also quiets the SDK's v2 warning
+
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"  # local mode never assumes it
-NO_TELEMETRY = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
 
 
 def local_session(work: Path) -> Any:

@@ -17,7 +17,6 @@ import argparse
 import base64
 import subprocess
 import sys
-import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,23 +89,28 @@ def _run(cmd: list[str], stdin: str | None = None) -> None:
         raise RegistryError(f"`{' '.join(cmd[:2])}` failed (exit {result.returncode})")
 
 
-def local_image(engine_name: str, image: str) -> str | None:
-    """``image <id>, built <time>`` for a local image, or None when the engine does not have it."""
+def _inspect(engine_name: str, image: str) -> tuple[str, str] | None:
+    """(image ID without ``sha256:``, creation time) of a local image, or None when the engine
+    does not have it."""
     found = subprocess.run([engine_name, "image", "inspect", "--format", "{{.Id}} {{.Created}}", image],
                            capture_output=True, text=True)
     if found.returncode != 0:
         return None
     image_id, _, created = found.stdout.strip().partition(" ")
-    return f"image {image_id.removeprefix('sha256:')[:12]}, built {created[:19]}"
+    return image_id.removeprefix("sha256:"), created
 
 
-def immutable_tag(engine_name: str, image: str) -> str:
-    """A tag that names this build only: the package version and the image ID."""
+def local_image(engine_name: str, image: str) -> str | None:
+    """``image <id>, built <time>`` for a local image, or None when the engine does not have it."""
+    found = _inspect(engine_name, image)
+    return None if found is None else f"image {found[0][:12]}, built {found[1][:19]}"
+
+
+def immutable_tag(image_id: str) -> str:
+    """A tag that names one build only: the package version and the image ID."""
     from dogbreed import __version__
 
-    found = subprocess.run([engine_name, "image", "inspect", "--format", "{{.Id}}", image],
-                           capture_output=True, text=True)
-    return f"{__version__}-{found.stdout.strip().removeprefix('sha256:')[:12]}"
+    return f"{__version__}-{image_id[:12]}"
 
 
 def manifest_type(target: Target, tag: str) -> str | None:
@@ -124,7 +128,7 @@ def manifest_type(target: Target, tag: str) -> str | None:
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:
             return answer.headers.get("Content-Type", "").split(";")[0].strip() or None
-    except (urllib.error.URLError, OSError):  # needs credentials, or unreachable from here
+    except OSError:  # needs credentials (HTTPError), or unreachable from here
         return None
 
 
@@ -145,12 +149,13 @@ def check_manifest(target: Target, tag: str) -> None:
 def push(image: str, target: Target, tag: str, engine_name: str) -> str:
     """Push ``image`` as ``tag`` and as its immutable tag, check the manifest type; the URI with
     the immutable tag (what to deploy: ``latest`` moves, this one never does)."""
-    if local_image(engine_name, image) is None:
+    found = _inspect(engine_name, image)
+    if found is None:
         raise RegistryError(f"no local image {image}: run `make build` first")
     if target.password is not None:
         _run([engine_name, "login", "--username", target.username or "AWS", "--password-stdin",
               target.registry], stdin=target.password)
-    fixed = immutable_tag(engine_name, image)
+    fixed = immutable_tag(found[0])
     for name in (tag, fixed):
         uri = target.uri(name)
         _run([engine_name, "tag", image, uri])

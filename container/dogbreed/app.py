@@ -24,11 +24,11 @@ from .predictor import Predictor
 
 log = logging.getLogger("dogbreed.serve")
 REQUIRE_GPU_ENV = "DOGBREED_REQUIRE_GPU"  # true: a GPU that CUDA cannot use stops serve
+DRAIN_LIMIT = 64 * 1024 * 1024  # read and drop at most this much of a refused body
 
 
 class CudaUnusable(RuntimeError):
     """The host has NVIDIA GPUs that CUDA cannot use, and serving on the CPU is not allowed."""
-DRAIN_LIMIT = 64 * 1024 * 1024  # read and drop at most this much of a refused body
 
 
 class ModelState:
@@ -81,14 +81,11 @@ def _error(status: int, message: str) -> tuple[Response, int]:
 def _read_body(limit: int) -> bytes:
     """The body, or ClientError(413) past ``limit`` (the rest drained, so the client reads
     the answer instead of a reset connection)."""
-    stream = request.stream
     length = request.content_length
     if length is not None and length > limit:
-        remaining = min(length, DRAIN_LIMIT)
-        while remaining > 0 and (chunk := stream.read(min(remaining, 1 << 20))):
-            remaining -= len(chunk)
+        _drain(min(length, DRAIN_LIMIT))
         raise payloads.ClientError(413, f"request body is {length:,} bytes; the limit is {limit:,}")
-    body = stream.read(limit + 1)
+    body = request.stream.read(limit + 1)
     if len(body) > limit:
         raise payloads.ClientError(413, f"request body is over the limit of {limit:,} bytes")
     return body

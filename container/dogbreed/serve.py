@@ -30,6 +30,7 @@ from typing import Any
 from .admission import Admission
 from .app import REQUIRE_GPU_ENV, CudaUnusable, ModelState, create_app
 from .hardware import cpu_count, nvidia_gpus
+from .hyperparameters import TRUE_WORDS
 from .opt_ml import OptML
 
 ENV_PORT = "SAGEMAKER_BIND_TO_PORT"
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     state = ModelState(args.model_dir or OptML().model_dir)
     wsgi = create_app(state, Admission(THREADS_PER_WORKER - 1, WORKING_PER_WORKER, timeout),
                       concurrency=workers * WORKING_PER_WORKER)
-    require_gpu = os.environ.get(REQUIRE_GPU_ENV, "").strip().lower() in ("1", "true", "yes")
+    require_gpu = os.environ.get(REQUIRE_GPU_ENV, "").strip().lower() in TRUE_WORDS
     options = gunicorn_options(state, port, workers, timeout, gpus, require_gpu)
 
     class Server(BaseApplication):

@@ -36,6 +36,8 @@ PROFILER_RULES = ("LowGPUUtilization", "ProfilerReport")
 # rule containers (accounts opened before 2026-07-30), or nowhere.
 CONTAINER, MANAGED, OFF = "container", "managed", "off"
 DEBUGGER_MODES = (CONTAINER, MANAGED, OFF)
+# The SDK's configuration for every session of ours: its telemetry (calls to AWS) off.
+NO_TELEMETRY = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
 
 
 class _SdkNoise(logging.Filter):
@@ -55,8 +57,7 @@ def session(settings: Settings) -> Any:
 
     return sagemaker.Session(
         boto_session=settings.session(), default_bucket=settings.bucket,  # needed to train, not to stop
-        sagemaker_config={"SchemaVersion": "1.0",
-                          "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}},
+        sagemaker_config=NO_TELEMETRY,
     )
 
 

@@ -16,14 +16,13 @@ import pytest
 
 from dogbreed import __version__
 from local_test.testdata import make_dataset
-from orchestration.registry import RegistryError, Target, check_manifest
+from orchestration.registry import DOCKER_V2, RegistryError, Target, check_manifest
 from tests.container.support import ROOT, inspect, need, sh
 from tests.helpers import BIN, free_port, wait_http, zip_folder
 
 pytestmark = pytest.mark.container
 LOCAL_TEST = ROOT / "local_test"
 REGISTRY = "127.0.0.1:5000"
-DOCKER_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 DOGCTL = str(BIN / "dogctl")
 
 
