@@ -8,10 +8,11 @@
     dogctl deploy [--model RUN_DIR]               serve a model (the newest by default) on :8080
     dogctl invoke PHOTO...                        the top breeds of each photo, from the endpoint
     dogctl evaluate [--split test]                a whole split through the endpoint: accuracy, errors
+    dogctl transform [--data FOLDER]              batch transform: every photo through the model, to files
     dogctl teardown                               stop the endpoint
     dogctl summary                                data, tuning, model and report, in a few lines
 
-data, train, tune, stop, deploy, invoke, evaluate and teardown take --sagemaker to do the same
+data, train, tune, stop, deploy, invoke, evaluate, transform and teardown take --sagemaker to do the same
 on SageMaker (after `dogctl data --sagemaker`); see README.
 
 Every command prints progress, and a one-line error instead of a traceback.
@@ -183,6 +184,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_transform(args: argparse.Namespace) -> int:
+    return backend(args).transform(args)
+
+
 def cmd_teardown(args: argparse.Namespace) -> int:
     return backend(args).teardown(args)
 
@@ -321,6 +326,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="where to write (default: the job's output/data/report.html)")
     p.set_defaults(func=cmd_report)
 
+    def sagemaker_model_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--job", help="with --sagemaker: the training job whose model to use "
+                       "(default: the last one `dogctl train --sagemaker` submitted)")
+        p.add_argument("--model-data", metavar="S3_URI",
+                       help="with --sagemaker: a model.tar.gz in S3 instead")
+        p.add_argument("--role", help="SageMaker execution role ARN (or DOGCTL_ROLE, or the settings file)")
+        p.add_argument("--image", help="image URI from `make push` (or DOGCTL_IMAGE, or the settings file)")
+
+    def env_option(p: argparse.ArgumentParser, note: str) -> None:
+        p.add_argument("--env", type=env_item, action="append", default=[], metavar="NAME=VALUE",
+                       help="an environment variable for the model server (repeatable), e.g. "
+                       "SAGEMAKER_MODEL_SERVER_TIMEOUT=30" + note)
+
     def endpoint_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--name", help="endpoint name (default: dogbreed-local; "
                        "with --sagemaker: dogbreed)")
@@ -332,16 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the newest model under WORKDIR/runs)")
     p.add_argument("--port", type=int, default=8080, help="port (default: %(default)s)")
     p.add_argument("--workers", type=int, help="server worker processes (default: serve's)")
-    p.add_argument("--env", type=env_item, action="append", default=[], metavar="NAME=VALUE",
-                   help="an environment variable for the model server (repeatable), e.g. "
-                   "SAGEMAKER_MODEL_SERVER_TIMEOUT=30; serverless endpoints get "
-                   "SAGEMAKER_MODEL_SERVER_WORKERS=1 unless given")
+    env_option(p, "; serverless endpoints get SAGEMAKER_MODEL_SERVER_WORKERS=1 unless given")
     endpoint_options(p)
-    p.add_argument("--job", help="with --sagemaker: the training job whose model to deploy "
-                   "(default: the last one `dogctl train --sagemaker` submitted)")
-    p.add_argument("--model-data", metavar="S3_URI", help="with --sagemaker: a model.tar.gz in S3 instead")
-    p.add_argument("--role", help="SageMaker execution role ARN (or DOGCTL_ROLE, or the settings file)")
-    p.add_argument("--image", help="image URI from `make push` (or DOGCTL_IMAGE, or the settings file)")
+    sagemaker_model_options(p)
     p.add_argument("--instance-type",
                    help="with --sagemaker: endpoint instance type (default: ml.g4dn.xlarge)")
     p.add_argument("--instance-count", type=int, default=1, help="with --sagemaker: instances (default: 1)")
@@ -365,6 +376,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, help="a folder of class folders instead")
     endpoint_options(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("transform", help="batch transform: every photo of a folder (or S3 prefix) through "
+                       "the model, one answer file per photo, summarised")
+    p.add_argument("--data", type=Path, help="a folder of photos (class folders give an accuracy; with "
+                   "--sagemaker it is uploaded first); default: the prepared dataset's --split")
+    p.add_argument("--split", default="test", help="split of the prepared dataset (default: %(default)s)")
+    p.add_argument("--model", type=Path, help="locally: model folder, /opt/ml tree or run folder "
+                   "(default: the newest model under WORKDIR/runs)")
+    p.add_argument("--name", help="job name; outputs in WORKDIR/transforms/NAME (default: "
+                   "transform-<timestamp>; with --sagemaker: dogbreed-transform-<timestamp>)")
+    p.add_argument("--max-payload", type=int, default=20, metavar="MB",
+                   help="the largest photo, in MB (SageMaker's MaxPayloadInMB, 1-100; default: %(default)s)")
+    env_option(p, "")
+    p.add_argument("--sagemaker", action="store_true", help="a SageMaker batch transform job instead")
+    p.add_argument("--input", metavar="S3_URI", help="with --sagemaker: a prefix of photos already in S3")
+    sagemaker_model_options(p)
+    p.add_argument("--instance-type", help="with --sagemaker: transform instance type (default: "
+                   "ml.m5.xlarge; GPU instances get the driver-535 AMI)")
+    p.add_argument("--instance-count", type=int, default=1, help="with --sagemaker: instances (default: 1)")
+    p.add_argument("--no-wait", dest="wait", action="store_false",
+                   help="with --sagemaker: submit and return (then `--attach NAME`)")
+    p.add_argument("--attach", metavar="JOB", help="with --sagemaker: follow an existing transform job to "
+                   "its end, download and summarise its outputs")
+    aws_options(p)
+    p.set_defaults(func=cmd_transform)
 
     p = sub.add_parser("summary", help="what the local workflow produced: data, tuning, model, report")
     p.set_defaults(func=cmd_summary)

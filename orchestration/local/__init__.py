@@ -142,6 +142,32 @@ class LocalBackend:
         print(f"deploy: endpoint {ep.name!r} ready at {ep.url} (log {ep.log}); `dogctl teardown` stops it")
         return 0
 
+    def transform(self, args: argparse.Namespace) -> int:
+        """What a SageMaker transform job does, through the real `serve` on this machine."""
+        from ..progress import Progress
+        from ..transform import format_summary, photos, summarise
+        from . import transform as batch
+
+        model = endpoint.model_folder(args.model) if args.model else endpoint.newest_model(self.workdir)
+        data = args.data or dataset.load_prepared(self.workdir).channels.get(args.split)
+        if data is None:
+            raise UserError(f"the prepared dataset has no {args.split!r} split: pass --data FOLDER")
+        name = args.name or time.strftime("transform-%Y%m%d-%H%M%S")
+        folder = self.workdir / "transforms" / name
+        if folder.exists():
+            raise UserError(f"{folder} exists already: pick another --name")
+        inputs = photos(Path(data))
+        output = folder / "output"
+        output.mkdir(parents=True)
+        print(f"transform: {len(inputs)} photos from {data} through {model}", flush=True)
+        with Progress("transform", len(inputs), unit="photos", stream=sys.stdout) as bar:
+            failures = batch.run(self.workdir, model, Path(data), inputs, output, name=name,
+                                 max_payload_mb=args.max_payload, environment=dict(args.env),
+                                 progress=bar.advance_to, emit=lambda line: print(line, flush=True))
+        summary = summarise(inputs, output, failures)
+        print(format_summary(summary, output))
+        return 1 if summary.failed else 0
+
     def sender(self, args: argparse.Namespace) -> tuple[Send, str, list[str] | None]:
         ep = endpoint.ready(endpoint.Endpoint.load(self.workdir, args.name or endpoint.DEFAULT_NAME))
         return endpoint.http_send(ep.url), ep.url, ModelArtifact.read(Path(ep.model_dir)).classes

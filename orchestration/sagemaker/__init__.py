@@ -184,6 +184,74 @@ class SageMakerBackend:
               f"`dogctl teardown --sagemaker` to stop paying for it")
         return 0
 
+    def transform(self, args: argparse.Namespace) -> int:
+        """A batch transform job over an S3 prefix of photos; outputs downloaded and summarised."""
+        from ..transform import format_summary, summarise
+        from . import hosting
+        from . import transform as batch
+        from .s3 import download_prefix, list_prefix
+
+        client = self.session.sagemaker_client
+        name = args.attach or args.name or job_name("dogbreed-transform")
+        if not args.attach:
+            data = args.model_data or hosting.model_data(client, self._deployed_job(args))
+            job = batch.TransformJob(name, data, self._transform_input(args, name),
+                                     self.settings.s3_uri("transform", name, "output"),
+                                     args.instance_type or batch.DEFAULT_INSTANCE, args.instance_count,
+                                     args.max_payload, dict(args.env))
+            batch.start(self.settings, self.session, job)
+            ami = batch.transform_ami(job.instance_type)
+            print(f"transform: SageMaker transform job {name} submitted: {job.input_uri} -> {job.output_uri} "
+                  f"({job.instance_count} x {job.instance_type}{f', AMI {ami}' if ami else ''}, one request "
+                  f"per photo, up to {job.max_payload_mb} MB)", flush=True)
+            if not args.wait:
+                print(f"transform: not waiting; `dogctl transform --sagemaker --attach {name}` follows it")
+                return 0
+        last = [""]
+
+        def progress(status: str, seconds: float) -> None:
+            if status != last[0]:
+                print(f"transform: {seconds:5.0f}s  {status}", flush=True)
+                last[0] = status
+
+        described = batch.wait(client, name, progress)
+        if batch.delete_model(client, name):
+            print(f"transform: model {name} deleted (the job has ended)")
+        status = described["TransformJobStatus"]
+        if status != "Completed":
+            print(f"transform: job {name} {status}: {described.get('FailureReason', 'no reason given')}",
+                  file=sys.stderr)
+        s3 = self.settings.session().client("s3")
+        input_uri = described["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
+        inputs = [p.as_posix() for p in list_prefix(s3, input_uri)]
+        output = self.workdir / "transforms" / name / "output"
+        output.mkdir(parents=True, exist_ok=True)
+        with Progress("transform: downloading outputs", None, unit="files", stream=sys.stdout):
+            download_prefix(s3, described["TransformOutput"]["S3OutputPath"], output)
+        summary = summarise(inputs, output)
+        print(format_summary(summary, output))
+        return 0 if status == "Completed" and not summary.failed else 1
+
+    def _transform_input(self, args: argparse.Namespace, name: str) -> str:
+        """The S3 prefix of photos: --input, or --data uploaded, or the prepared --split's channel."""
+        from .s3 import upload_channel
+
+        if args.input:
+            if not args.input.startswith("s3://"):
+                raise UserError(f"--input takes an S3 prefix (s3://bucket/photos/), got {args.input!r}")
+            return args.input
+        if args.data:
+            boto = self.settings.session()
+            with Progress("transform: uploading photos", None, unit="files", stream=sys.stdout) as bar:
+                result = upload_channel(boto, args.data, self.settings.s3_uri("transform", name, "input"),
+                                        lambda done, total: bar.advance_to(done, total))
+            return result.uri
+        channels = dataset.load_s3_channels(self.workdir)
+        if args.split not in channels:
+            raise UserError(f"no {args.split!r} channel in S3 (there are {', '.join(channels)}): "
+                            "pass --split, --data FOLDER or --input S3_URI")
+        return channels[args.split]
+
     def _deployed_job(self, args: argparse.Namespace) -> str:
         last = self.workdir / LAST_JOB
         job = args.job or (last.read_text().strip() if last.is_file() else None)

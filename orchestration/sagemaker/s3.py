@@ -68,19 +68,28 @@ def s3_parts(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def download_prefix(s3: Any, uri: str, dest: Path) -> int:
+def list_prefix(s3: Any, uri: str) -> list[PurePosixPath]:
+    """The keys under the S3 prefix ``uri``, relative to it; keys that would climb out of a
+    folder they are written to (``..``, absolute) left out."""
     bucket, prefix = s3_parts(uri.rstrip("/") + "/")
-    count = 0
+    found = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
             relative = PurePosixPath(obj["Key"][len(prefix):])
-            if not relative.parts or ".." in relative.parts or relative.is_absolute():
-                continue  # never write outside dest, whatever the keys say
-            target = dest.joinpath(*relative.parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(bucket, obj["Key"], str(target))
-            count += 1
-    return count
+            if relative.parts and ".." not in relative.parts and not relative.is_absolute():
+                found.append(relative)
+    return found
+
+
+def download_prefix(s3: Any, uri: str, dest: Path) -> int:
+    """Every object under the S3 prefix ``uri`` into ``dest`` (never outside it); how many."""
+    bucket, prefix = s3_parts(uri.rstrip("/") + "/")
+    relatives = list_prefix(s3, uri)
+    for relative in relatives:
+        target = dest.joinpath(*relative.parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(bucket, prefix + relative.as_posix(), str(target))
+    return len(relatives)
 
 
 def download_tar(s3: Any, uri: str, dest: Path) -> bool:

@@ -62,3 +62,40 @@ def test_deploy_errors_are_one_line(tmp_path):
     assert not_model.returncode == 2 and "holds no model written by train" in not_model.stderr
     for result in (no_model, not_model):
         assert "Traceback" not in result.stderr
+
+
+def test_transform_a_folder_through_the_real_serve(tmp_path, trained_model, trained_data, sample_photos):
+    work = tmp_path / "work"
+    out = dogctl(work, "transform", "--model", str(trained_model), "--data", str(trained_data / "test"),
+                 "--name", "t1")
+    assert out.returncode == 0, out.stdout + out.stderr
+    split = trained_data / "test"
+    photos = sorted(p.relative_to(split).as_posix() for p in split.rglob("*.jpg"))
+    folder = work / "transforms" / "t1"
+    # SageMaker's layout: one <photo>.out per input, holding the container's JSON answer.
+    outputs = sorted(p.relative_to(folder / "output").as_posix() for p in (folder / "output").rglob("*.out"))
+    assert outputs == [p + ".out" for p in photos]
+    answer = json.loads((folder / "output" / outputs[0]).read_text())
+    assert len(answer["predictions"]) == 1 and answer["predictions"][0][0]["class"]
+    # The same accuracy as `train`'s own test evaluation: same model, same preprocessing.
+    test_acc = json.loads((trained_model / "metadata.json").read_text())["metrics"]["test_acc"]
+    right = round(test_acc * len(photos))
+    assert f"transform: {len(photos)} of {len(photos)} photos answered" in out.stdout
+    assert f"accuracy {100 * test_acc:.1f}% ({right} of {len(photos)} photos labelled" in out.stdout
+    rows = (folder / "predictions.csv").read_text().splitlines()
+    assert rows[0] == "photo,class,breed,probability,label" and len(rows) == len(photos) + 1
+    assert re.search(r"\d+ requests in flight", out.stdout)
+    assert not (work / "endpoints" / "transform-t1.json").exists()  # serve stopped
+
+    # A file that is no photo fails alone (the server's 400, named); the others are answered.
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    (mixed / "notes.txt").write_text("not a photo")
+    (mixed / "dog.jpg").write_bytes(sample_photos[0].read_bytes())
+    bad = dogctl(work, "transform", "--model", str(trained_model), "--data", str(mixed), "--name", "t2")
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "transform: 1 of 2 photos answered" in bad.stdout
+    assert re.search(r"notes\.txt: HTTP 400: .*image", bad.stdout), bad.stdout
+    assert "accuracy" not in bad.stdout  # no class folders, no labels
+    again = dogctl(work, "transform", "--model", str(trained_model), "--data", str(mixed), "--name", "t2")
+    assert again.returncode == 2 and "exists already: pick another --name" in again.stderr

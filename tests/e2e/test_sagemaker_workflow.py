@@ -386,3 +386,62 @@ def test_deploy_refuses_hosts_that_cannot_run_the_image(sagemaker, recording):
     assert variant["InferenceAmiVersion"] == "al2-ami-sagemaker-inference-gpu-3-1"
     for name in ("c", "g"):
         assert dogctl("teardown", "--sagemaker", "--name", name).returncode == 0
+
+
+@pytest.mark.slow
+def test_transform_on_sagemaker_sends_the_job_then_summarises_its_outputs(sagemaker, recording,
+                                                                          sample_photos):
+    dogctl, work = sagemaker
+    s3 = boto3.client("s3")
+    model_data = f"s3://{BUCKET}/dogbreed/jobs/x/output/model.tar.gz"
+    channel = "dogbreed/data/test/"
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=channel)["Contents"]
+    keys = sorted(o["Key"][len(channel):] for o in listed)
+    assert len(keys) >= 3
+    # The answers the job would write (moto runs nothing): one per photo, the first one wrong.
+    for i, rel in enumerate(keys):
+        cls = "999.Other" if i == 0 else rel.split("/")[0]
+        s3.put_object(Bucket=BUCKET, Key=f"dogbreed/transform/dogs-bt/output/{rel}.out",
+                      Body=json.dumps({"predictions": [_prediction(cls)]}).encode())
+    out = dogctl("transform", "--sagemaker", "--name", "dogs-bt", "--model-data", model_data,
+                 "--instance-type", "ml.g4dn.xlarge", "--env", "SAGEMAKER_MODEL_SERVER_TIMEOUT=30")
+    assert out.returncode == 0, out.stdout + out.stderr
+    (model,) = recorded(recording, "CreateModel")
+    assert model["ModelName"] == "dogs-bt" and model["PrimaryContainer"]["ModelDataUrl"] == model_data
+    env = {"SAGEMAKER_MAX_PAYLOAD_IN_MB": "20", "SAGEMAKER_MODEL_SERVER_TIMEOUT": "30"}
+    assert model["PrimaryContainer"]["Environment"] == env
+    (job,) = recorded(recording, "CreateTransformJob")
+    assert job["TransformJobName"] == "dogs-bt" and job["ModelName"] == "dogs-bt"
+    assert (job["BatchStrategy"], job["MaxPayloadInMB"], job["Environment"]) == ("SingleRecord", 20, env)
+    assert job["TransformInput"] == {
+        "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/{channel}"}},
+        "ContentType": "application/x-image", "SplitType": "None", "CompressionType": "None"}
+    assert job["TransformOutput"] == {"S3OutputPath": f"s3://{BUCKET}/dogbreed/transform/dogs-bt/output",
+                                      "Accept": "application/json", "AssembleWith": "None"}
+    # GPU transform hosts run driver 470 by default: the job asks for the driver-535 AMI.
+    assert job["TransformResources"] == {"InstanceType": "ml.g4dn.xlarge", "InstanceCount": 1,
+                                         "TransformAmiVersion": "al2-ami-sagemaker-batch-gpu-535"}
+    folder = work / "transforms" / "dogs-bt"
+    assert sorted(p.relative_to(folder / "output").as_posix() for p in folder.rglob("*.out")) == \
+        [k + ".out" for k in keys]
+    n = len(keys)
+    assert f"transform: {n} of {n} photos answered" in out.stdout
+    assert f"accuracy {100 * (n - 1) / n:.1f}% ({n - 1} of {n} photos labelled by their class" in out.stdout
+    assert "transform: model dogs-bt deleted (the job has ended)" in out.stdout
+    assert boto3.client("sagemaker").list_models()["Models"] == []  # nothing left behind
+
+    # A local folder is uploaded first; the default host is a CPU one (no AMI); no output: failed.
+    photos = work.parent / "photos"
+    photos.mkdir()
+    (photos / "dog.jpg").write_bytes(sample_photos[0].read_bytes())
+    up = dogctl("transform", "--sagemaker", "--name", "dogs-bt2", "--model-data", model_data,
+                "--data", str(photos))
+    assert up.returncode == 1, up.stdout + up.stderr
+    job = recorded(recording, "CreateTransformJob")[-1]
+    assert job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == \
+        f"s3://{BUCKET}/dogbreed/transform/dogs-bt2/input/"
+    assert job["TransformResources"] == {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1}
+    assert "dog.jpg: no output (the job did not transform it)" in up.stdout
+    volta = dogctl("transform", "--sagemaker", "--model-data", model_data, "--instance-type", "ml.p3.2xlarge")
+    assert volta.returncode == 2 and "V100 GPUs" in volta.stderr
+    assert len(recorded(recording, "CreateTransformJob")) == 2

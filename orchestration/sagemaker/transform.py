@@ -1,0 +1,103 @@
+"""SageMaker batch transform: every photo under an S3 prefix through the model, one request per
+photo (SplitType None, SingleRecord), each answer to ``<photo>.out`` under the job's output path.
+
+The job gets a Model of its own (deleted when the job ends, so nothing is left behind). GPU
+transform hosts run NVIDIA driver 470 unless the job asks for another AMI; the only other one is
+``al2-ami-sagemaker-batch-gpu-535`` (CreateTransformJob's TransformResources.TransformAmiVersion),
+on which the image's CUDA 13 runs through its forward-compatibility libraries (see the Dockerfile).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..transform import RAW_CONTENT_TYPE
+from .hosting import GPU_FAMILIES, VOLTA
+from .polling import poll
+from .settings import AwsError, Settings
+
+DEFAULT_INSTANCE = "ml.m5.xlarge"  # CPU: the default GPU transform host's driver cannot run CUDA 13
+GPU_AMI = "al2-ami-sagemaker-batch-gpu-535"
+MAX_PAYLOAD_ENV = "SAGEMAKER_MAX_PAYLOAD_IN_MB"
+RUNNING = ("InProgress", "Stopping")
+
+
+def transform_ami(instance_type: str) -> str | None:
+    """TransformAmiVersion for ``instance_type``: the driver-535 AMI on GPUs, None on CPUs."""
+    if instance_type.startswith(VOLTA):
+        raise AwsError(f"{instance_type} has V100 GPUs, which the image's CUDA 13 no longer supports: "
+                       f"transform on {DEFAULT_INSTANCE} (CPU) or ml.g4dn/g5")
+    return GPU_AMI if instance_type.startswith(GPU_FAMILIES) else None
+
+
+@dataclass(frozen=True)
+class TransformJob:
+    """One batch transform: its name, the model, where photos come from and answers go."""
+
+    name: str
+    model_data: str
+    input_uri: str  # an S3 prefix of photos
+    output_uri: str
+    instance_type: str = DEFAULT_INSTANCE
+    instance_count: int = 1
+    max_payload_mb: int = 20  # the largest photo; SageMaker allows 1..100
+    environment: dict[str, str] = field(default_factory=dict)
+
+    def container_env(self) -> dict[str, str]:
+        """The container's environment: the payload limit serve must honour (SageMaker sets it
+        too), under the user's."""
+        return {MAX_PAYLOAD_ENV: str(self.max_payload_mb), **self.environment}
+
+
+def start(settings: Settings, session: Any, job: TransformJob) -> None:
+    """Create the job's Model and the transform job (not waiting)."""
+    from botocore.exceptions import ClientError
+
+    if not 1 <= job.max_payload_mb <= 100:
+        raise AwsError(f"--max-payload must be 1..100 MB (SageMaker's limit), got {job.max_payload_mb}")
+    ami = transform_ami(job.instance_type)
+    try:
+        session.create_model(job.name, settings.need("role"), {
+            "Image": settings.need("image"), "ModelDataUrl": job.model_data,
+            "Environment": job.container_env()})
+        # Session.transform, not Transformer: SDK v2's Transformer cannot set TransformAmiVersion.
+        session.transform(
+            job_name=job.name, model_name=job.name, strategy="SingleRecord", max_concurrent_transforms=None,
+            max_payload=job.max_payload_mb, env=job.container_env(), experiment_config=None,
+            input_config={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": job.input_uri}},
+                          "ContentType": RAW_CONTENT_TYPE, "SplitType": "None", "CompressionType": "None"},
+            output_config={"S3OutputPath": job.output_uri, "Accept": "application/json",
+                           "AssembleWith": "None"},
+            resource_config={"InstanceType": job.instance_type, "InstanceCount": job.instance_count,
+                             **({"TransformAmiVersion": ami} if ami else {})},
+        )
+    except ClientError as exc:
+        delete_model(session.sagemaker_client, job.name)
+        raise AwsError(f"SageMaker refused the transform job {job.name!r}: {exc}") from exc
+
+
+def wait(client: Any, name: str, progress: Callable[[str, float], None], *,
+         poll_every: float | None = None) -> dict[str, Any]:
+    """Wait for the transform job to end; its description."""
+    return poll(lambda: client.describe_transform_job(TransformJobName=name),
+                lambda job: job["TransformJobStatus"] not in RUNNING,
+                lambda job, seconds: progress(job["TransformJobStatus"], seconds),
+                what=f"transform job {name!r}", every=poll_every,
+                resume_hint=f"`dogctl transform --sagemaker --attach {name}` goes on waiting")
+
+
+def delete_model(client: Any, name: str) -> bool:
+    """Delete the job's Model; False if there was none."""
+    from botocore.exceptions import ClientError
+
+    try:
+        client.delete_model(ModelName=name)
+    except ClientError as exc:
+        if "Could not find" in str(exc) or "does not exist" in str(exc):
+            return False
+        raise AwsError(f"cannot delete model {name!r}: {exc}") from exc
+    return True
+
+
