@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -91,16 +91,31 @@ def _read_body(limit: int) -> bytes:
     return body
 
 
-def _predict(predictor: Predictor, record: payloads.Invocation, deadline: Deadline,
-             line: int | None) -> list[list[dict[str, Any]]]:
-    """One record's predictions (``line``: its JSON Lines line, for error messages)."""
+def _lines(limit: int) -> Iterator[bytes]:
+    """The body's lines as they arrive, ClientError(413) once past ``limit`` in all."""
+    length = request.content_length
+    if length is not None and length > limit:
+        _drain(min(length, DRAIN_LIMIT))
+        raise payloads.ClientError(413, f"request body is {length:,} bytes; the limit is {limit:,}")
+    left = limit + 1
+    while line := request.stream.readline(left):
+        left -= len(line)
+        if left <= 0:
+            raise payloads.ClientError(413, f"request body is over the limit of {limit:,} bytes")
+        yield line
+
+
+def _predict(predictor: Predictor, record: payloads.Invocation,
+             deadline: Deadline) -> list[list[dict[str, Any]]]:
+    """One record's predictions."""
     tensors = []
     for i, data in enumerate(record.images):
         deadline.check()
         try:
             tensors.append(predictor.preprocess(data))
         except ImageError as exc:
-            where = ([f"line {line}"] if line else []) + ([f"image {i}"] if len(record.images) > 1 else [])
+            where = (([f"line {record.line}"] if record.line else [])
+                     + ([f"image {i}"] if len(record.images) > 1 else []))
             prefix = ", ".join(where) + ": " if where else ""
             raise payloads.ClientError(400, prefix + str(exc)) from None
     return predictor.predict(tensors, record.top_k)
@@ -151,16 +166,17 @@ def create_app(state: ModelState, admission: Admission | None = None, *, concurr
         if request.headers.get("Accept") and answer_type is None:
             return _error(406, "responses are application/json or application/jsonlines; Accept was "
                                f"{request.headers['Accept']!r}")
+        attributes = request.headers.get(payloads.CUSTOM_ATTRIBUTES)
         with admission.request() as deadline:
-            body = _read_body(limit)
-            records = payloads.parse(
-                request.mimetype, body, query=request.args,
-                custom_attributes=request.headers.get(payloads.CUSTOM_ATTRIBUTES),
-                num_classes=predictor.num_classes,
-            )
+            if request.mimetype == payloads.JSONLINES_TYPE:  # any size: read as it is answered
+                records: Iterable[payloads.Invocation] = payloads.json_lines(
+                    _lines(limit), query=request.args, custom_attributes=attributes,
+                    num_classes=predictor.num_classes)
+            else:
+                records = payloads.parse(request.mimetype, _read_body(limit), query=request.args,
+                                         custom_attributes=attributes, num_classes=predictor.num_classes)
             with admission.work(deadline):
-                answers = [_predict(predictor, record, deadline, line=i + 1 if len(records) > 1 else None)
-                           for i, record in enumerate(records)]
+                answers = [_predict(predictor, record, deadline) for record in records]
         if answer_type == payloads.JSONLINES_TYPE:
             lines = "".join(json.dumps({"predictions": a}, separators=(",", ":")) + "\n" for a in answers)
             return Response(lines, mimetype=payloads.JSONLINES_TYPE)
@@ -175,6 +191,7 @@ def create_app(state: ModelState, admission: Admission | None = None, *, concurr
 
     @app.errorhandler(payloads.ClientError)
     def client_error(exc: payloads.ClientError) -> Any:
+        _drain()  # a JSON Lines body refused part way: the rest, so the client reads the answer
         return _error(exc.status, exc.message)
 
     @app.errorhandler(HTTPException)

@@ -13,7 +13,8 @@ MultiRecord): one such JSON object per line, each a record answered on its own. 
 (``top_k=3``) or, for curl, the query string (``?top_k=3``).
 
 The body limit is SageMaker's real-time 6 MB, or ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` when batch
-transform sets it.
+transform (or ``dogctl deploy --async``, up to 1 GB) sets it. A JSON Lines body is read and parsed
+a line at a time (:func:`json_lines`), so one of any size never sits whole in memory.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +60,7 @@ class ClientError(Exception):
 class Invocation:
     images: list[bytes]
     top_k: int
+    line: int | None = None  # its line in a JSON Lines body (for error messages)
 
 
 def is_raw(mimetype: str) -> bool:
@@ -127,22 +129,34 @@ def parse(mimetype: str, body: bytes, *, query: Mapping[str, str], custom_attrib
         raise ClientError(415, f"no Content-Type: send one of {ACCEPTED}")
     if mimetype not in (JSON_TYPE, JSONLINES_TYPE) and not is_raw(mimetype):
         raise ClientError(415, f"unsupported Content-Type {mimetype!r}: send one of {ACCEPTED}")
-    empty = not body.strip() if mimetype == JSONLINES_TYPE else not body
-    if empty:
+    if mimetype == JSONLINES_TYPE:
+        return list(json_lines(body.splitlines(), query=query, custom_attributes=custom_attributes,
+                               num_classes=num_classes))
+    if not body:
         raise ClientError(400, "empty request body: send a photo")
     fallback = _fallback_top_k(query, custom_attributes)
-    if mimetype == JSONLINES_TYPE:
-        records = []
-        for number, line in enumerate(body.splitlines(), 1):
-            if line.strip():
-                try:
-                    records.append(_record(*_from_json(line), fallback, num_classes))
-                except ClientError as exc:
-                    raise ClientError(exc.status, f"line {number}: {exc.message}") from None
-        return records
     if mimetype == JSON_TYPE:
         return [_record(*_from_json(body), fallback, num_classes)]
     return [_record([body], None, fallback, num_classes)]
+
+
+def json_lines(lines: Iterable[bytes], *, query: Mapping[str, str], custom_attributes: str | None,
+               num_classes: int) -> Iterator[Invocation]:
+    """The records of a JSON Lines body, one per non-blank line, parsed as they are read (so a
+    body of any size is never whole in memory); :class:`ClientError` names the line."""
+    fallback = _fallback_top_k(query, custom_attributes)
+    seen = False
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            seen = True
+            try:
+                record = _record(*_from_json(line), fallback, num_classes)
+            except ClientError as exc:
+                raise ClientError(exc.status, f"line {number}: {exc.message}") from None
+            record.line = number
+            yield record
+    if not seen:
+        raise ClientError(400, "empty request body: send a photo")
 
 
 def _fallback_top_k(query: Mapping[str, str], custom_attributes: str | None) -> tuple[Any, str] | None:

@@ -14,7 +14,9 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import psutil
 import pytest
 from PIL import Image
 
@@ -386,3 +388,52 @@ def test_the_gpu_can_be_required(trained_model, tmp_path):
     assert "DOGBREED_REQUIRE_GPU=true: not serving on the CPU" in log and "driver 470.256.02" in log
     assert srv.proc.returncode != 0
     srv.stop()
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM), in MB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+
+
+def test_a_json_lines_body_of_any_size_is_answered_a_line_at_a_time(trained_model, tmp_path, photo):
+    # An asynchronous endpoint (`dogctl deploy --async`) takes bodies up to 1 GB: a 150 MB one
+    # must not sit whole in a worker's memory (it did, twice over: the body and its lines).
+    srv = Server(trained_model, workers=1, env={"SAGEMAKER_MAX_PAYLOAD_IN_MB": "1024"},
+                 log=tmp_path / "serve.log")
+    try:
+        srv.wait_ready()
+        (worker,) = psutil.Process(srv.proc.pid).children(recursive=True)
+        line = json.dumps({"image": base64.b64encode(photo).decode(), "note": "x" * (1 << 20)}) + "\n"
+        assert invoke(srv, line.encode(), "application/jsonlines")[0] == 200  # warm
+        before = _peak_rss_mb(worker.pid)
+        body = (line * 150).encode()
+        assert len(body) > 150 * (1 << 20)
+        status, answer = invoke(srv, body, "application/jsonlines", timeout=300)
+        assert status == 200 and len(answer["predictions"]) == 150
+        assert answer["predictions"][0] == answer["predictions"][-1]
+        grown = _peak_rss_mb(worker.pid) - before
+        assert grown < 40, f"the worker's peak memory grew by {grown:.0f} MB for a 150 MB body"
+    finally:
+        srv.stop()
+
+
+def test_a_chunked_json_lines_body_past_the_limit_is_refused_as_it_arrives(trained_model, tmp_path, photo):
+    # No Content-Length to refuse it by: the lines are counted as they come.
+    srv = Server(trained_model, workers=1, env={"SAGEMAKER_MAX_PAYLOAD_IN_MB": "1"},
+                 log=tmp_path / "serve.log")
+    try:
+        srv.wait_ready()
+        line = (json.dumps({"image": base64.b64encode(photo).decode()}) + "\n").encode()
+        chunks = [line] * (2 * (1 << 20) // len(line) + 1)
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
+        conn.request("POST", "/invocations", body=iter(chunks), encode_chunked=True,
+                     headers={"Content-Type": "application/jsonlines"})
+        resp = conn.getresponse()
+        assert resp.status == 413, resp.read()
+        assert "over the limit of 1,048,576 bytes" in json.loads(resp.read())["error"]
+        conn.close()
+        with urllib.request.urlopen(srv.url + "/ping", timeout=5) as ping:
+            assert ping.status == 200
+    finally:
+        srv.stop()
