@@ -361,8 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "580 for the image's CUDA 13.0)")
     p.add_argument("--serverless-memory", type=int, choices=range(1024, 6145, 1024), metavar="MB",
                    help="with --sagemaker: a serverless endpoint with this memory (1024-6144, CPU only)")
+    p.add_argument("--async", dest="use_async", action="store_true",
+                   help="with --sagemaker: an asynchronous endpoint (requests and answers through S3, "
+                   "payloads up to 1 GB, up to an hour each; `dogctl invoke` and `evaluate` use it the same)")
     p.add_argument("--max-concurrency", type=int, default=5,
-                   help="with --serverless-memory: concurrent invocations (default: %(default)s)")
+                   help="with --serverless-memory: concurrent invocations; with --async: requests per "
+                   "instance (default: %(default)s)")
     p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("invoke", help="send photos to the endpoint, print the top breeds")

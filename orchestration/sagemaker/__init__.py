@@ -170,7 +170,8 @@ class SageMakerBackend:
         data = args.model_data or hosting.model_data(self.session.sagemaker_client, self._deployed_job(args))
         spec = hosting.Hosting(args.instance_type or self.settings.endpoint_instance_type,
                                args.instance_count, args.serverless_memory, args.max_concurrency,
-                               environment=dict(args.env), ami_version=args.ami_version)
+                               environment=dict(args.env), ami_version=args.ami_version,
+                               async_output=self.settings.s3_uri("async", name) if args.use_async else None)
         print(f"deploy: {data} to endpoint {name!r} ({spec.describe()})", flush=True)
         last_status = [""]
 
@@ -261,9 +262,12 @@ class SageMakerBackend:
         return job
 
     def sender(self, args: argparse.Namespace) -> tuple[Send, str, list[str] | None]:
-        from .hosting import DEFAULT_NAME, runtime_send
+        from .hosting import DEFAULT_NAME, async_config, async_send, runtime_send
 
         name = args.name or DEFAULT_NAME
+        if async_config(self.session.sagemaker_client, name):
+            return (async_send(self.session, name, self.settings.s3_uri("async", name, "input")),
+                    f"SageMaker asynchronous endpoint {name} (each request through S3)", None)
         return runtime_send(self.session, name), f"SageMaker endpoint {name}", None
 
     def teardown(self, args: argparse.Namespace) -> int:

@@ -17,12 +17,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..invocation import EndpointError, Send
-from .polling import poll
+from .polling import POLL_SECONDS, poll
 from .settings import AwsError, Settings
 
 DEFAULT_NAME = "dogbreed"
 CREATING = ("Creating", "Updating", "SystemUpdating")
 WORKERS_ENV = "SAGEMAKER_MODEL_SERVER_WORKERS"
+# Asynchronous endpoints take payloads up to 1 GB and an hour per request
+# (https://docs.aws.amazon.com/sagemaker/latest/dg/async-inference.html): serve is told so.
+ASYNC_ENV = {"SAGEMAKER_MAX_PAYLOAD_IN_MB": "1024", "SAGEMAKER_MODEL_SERVER_TIMEOUT": "3600"}
+ASYNC_TIMEOUT_SECONDS = 3600  # InvokeEndpointAsync's InvocationTimeoutSeconds, at most 3600
 # GPU hosts run NVIDIA driver 470 (CUDA 11.4) unless the endpoint asks for another AMI, and the
 # image is CUDA 13.0 (driver >= 580, or 535+ through the image's forward-compatibility libraries):
 # https://docs.aws.amazon.com/sagemaker/latest/dg/inference-gpu-drivers.html and ProductionVariant's
@@ -65,20 +69,40 @@ class Hosting:
     max_concurrency: int = 5
     environment: dict[str, str] = field(default_factory=dict)  # the user's --env NAME=VALUE
     ami_version: str | None = None  # the user's --ami-version (GPU instances)
+    async_output: str | None = None  # set: an asynchronous endpoint writing answers under this S3 prefix
+
+    def __post_init__(self) -> None:
+        if self.async_output and self.serverless_memory_mb:
+            raise AwsError("an endpoint is serverless or asynchronous, not both: drop --async or "
+                           "--serverless-memory")
 
     def inference_ami(self) -> str | None:
         return None if self.serverless_memory_mb else inference_ami(self.instance_type, self.ami_version)
 
     def container_env(self) -> dict[str, str]:
         """The model container's environment: the user's, over one worker on serverless
-        endpoints (one copy of the model in their memory, as AWS recommends)."""
-        return {**({WORKERS_ENV: "1"} if self.serverless_memory_mb else {}), **self.environment}
+        endpoints (one copy of the model in their memory, as AWS recommends) and the payload
+        and time limits of asynchronous ones."""
+        return {**({WORKERS_ENV: "1"} if self.serverless_memory_mb else {}),
+                **(ASYNC_ENV if self.async_output else {}), **self.environment}
+
+    def async_config(self) -> Any:
+        """The SDK's AsyncInferenceConfig (answers and failures under :attr:`async_output`), or None."""
+        if not self.async_output:
+            return None
+        from sagemaker.async_inference import AsyncInferenceConfig
+
+        return AsyncInferenceConfig(output_path=f"{self.async_output}/output",
+                                    failure_path=f"{self.async_output}/failures",
+                                    max_concurrent_invocations_per_instance=self.max_concurrency)
 
     def describe(self) -> str:
         if self.serverless_memory_mb:
             return f"serverless, {self.serverless_memory_mb} MB, up to {self.max_concurrency} concurrent"
         ami = self.inference_ami()
-        return f"{self.instance_count} x {self.instance_type}" + (f", AMI {ami}" if ami else "")
+        return (f"{self.instance_count} x {self.instance_type}" + (f", AMI {ami}" if ami else "")
+                + (f", asynchronous: answers in {self.async_output}, up to {self.max_concurrency} "
+                   "requests per instance" if self.async_output else ""))
 
 
 def model_name(endpoint: str, now: float | None = None) -> str:
@@ -140,7 +164,7 @@ def deploy(settings: Settings, session: Any, data: str, name: str, hosting: Host
             initial_instance_count=None if serverless else hosting.instance_count,
             instance_type=None if serverless else hosting.instance_type,
             serverless_inference_config=serverless, endpoint_name=name, wait=False,
-            inference_ami_version=hosting.inference_ami(),
+            inference_ami_version=hosting.inference_ami(), async_inference_config=hosting.async_config(),
         )
     except ClientError as exc:
         raise AwsError(f"SageMaker refused the deployment of {name!r}: {exc} "
@@ -184,6 +208,71 @@ def runtime_send(session: Any, name: str) -> Send:
         except ValueError as exc:
             raise EndpointError(f"endpoint {name!r} answered something that is not JSON: "
                                 f"{raw[:200]!r}") from exc
+
+    return send
+
+
+def async_config(client: Any, name: str) -> dict[str, Any] | None:
+    """The endpoint's AsyncInferenceConfig, or None for a real-time or serverless endpoint."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        endpoint = client.describe_endpoint(EndpointName=name)
+        config = client.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    except (ClientError, BotoCoreError) as exc:
+        raise EndpointError(f"endpoint {name!r}: {exc} "
+                            "(is it deployed? `dogctl deploy --sagemaker`)") from exc
+    return config.get("AsyncInferenceConfig")
+
+
+def async_send(session: Any, name: str, input_prefix: str, *, timeout: float = ASYNC_TIMEOUT_SECONDS,
+               every: float | None = None) -> Send:
+    """Send bodies to an asynchronous endpoint: each one put under ``input_prefix`` in S3,
+    InvokeEndpointAsync, then the answer (or the failure) read where SageMaker writes it."""
+    import uuid
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from .s3 import s3_parts
+
+    s3 = session.boto_session.client("s3")
+    runtime = session.boto_session.client("sagemaker-runtime")
+
+    def read(uri: str | None) -> bytes | None:
+        if not uri:
+            return None
+        bucket, key = s3_parts(uri)
+        try:
+            return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                return None
+            raise
+
+    def send(body: bytes, content_type: str) -> dict:
+        bucket, key = s3_parts(f"{input_prefix.rstrip('/')}/{uuid.uuid4().hex}")
+        try:
+            s3.put_object(Bucket=bucket, Key=key, Body=body)
+            sent = runtime.invoke_endpoint_async(
+                EndpointName=name, InputLocation=f"s3://{bucket}/{key}", ContentType=content_type,
+                Accept="application/json", InvocationTimeoutSeconds=ASYNC_TIMEOUT_SECONDS)
+            answered = poll(lambda: {"output": read(sent["OutputLocation"]),
+                                     "failure": read(sent.get("FailureLocation"))},
+                            lambda state: state["output"] is not None or state["failure"] is not None,
+                            lambda state, seconds: None, what=f"the answer of endpoint {name!r}",
+                            every=min(POLL_SECONDS, 2.0) if every is None else every, timeout=timeout,
+                            resume_hint=f"it will be at {sent['OutputLocation']}")
+            s3.delete_object(Bucket=bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise EndpointError(f"asynchronous endpoint {name!r}: {exc}") from exc
+        if answered["output"] is None:
+            failure = answered["failure"][:500].decode(errors="replace")
+            raise EndpointError(f"the endpoint refused the request: {failure}")
+        try:
+            return json.loads(answered["output"])
+        except ValueError as exc:
+            raise EndpointError(f"endpoint {name!r} answered something that is not JSON: "
+                                f"{answered['output'][:200]!r}") from exc
 
     return send
 

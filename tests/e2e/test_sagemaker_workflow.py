@@ -445,3 +445,46 @@ def test_transform_on_sagemaker_sends_the_job_then_summarises_its_outputs(sagema
     volta = dogctl("transform", "--sagemaker", "--model-data", model_data, "--instance-type", "ml.p3.2xlarge")
     assert volta.returncode == 2 and "V100 GPUs" in volta.stderr
     assert len(recorded(recording, "CreateTransformJob")) == 2
+
+
+@pytest.mark.slow
+def test_async_endpoint_deploy_invoke_teardown_on_sagemaker(sagemaker, recording, sample_photos):
+    dogctl, work = sagemaker
+    model_data = f"s3://{BUCKET}/dogbreed/jobs/x/output/model.tar.gz"
+    out = dogctl("deploy", "--sagemaker", "--name", "dogs-async", "--model-data", model_data, "--async",
+                 "--max-concurrency", "2", "--env", "SAGEMAKER_MODEL_SERVER_TIMEOUT=1800")
+    assert out.returncode == 0, out.stdout + out.stderr
+    where = f"s3://{BUCKET}/dogbreed/async/dogs-async"
+    assert f"asynchronous: answers in {where}, up to 2 requests per instance" in out.stdout
+    (config,) = recorded(recording, "CreateEndpointConfig")
+    assert config["AsyncInferenceConfig"] == {
+        "OutputConfig": {"S3OutputPath": f"{where}/output", "S3FailurePath": f"{where}/failures"},
+        "ClientConfig": {"MaxConcurrentInvocationsPerInstance": 2}}
+    assert config["ProductionVariants"][0]["InferenceAmiVersion"] == "al2023-ami-sagemaker-inference-gpu-4-1"
+    # serve is told of the 1 GB payloads and the hour per request; the user's value wins.
+    (model,) = recorded(recording, "CreateModel")
+    assert model["PrimaryContainer"]["Environment"] == {"SAGEMAKER_MAX_PAYLOAD_IN_MB": "1024",
+                                                       "SAGEMAKER_MODEL_SERVER_TIMEOUT": "1800"}
+
+    # invoke goes through S3: the request put there, InvokeEndpointAsync, the answer read back.
+    answers = [{"data": json.dumps({"predictions": [_prediction("001.Affenpinscher", 0.5)]})},
+               {"is_failure": True, "data": '{"error": "image 0: not an image", "status": 400}'}]
+    urllib.request.urlopen(urllib.request.Request(
+        recording + "/moto-api/static/sagemaker/async-endpoint-results", method="POST",
+        data=json.dumps({"region": "eu-west-1", "results": answers}).encode(),
+        headers={"Content-Type": "application/json"}))
+    photo = sample_photos[0]
+    inv = dogctl("invoke", "--sagemaker", "--name", "dogs-async", str(photo))
+    assert inv.returncode == 0, inv.stdout + inv.stderr
+    assert inv.stdout.strip() == f"{photo}: Affenpinscher 50.0%"
+    failed = dogctl("invoke", "--sagemaker", "--name", "dogs-async", str(sample_photos[1]))
+    assert failed.returncode == 2, failed.stdout + failed.stderr
+    assert "the endpoint refused the request: {\"error\": \"image 0: not an image\"" in failed.stderr
+    s3 = boto3.client("s3")
+    assert s3.list_objects_v2(Bucket=BUCKET, Prefix="dogbreed/async/dogs-async/input/")["KeyCount"] == 0
+
+    both = dogctl("deploy", "--sagemaker", "--name", "x", "--model-data", model_data, "--async",
+                  "--serverless-memory", "2048")
+    assert both.returncode == 2 and "serverless or asynchronous, not both" in both.stderr
+    down = dogctl("teardown", "--sagemaker", "--name", "dogs-async")
+    assert down.returncode == 0 and "endpoint dogs-async, endpoint config dogs-async" in down.stdout
