@@ -3,11 +3,12 @@
 The SDK lays out /opt/ml exactly as it does for SageMaker (JSON-encoded hyperparameters,
 inputdataconfig, resourceconfig, file:// channels, model.tar.gz) and runs the containers with
 docker-compose; this script trains, judges the job, deploys the model, sends a JPEG and a JSON
-request through the SDK's Predictor and deletes the endpoint:
+request through the SDK's Predictor and deletes the endpoint, and runs a batch transform of a
+folder of photos as `dogctl transform --sagemaker` asks SageMaker for one:
 
     DOCKER_HOST=unix:///run/podman/podman.sock \\
     python local_test/sdk_local_mode.py IMAGE DATA WORK [--instances 2] [--hp epochs=2 ...] \\
-        [--photo dog.jpg] [--entry-point train.py --source-dir DIR]
+        [--photo dog.jpg] [--transform PHOTOS] [--entry-point train.py --source-dir DIR]
 
 DATA is a folder with train/ and valid/ (test/ optional) class folders; WORK receives the SDK's
 files and the job's model.tar.gz and output.tar.gz. The last line printed is a JSON summary; the
@@ -100,6 +101,22 @@ def predict(estimator: Any, photo: Path, top_k: int = 3) -> dict[str, Any]:
     return {"jpeg": raw, "json": as_json}
 
 
+def transform(estimator: Any, folder: Path, work: Path) -> dict[str, Any]:
+    """A batch transform of ``folder``'s photos with the settings `dogctl transform --sagemaker`
+    sends (one raw request per photo), its output read back by dogctl's own summary."""
+    from orchestration.transform import RAW_CONTENT_TYPE, photos, summarise
+
+    out = work / "transform" / "output"
+    transformer = estimator.transformer(instance_count=1, instance_type="local", strategy="SingleRecord",
+                                        assemble_with="None", output_path=f"file://{out}",
+                                        accept="application/json", max_payload=20)
+    transformer.transform(f"file://{folder}", content_type=RAW_CONTENT_TYPE, wait=True, logs=False)
+    summary = summarise(photos(folder), out)
+    return {"photos": summary.photos, "answered": summary.answered, "failed": summary.failed,
+            "labelled": summary.labelled, "correct": summary.correct,
+            "outputs": sorted(p.relative_to(out).as_posix() for p in out.rglob("*.out"))}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("image")
@@ -108,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instances", type=int, default=1)
     parser.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--photo", type=Path, help="deploy and send this JPEG (default: no endpoint)")
+    parser.add_argument("--transform", type=Path, metavar="PHOTOS",
+                        help="then a batch transform of this folder of photos (class folders optional)")
     parser.add_argument("--entry-point", help="your own training script, run by the training toolkit")
     parser.add_argument("--source-dir")
     args = parser.parse_args(argv)
@@ -120,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict[str, Any] = {"job": job, "failure": job_failure(args.work.resolve())}
     if summary["failure"] is None and args.photo:
         summary["predictions"] = predict(estimator, args.photo)
+    if summary["failure"] is None and args.transform:
+        summary["transform"] = transform(estimator, args.transform.resolve(), args.work.resolve())
     print(json.dumps(summary))
     return 1 if summary["failure"] else 0
 

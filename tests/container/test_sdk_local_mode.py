@@ -120,8 +120,14 @@ def members(archive: Path) -> dict[str, bytes]:
 def test_two_hosts_train_with_the_in_container_debugger_then_deploy_and_predict(
         engine, image, docker_api, dogs, tmp_path, sample_photos, new_containers):
     photo = next(p for p in sample_photos if p.suffix == ".jpg")
+    batch = tmp_path / "batch"  # two photos of each breed, in their class folders
+    for breed in sorted((dogs / "valid").iterdir()):
+        (batch / breed.name).mkdir(parents=True)
+        for src in sorted(breed.iterdir())[:2]:
+            shutil.copy(src, batch / breed.name / src.name)
     code, printed, summary = local_mode(image, dogs, tmp_path, docker_api, "--instances", "2", *FAST,
-                                        "--hp", "debugger=true", "--photo", str(photo))
+                                        "--hp", "debugger=true", "--photo", str(photo),
+                                        "--transform", str(batch))
     assert code == 0 and summary["failure"] is None, printed
     # Two hosts as SageMaker lays them out: one process each, rendezvous at algo-1 by name.
     assert re.search(r"launched 1 worker\(s\) on algo-2-\w+ \(world size 2, master algo-1-\w+:", printed)
@@ -147,8 +153,15 @@ def test_two_hosts_train_with_the_in_container_debugger_then_deploy_and_predict(
     assert [p["class"] for p in jpeg[0]] == [p["class"] for p in as_json[0]]
     assert sorted(p["class"] for p in jpeg[0]) == breeds
     assert abs(sum(p["probability"] for p in jpeg[0]) - 1) < 1e-3
-    # Both training containers ended well; the serving one was stopped with the endpoint.
-    assert sorted(new_containers().values())[:2] == [0, 0] and len(new_containers()) == 3
+    # The SDK's batch transform, as `dogctl transform --sagemaker` configures it: one request per
+    # photo, <photo>.out in SageMaker's layout, read back by dogctl's summary.
+    batched = summary["transform"]
+    photos = sorted(p.relative_to(batch).as_posix() for p in batch.rglob("*.jpg"))
+    assert batched["outputs"] == [p + ".out" for p in photos] and len(photos) == 2 * BREEDS
+    assert (batched["answered"], batched["labelled"], batched["failed"]) == (len(photos), len(photos), {})
+    # Both training containers ended well; the serving ones were stopped with the endpoint and
+    # at the end of the transform.
+    assert sorted(new_containers().values())[:2] == [0, 0] and len(new_containers()) == 4
 
 
 def test_a_failed_job_is_failed_whatever_docker_compose_says(engine, image, docker_api, dogs, tmp_path,
