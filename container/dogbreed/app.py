@@ -78,25 +78,30 @@ def _error(status: int, message: str) -> tuple[Response, int]:
     return jsonify({"error": message, "status": status}), status
 
 
-def _read_body(limit: int) -> bytes:
-    """The body, or ClientError(413) past ``limit`` (the rest drained, so the client reads
-    the answer instead of a reset connection)."""
+def _refuse_if_declared_over(limit: int, hint: str = "") -> None:
+    """ClientError(413) when the declared length is past ``limit`` (the body drained, so the
+    client reads the answer instead of a reset connection)."""
     length = request.content_length
     if length is not None and length > limit:
         _drain(min(length, DRAIN_LIMIT))
-        raise payloads.ClientError(413, f"request body is {length:,} bytes; the limit is {limit:,}")
-    body = request.stream.read(limit + 1)
-    if len(body) > limit:
-        raise payloads.ClientError(413, f"request body is over the limit of {limit:,} bytes")
+        raise payloads.ClientError(413, f"request body is {length:,} bytes; the limit is {limit:,}{hint}")
+
+
+def _read_body(limit: int) -> bytes:
+    """The whole body (a photo, or JSON), or ClientError(413) past ``limit`` or
+    :data:`payloads.WHOLE_BODY_BYTES`, whichever is lower."""
+    whole = min(limit, payloads.WHOLE_BODY_BYTES)
+    hint = "" if whole == limit else " for a photo or a JSON body (send JSON Lines for more)"
+    _refuse_if_declared_over(whole, hint)
+    body = request.stream.read(whole + 1)
+    if len(body) > whole:
+        raise payloads.ClientError(413, f"request body is over the limit of {whole:,} bytes{hint}")
     return body
 
 
 def _lines(limit: int) -> Iterator[bytes]:
     """The body's lines as they arrive, ClientError(413) once past ``limit`` in all."""
-    length = request.content_length
-    if length is not None and length > limit:
-        _drain(min(length, DRAIN_LIMIT))
-        raise payloads.ClientError(413, f"request body is {length:,} bytes; the limit is {limit:,}")
+    _refuse_if_declared_over(limit)
     left = limit + 1
     while line := request.stream.readline(left):
         left -= len(line)

@@ -14,7 +14,8 @@ MultiRecord): one such JSON object per line, each a record answered on its own. 
 
 The body limit is SageMaker's real-time 6 MB, or ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` when batch
 transform (or ``dogctl deploy --async``, up to 1 GB) sets it. A JSON Lines body is read and parsed
-a line at a time (:func:`json_lines`), so one of any size never sits whole in memory.
+a line at a time (:func:`json_lines`), so one of any size never sits whole in memory; a photo or a
+JSON body, read whole, stays under :data:`WHOLE_BODY_BYTES` (100 MB) whatever the limit.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from dataclasses import dataclass
 from typing import Any
 
 MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker's real-time payload limit
+# A photo or a JSON body is read whole: past this (only reachable with SAGEMAKER_MAX_PAYLOAD_IN_MB,
+# e.g. an asynchronous endpoint's 1 GB) only JSON Lines, read a line at a time, is taken.
+WHOLE_BODY_BYTES = 100 * 1024 * 1024
 MAX_PAYLOAD_ENV = "SAGEMAKER_MAX_PAYLOAD_IN_MB"  # set by batch transform (MaxPayloadInMB)
 MAX_IMAGES = 64  # per request, or per JSON Lines record
 DEFAULT_TOP_K = 5

@@ -414,6 +414,11 @@ def test_a_json_lines_body_of_any_size_is_answered_a_line_at_a_time(trained_mode
         assert answer["predictions"][0] == answer["predictions"][-1]
         grown = _peak_rss_mb(worker.pid) - before
         assert grown < 40, f"the worker's peak memory grew by {grown:.0f} MB for a 150 MB body"
+        # A body read whole (a photo, JSON) stays under 100 MB whatever the limit: JSON Lines for more.
+        big = json.dumps({"image": "A" * (101 << 20)}).encode()
+        status, refused = invoke(srv, big, "application/json", timeout=300)
+        assert status == 413 and "for a photo or a JSON body (send JSON Lines for more)" in refused["error"]
+        assert invoke(srv, photo)[0] == 200
     finally:
         srv.stop()
 
