@@ -179,6 +179,18 @@ class Server:
             time.sleep(0.05)
         raise TimeoutError(f"serve not ready in {timeout}s:\n{self.log()}")
 
+    def __enter__(self) -> Server:
+        """Started and answering /ping; stopped when the ``with`` block ends."""
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def log(self) -> str:
         self._log.flush()
         return self.log_path.read_text()

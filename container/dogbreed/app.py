@@ -169,6 +169,7 @@ def create_app(state: ModelState, admission: Admission | None = None, *, concurr
             return _error(503, state.error or "model not loaded")
         answer_type = request.accept_mimetypes.best_match([payloads.JSON_TYPE, payloads.JSONLINES_TYPE])
         if request.headers.get("Accept") and answer_type is None:
+            _drain()  # unread, a body of megabytes would reset the connection before the answer
             return _error(406, "responses are application/json or application/jsonlines; Accept was "
                                f"{request.headers['Accept']!r}")
         attributes = request.headers.get(payloads.CUSTOM_ATTRIBUTES)

@@ -78,7 +78,7 @@ def _top_k(value: Any, source: str, num_classes: int) -> int:
         k = int(value)
         if isinstance(value, float) and not value.is_integer():
             raise ValueError
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: JSON's Infinity (or 1e400)
         raise ClientError(400, f"{source} top_k must be a whole number, at least 1, got {value!r}") from None
     if k < 1:
         raise ClientError(400, f"{source} top_k must be at least 1, got {k}")
@@ -112,6 +112,8 @@ def _from_json(body: bytes) -> tuple[list[bytes], Any]:
         doc = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ClientError(400, f"invalid JSON: {exc}") from None
+    except ValueError:  # Python's int() refuses a number of over 4300 digits
+        raise ClientError(400, "invalid JSON: a number too long (over 4300 digits)") from None
     except RecursionError:  # e.g. [[[[...]]]]: the decoder's depth limit
         raise ClientError(400, "invalid JSON: nested too deeply") from None
     if not isinstance(doc, dict) or ("images" in doc) == ("image" in doc):

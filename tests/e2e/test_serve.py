@@ -28,10 +28,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def server(trained_model, tmp_path_factory):
-    srv = Server(trained_model, workers=2, log=tmp_path_factory.mktemp("serve") / "serve.log")
-    srv.wait_ready()
-    yield srv
-    srv.stop()
+    with Server(trained_model, workers=2, log=tmp_path_factory.mktemp("serve") / "serve.log") as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +134,9 @@ def test_exif_orientation_is_honoured(server):
     (b'{"pictures": []}', "application/json", 400, 'must be an object with "images"'),
     (b'{"image": "aGVsbG8=", "top_k": 0}', "application/json", 400, "top_k must be at least 1"),
     (b'{"image": "aGVsbG8=", "top_k": "x"}', "application/json", 400, "top_k must be a whole number"),
+    (b'{"image": "aGVsbG8=", "top_k": 1e400}', "application/json", 400, "got inf"),  # was a 500
+    (b'{"image": "aGVsbG8=", "top_k": ' + b"9" * 5000 + b"}", "application/json", 400,
+     "number too long"),  # was a 500
     (b"a,b\n1,2", "text/csv", 415, "unsupported Content-Type 'text/csv'"),
     (b"a=b", "application/x-www-form-urlencoded", 415, "unsupported Content-Type"),
 ])
@@ -169,6 +170,8 @@ def test_a_body_over_6_mb_is_a_413(server):
 
 def test_other_errors_are_json_too(server, photo):
     assert invoke(server, photo, headers={"Accept": "text/csv"})[0] == 406
+    big = b"\xff" * (5 * 1024 * 1024)  # within the limit, refused before it is read: drained, not reset
+    assert invoke(server, big, headers={"Accept": "text/csv"})[0] == 406
     assert invoke(server, photo, headers={"Accept": "application/json, text/plain"})[0] == 200
     for method, path, code in [("GET", "/invocations", 405), ("GET", "/nothing", 404)]:
         with pytest.raises(urllib.error.HTTPError) as err:
