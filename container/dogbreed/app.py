@@ -166,6 +166,7 @@ def create_app(state: ModelState, admission: Admission | None = None, *, concurr
     def invocations() -> Any:
         predictor = state.predictor
         if predictor is None:
+            _drain()
             return _error(503, state.error or "model not loaded")
         answer_type = request.accept_mimetypes.best_match([payloads.JSON_TYPE, payloads.JSONLINES_TYPE])
         if request.headers.get("Accept") and answer_type is None:

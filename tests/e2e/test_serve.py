@@ -349,6 +349,9 @@ def test_a_missing_model_answers_503_with_the_reason(tmp_path, trained_model, ph
         assert "model.pt is missing" in json.loads(err.value.read())["error"]
         status, body = invoke(srv, photo)
         assert status == 503 and "model.pt is missing" in body["error"]
+        # A body of megabytes too: read before the answer, so no reset connection.
+        status, body = invoke(srv, photo * (5_000_000 // len(photo)))
+        assert status == 503 and "model.pt is missing" in body["error"]
     finally:
         srv.stop()
 
