@@ -103,7 +103,8 @@ def predict(estimator: Any, photo: Path, top_k: int = 3) -> dict[str, Any]:
 
 def transform(estimator: Any, folder: Path, work: Path) -> dict[str, Any]:
     """A batch transform of ``folder``'s photos with the settings `dogctl transform --sagemaker`
-    sends (one raw request per photo), its output read back by dogctl's own summary."""
+    sends (one raw request per photo), its output read back by dogctl's own summary. Local mode
+    reads only the folder's top level (SageMaker's S3Prefix takes every key under it)."""
     from orchestration.transform import RAW_CONTENT_TYPE, photos, summarise
 
     out = work / "transform" / "output"
@@ -113,7 +114,7 @@ def transform(estimator: Any, folder: Path, work: Path) -> dict[str, Any]:
     transformer.transform(f"file://{folder}", content_type=RAW_CONTENT_TYPE, wait=True, logs=False)
     summary = summarise(photos(folder), out)
     return {"photos": summary.photos, "answered": summary.answered, "failed": summary.failed,
-            "labelled": summary.labelled, "correct": summary.correct,
+            "labelled": summary.labelled, "correct": summary.correct, "predicted": dict(summary.predicted),
             "outputs": sorted(p.relative_to(out).as_posix() for p in out.rglob("*.out"))}
 
 
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--photo", type=Path, help="deploy and send this JPEG (default: no endpoint)")
     parser.add_argument("--transform", type=Path, metavar="PHOTOS",
-                        help="then a batch transform of this folder of photos (class folders optional)")
+                        help="then a batch transform of the photos in this folder (its top level)")
     parser.add_argument("--entry-point", help="your own training script, run by the training toolkit")
     parser.add_argument("--source-dir")
     args = parser.parse_args(argv)

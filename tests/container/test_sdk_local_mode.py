@@ -120,11 +120,11 @@ def members(archive: Path) -> dict[str, bytes]:
 def test_two_hosts_train_with_the_in_container_debugger_then_deploy_and_predict(
         engine, image, docker_api, dogs, tmp_path, sample_photos, new_containers):
     photo = next(p for p in sample_photos if p.suffix == ".jpg")
-    batch = tmp_path / "batch"  # two photos of each breed, in their class folders
+    batch = tmp_path / "batch"  # two photos of each breed (local mode reads a folder's top level)
+    batch.mkdir()
     for breed in sorted((dogs / "valid").iterdir()):
-        (batch / breed.name).mkdir(parents=True)
         for src in sorted(breed.iterdir())[:2]:
-            shutil.copy(src, batch / breed.name / src.name)
+            shutil.copy(src, batch / src.name)
     code, printed, summary = local_mode(image, dogs, tmp_path, docker_api, "--instances", "2", *FAST,
                                         "--hp", "debugger=true", "--photo", str(photo),
                                         "--transform", str(batch))
@@ -158,7 +158,8 @@ def test_two_hosts_train_with_the_in_container_debugger_then_deploy_and_predict(
     batched = summary["transform"]
     photos = sorted(p.relative_to(batch).as_posix() for p in batch.rglob("*.jpg"))
     assert batched["outputs"] == [p + ".out" for p in photos] and len(photos) == 2 * BREEDS
-    assert (batched["answered"], batched["labelled"], batched["failed"]) == (len(photos), len(photos), {})
+    assert (batched["answered"], batched["failed"]) == (len(photos), {})
+    assert set(batched["predicted"]) <= set(breeds) and sum(batched["predicted"].values()) == len(photos)
     # Both training containers ended well; the serving ones were stopped with the endpoint and
     # at the end of the transform.
     assert sorted(new_containers().values())[:2] == [0, 0] and len(new_containers()) == 4
