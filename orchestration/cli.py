@@ -233,6 +233,13 @@ def job_options(p: argparse.ArgumentParser) -> None:
     aws_options(p)
 
 
+def wait_options(p: argparse.ArgumentParser, attach: str) -> None:
+    """--no-wait and --attach JOB (``attach``: what attaching does) of a SageMaker job's verb."""
+    p.add_argument("--no-wait", dest="wait", action="store_false",
+                   help="with --sagemaker: submit and return (then `--attach NAME`)")
+    p.add_argument("--attach", metavar="JOB", help=f"with --sagemaker: {attach}")
+
+
 def runner_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runner", choices=RUNNER_KINDS, default=os.environ.get("DOGCTL_RUNNER", "auto"),
                    help="locally, where `train` runs: in the image with a container engine, or as a "
@@ -284,10 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="submit a SageMaker training job instead (channels from `dogctl data --sagemaker`)")
     job_options(p)
     p.add_argument("--spot", action="store_true", help="managed spot training (resumes from checkpoints)")
-    p.add_argument("--no-wait", dest="wait", action="store_false",
-                   help="with --sagemaker: submit and return (then `--attach NAME`)")
-    p.add_argument("--attach", metavar="JOB", help="with --sagemaker: follow an existing training job to "
-                   "its end, print its rule verdicts, download its outputs and write its report")
+    wait_options(p, "follow an existing training job to its end, print its rule verdicts, download "
+                    "its outputs and write its report")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("tune", help="tune hyperparameters (locally: an Optuna study)")
@@ -311,10 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sagemaker", action="store_true",
                    help="a SageMaker HyperparameterTuner job instead (channels from "
                         "`dogctl data --sagemaker`)")
-    p.add_argument("--no-wait", dest="wait", action="store_false",
-                   help="with --sagemaker: submit and return (then `--attach NAME`)")
-    p.add_argument("--attach", metavar="JOB", help="with --sagemaker: wait for an existing tuning job, "
-                   "then write its results")
+    wait_options(p, "wait for an existing tuning job, then write its results")
     job_options(p)
     p.set_defaults(func=cmd_tune)
 
@@ -399,10 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instance-type", help="with --sagemaker: transform instance type (default: "
                    "ml.m5.xlarge; GPU instances get the driver-535 AMI)")
     p.add_argument("--instance-count", type=int, default=1, help="with --sagemaker: instances (default: 1)")
-    p.add_argument("--no-wait", dest="wait", action="store_false",
-                   help="with --sagemaker: submit and return (then `--attach NAME`)")
-    p.add_argument("--attach", metavar="JOB", help="with --sagemaker: follow an existing transform job to "
-                   "its end, download and summarise its outputs")
+    wait_options(p, "follow an existing transform job to its end, download and summarise its outputs")
     aws_options(p)
     p.set_defaults(func=cmd_transform)
 
