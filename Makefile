@@ -35,7 +35,7 @@ REGISTRY ?=
 export BASE_IMAGE CUDA_COMPAT PRETRAINED_WEIGHTS BUILD_FLAGS RUN_FLAGS ENGINE
 
 .PHONY: help install test check test-unit test-e2e test-container lint demo serve predict lock clean docs \
-        build push base-standin local-train local-serve
+        build push base-standin local-train local-serve bench-install
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -48,6 +48,12 @@ $(VENV)/.installed: requirements.txt pyproject.toml container/pyproject.toml
 	$(PY) -m pip install --quiet -r requirements.txt $(QUIET_PIP)
 	$(PY) -m pip install --quiet --no-deps -e ./container -e . $(QUIET_PIP)
 	touch $@
+
+# Only for bench/serve_vs_torchserve.py: TorchServe into the venv (pinned, nothing of requirements.txt
+# changed) and Java 17 when `java` is missing (as root). The image and the tests never need them.
+bench-install: install  ## TorchServe 0.12 and Java 17 for bench/serve_vs_torchserve.py
+	bash .ci/system-packages.sh java=openjdk-17-jre-headless
+	$(PY) -m pip install --quiet -c requirements.txt -r bench/requirements-torchserve.txt $(QUIET_PIP)
 
 lint: install  ## ruff
 	$(VENV)/bin/ruff check .

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # System packages the build and tests need (Debian). Installs only what is missing; as root.
+# Arguments COMMAND=PACKAGE add to them: PACKAGE when COMMAND is missing (e.g. java=openjdk-17-jre-headless).
 set -euo pipefail
 need=()
+for pair in "$@"; do command -v "${pair%%=*}" >/dev/null || need+=("${pair#*=}"); done
 command -v gcc >/dev/null || need+=(gcc)
 command -v make >/dev/null || need+=(make)
 command -v curl >/dev/null || need+=(curl)

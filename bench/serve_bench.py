@@ -14,13 +14,9 @@ model-only limit (forward passes on tensors already preprocessed) and the prepro
 from __future__ import annotations
 
 import argparse
-import http.client
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -29,73 +25,18 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.loadgen import PHOTOS, drive, forward_passes, percentile, photos, throwaway_model  # noqa: E402
 from dogbreed.artifact import ModelArtifact  # noqa: E402
 from dogbreed.hardware import cpu_count  # noqa: E402
 from dogbreed.predictor import Predictor  # noqa: E402
-from local_test.testdata import make_dataset, write_opt_ml  # noqa: E402
 from tests.helpers import Server  # noqa: E402
-
-PHOTOS = ROOT.parent / "shared" / "data" / "sample-images"
-
-
-def throwaway_model(image_size: int, workdir: Path) -> Path:
-    data = make_dataset(workdir / "data", classes=3, per_class=4, size=64)
-    root = write_opt_ml(workdir / "opt_ml", data, {"epochs": "1", "image_size": str(image_size),
-                                                   "pretrained": "false", "batch_size": "4"})
-    subprocess.run([sys.executable, "-m", "dogbreed.train"], env={**os.environ, "OPT_ML": str(root)},
-                   check=True, capture_output=True)
-    return root / "model"
-
-
-def drive(port: int, bodies: list[bytes], total: int, concurrency: int) -> tuple[float, list[float]]:
-    """Send ``total`` requests from ``concurrency`` keep-alive connections; (req/s, latencies)."""
-    latencies: list[float] = []
-    lock = threading.Lock()
-    counter = iter(range(total))
-
-    def client() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        while True:
-            with lock:
-                i = next(counter, None)
-            if i is None:
-                break
-            started = time.perf_counter()
-            conn.request("POST", "/invocations", body=bodies[i % len(bodies)],
-                         headers={"Content-Type": "image/jpeg"})
-            resp = conn.getresponse()
-            resp.read()
-            if resp.status != 200:
-                raise RuntimeError(f"HTTP {resp.status}")
-            with lock:
-                latencies.append(time.perf_counter() - started)
-        conn.close()
-
-    threads = [threading.Thread(target=client) for _ in range(concurrency)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return total / (time.perf_counter() - started), latencies
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 def limits(model_dir: Path, bodies: list[bytes], threads: int, repeats: int = 30) -> tuple[float, float]:
     """(model-only forward passes/s at batch 1, preprocessing images/s) with ``threads`` threads."""
     torch.set_num_threads(threads)
+    model_rate = forward_passes(model_dir, bodies[0], processes=1, threads=threads, seconds=2.0).rate
     predictor = Predictor(model_dir)
-    tensors = [predictor.preprocess(b) for b in bodies]
-    for t in tensors[:3]:
-        predictor.probabilities(t.unsqueeze(0))
-    started = time.perf_counter()
-    for i in range(repeats):
-        predictor.probabilities(tensors[i % len(tensors)].unsqueeze(0))
-    model_rate = repeats / (time.perf_counter() - started)
     started = time.perf_counter()
     for i in range(repeats):
         predictor.preprocess(bodies[i % len(bodies)])
@@ -110,9 +51,7 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,4,16")
     parser.add_argument("--requests", type=int, default=120)
     args = parser.parse_args()
-    bodies = [p.read_bytes() for p in sorted(PHOTOS.glob("*.jpg"))]
-    if not bodies:
-        raise SystemExit(f"no photos in {PHOTOS}")
+    bodies = [p.read_bytes() for p in photos()]
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model_dir or throwaway_model(args.image_size, Path(tmp))
         size = ModelArtifact.read(model_dir).metadata.preprocessing.image_size
@@ -130,9 +69,12 @@ def main() -> None:
                 server = Server(model_dir, workers=workers, log=Path(logs) / "serve.log")
                 try:
                     ready = server.wait_ready()
-                    drive(server.port, bodies, 2 * len(bodies), 2)  # warm every worker
+                    drive(server.port, bodies, 2, total=2 * len(bodies))  # warm every worker
                     for conc in (int(c) for c in args.concurrency.split(",")):
-                        rate, lat = drive(server.port, bodies, args.requests, conc)
+                        run = drive(server.port, bodies, conc, total=args.requests)
+                        if run.errors:
+                            raise SystemExit(f"{run.errors} request(s) failed, first: {run.first_error}")
+                        rate, lat = run.rate, run.latencies
                         print(f"{workers:>7} {threads:>7} {conc:>5} {rate:>7.1f} "
                               f"{1000 * statistics.median(lat):>7.1f} {1000 * percentile(lat, 0.99):>7.1f} "
                               f"{limit:>12.1f} {rate / limit:>5.2f} {prep_rate:>9.1f} {ready:>7.2f}")

@@ -149,14 +149,17 @@ def free_port() -> int:
 class Server:
     """The real `serve` (gunicorn) as a process on a free loopback port; output in ``log``."""
 
-    def __init__(self, model_dir: Path, *, workers: int = 1, env: dict[str, str] | None = None,
+    def __init__(self, model_dir: Path, *, workers: int | None = 1, env: dict[str, str] | None = None,
                  log: Path):
+        """``workers``: SAGEMAKER_MODEL_SERVER_WORKERS; None leaves it unset (serve's default)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log
         self._log = open(log, "w")  # noqa: SIM115 - closed in stop()
-        env = {**os.environ, **(env or {}), "SAGEMAKER_BIND_TO_PORT": str(self.port),
-               "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **(env or {}), "SAGEMAKER_BIND_TO_PORT": str(self.port), "PYTHONUNBUFFERED": "1"}
+        env.pop("SAGEMAKER_MODEL_SERVER_WORKERS", None)
+        if workers is not None:
+            env["SAGEMAKER_MODEL_SERVER_WORKERS"] = str(workers)
         self.started = time.monotonic()
         self.proc = subprocess.Popen([str(BIN / "serve"), "--model-dir", str(model_dir)], env=env,
                                      stdout=self._log, stderr=subprocess.STDOUT)
