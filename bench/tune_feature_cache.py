@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/tune_feature_cache.py [--data ../shared/data/dogs120-90px.zip]
         [--trials 20] [--parallel 2] [--image-size 32] [--seed 0] [--workdir DIR] [--tune-arg ARG ...]
+        [--no-retrain]
 
 Two studies of the real `dogctl tune --local --runner process` on the same data, search space
 (the default one unless --tune-arg adds to it) and sampler seed, finetune=head from pretrained
@@ -85,6 +86,8 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, help="default: a temporary folder, removed after")
+    parser.add_argument("--no-retrain", dest="retrain", action="store_false",
+                        help="skip training each study's best again both ways")
     parser.add_argument("--tune-arg", action="append", default=[],
                         help="an extra `dogctl tune` argument, e.g. --tune-arg=--hp=augment=false")
     args = parser.parse_args()
@@ -112,7 +115,7 @@ def main() -> None:
         # cache at the same points.
         again = {(study, other): valid_acc(work, f"{study}-best-{other}",
                                            Path(summaries[study]["best_file"]), views, env)
-                 for study in studies for other, views in studies.items()}
+                 for study in studies for other, views in studies.items()} if args.retrain else {}
 
         tuned = " ".join(args.tune_arg) or "the default search space"
         print(f"dogctl tune --local --runner process: {args.trials} trials, {args.parallel} in parallel, "
@@ -130,6 +133,8 @@ def main() -> None:
         slow, fast = runs["every-step"], runs["cached"]
         print(f"ratio: {slow.seconds / fast.seconds:.1f}x less wall time, "
               f"{slow.cpu_seconds / fast.cpu_seconds:.1f}x less CPU time with the cache")
+        if not again:
+            return
         print("valid_acc of each study's best hyperparameters, trained again (one process, all cores):")
         print(f"{'best of':<12} {'at every step':>13} {'cached':>8}  hyperparameters")
         for study in studies:
