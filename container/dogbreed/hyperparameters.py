@@ -80,6 +80,11 @@ class Hyperparameters:
     image_size: int = hp(224, "Side of the square crop fed to the network, in pixels.",
                          low=32, high=1024)
     augment: bool = hp(True, "Random resized crops and horizontal flips during training.")
+    feature_views: int = hp(4, "finetune=head: the frozen backbone's features are computed once per "
+                            "image and view and cached (in the folder `DOGBREED_FEATURE_CACHE` names, "
+                            "as dogctl does), and the head trains on them. With augment, this many augmented "
+                            "views of each training image (epoch e uses view (e-1) mod N); without, "
+                            "one. 0: no cache, the backbone runs at every step.", low=0, high=1000)
     label_smoothing: float = hp(0.1, "Label smoothing of the cross-entropy loss.", low=0.0,
                                 high=0.5)
     lr_schedule: str = hp("cosine", "'cosine': decay to zero over the epochs; 'constant'.",

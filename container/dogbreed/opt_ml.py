@@ -33,6 +33,9 @@ from .errors import UserError
 
 ENV_ROOT = "OPT_ML"
 DEFAULT_ROOT = "/opt/ml"
+# A folder outside /opt/ml where `train` keeps the frozen backbone's features (finetune=head) for
+# later runs (dogbreed.features); unset: they are kept for the run only.
+ENV_FEATURE_CACHE = "DOGBREED_FEATURE_CACHE"
 REQUIRED_CHANNELS = ("train", "valid")
 OPTIONAL_CHANNELS = ("test",)
 # Input modes that give the container a folder of files: File copies them before the job starts,
@@ -129,6 +132,12 @@ class OptML:
     @property
     def profilerconfig_file(self) -> Path:
         return self.config_dir / "profilerconfig.json"
+
+    @property
+    def feature_cache_dir(self) -> Path | None:
+        """``$DOGBREED_FEATURE_CACHE``, the folder of cached backbone features, if set."""
+        value = os.environ.get(ENV_FEATURE_CACHE, "").strip()
+        return Path(value) if value else None
 
     def channel(self, name: str) -> Path:
         return self.data_dir / name

@@ -34,6 +34,10 @@ class EvalTransform:
         self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
 
+    def __repr__(self) -> str:  # every parameter: the feature cache's key holds it
+        return (f"EvalTransform(image_size={self.image_size}, resize={self.resize}, interpolation=bilinear, "
+                f"mean={tuple(self.mean.flatten().tolist())}, std={tuple(self.std.flatten().tolist())})")
+
     def __call__(self, img: Image.Image) -> torch.Tensor:
         width, height = img.size
         if max(width, height) > MAX_ASPECT * min(width, height):

@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import Any
@@ -28,7 +28,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.distributed.elastic.multiprocessing import SignalException
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from . import __version__, checkpoint, debugger, evaluation, metrics
 from .artifact import ModelArtifact, ModelMetadata, Preprocessing
@@ -37,16 +37,21 @@ from .data import DataError, Split, check_same_classes, scan_split
 from .debugger import DebugHook
 from .distributed import WorkerFailed, World, init_process_group, launch, record_failure, worker_world
 from .errors import UserError
+from .features import FeatureCache, Features, FeatureStore, backbone_of, extract, merge
 from .hardware import Placement, place, processes_per_host
 from .hyperparameters import Hyperparameters, parse
 from .loader import ImageFolder, collate
 from .model import ARCHITECTURE, build, freeze_backbone, set_train_mode
-from .opt_ml import OptML
+from .opt_ml import ENV_FEATURE_CACHE, OptML
 from .preprocess import decode_side, eval_transform, train_transform
 from .profiler import ProfilerSettings, StepTimer, SystemMonitor
 from .toolkit import hand_over, user_program
+from .weights import expected_sha256
 
 log = logging.getLogger("dogbreed.train")
+# Training batches: (inputs, labels, undecodable); evaluation's add positions in split.samples.
+TrainBatch = tuple[torch.Tensor, torch.Tensor, list[str]]
+EvalBatch = tuple[torch.Tensor, torch.Tensor, list[int], list[str]]
 # Hyperparameters that do not change the result; a checkpoint made with other values resumes.
 RESULT_NEUTRAL = frozenset({"workers", "progress_seconds", "profiler_interval_ms", "allow_cpu_fallback",
                             "debugger", "debug_interval"})
@@ -89,6 +94,8 @@ class Trainer:
     def __init__(self, opt: OptML, params: Hyperparameters, world: World):
         self.opt, self.params, self.world = opt, params, world
         self.head_only = params.finetune == "head"
+        # The frozen backbone runs once per image and view; the head trains on its features.
+        self.on_features = self.head_only and params.feature_views > 0
         self.placement: Placement = place(world.local_rank, world.local_size, amp=params.amp,
                                           workers=params.workers,
                                           allow_cpu_fallback=params.allow_cpu_fallback)
@@ -105,10 +112,12 @@ class Trainer:
         trainable = freeze_backbone(self.model) if self.head_only else list(self.model.parameters())
         device = self.placement.device
         self.model.to(device, memory_format=self.placement.memory_format)
-        self.net: nn.Module = self.model
+        # What training and evaluation run: on features, the final layer alone.
+        self.head: nn.Module = self.model.fc if self.on_features else self.model
+        self.net: nn.Module = self.head
         if world.distributed:
             self.net = DistributedDataParallel(
-                self.model, device_ids=[device.index] if self.placement.cuda else None
+                self.head, device_ids=[device.index] if self.placement.cuda else None
             )
         self.optimizer = torch.optim.AdamW(
             trainable, lr=params.lr, eps=params.eps, weight_decay=params.weight_decay
@@ -122,7 +131,11 @@ class Trainer:
             steps=params.epochs * math.ceil(per_process / params.batch_size), interval=params.debug_interval,
             announce=world.is_main)
         self.hook = DebugHook.from_config(self.hook_config) if self.hook_config else DebugHook()
-        self.hook.register(self.model, self.criterion)
+        # On features the backbone does not run in training: the hook sees the layer that does.
+        self.hook.register(self.head, self.criterion)
+        if self.on_features and self.hook.active and world.is_main:
+            log.info("debugger: on the backbone's cached features only the final layer runs: its weights "
+                     "and gradients and the losses are saved, no tensor of the frozen backbone")
         resources = opt.resource_config()
         profiling = ProfilerSettings.resolve(opt.profilerconfig_file, opt.output_dir / "profiler",
                                              params.profiler_interval_ms)
@@ -143,6 +156,15 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * params.epochs
         self.state = TrainingState()  # what checkpoints carry besides the weights
         self.undecodable: set[str] = set()
+        self.features: FeatureStore | None = None
+        if self.on_features:
+            amp = self.placement.amp_dtype
+            self.features = FeatureStore(
+                FeatureCache(opt.feature_cache_dir), weights_sha256=expected_sha256(),
+                precision=str(amp).replace("torch.", "") if amp else "float32", device=device.type,
+                seed=params.seed, compute=self._compute_features, all_agree=self._all_agree,
+                writes=world.local_rank == 0)
+        self.backbone = backbone_of(self.model)  # the model's own modules, up to fc's input
 
     # -- data --------------------------------------------------------------
     def _scan(self) -> dict[str, Split]:
@@ -161,11 +183,65 @@ class Trainer:
                     log.warning(split.skipped_summary())
         return splits
 
-    def _eval_loader(self, split: Split) -> DataLoader:
+    def _eval_images(self, split: Split) -> ImageFolder:
         size = self.params.image_size
-        dataset = ImageFolder(split.samples, eval_transform(size), decode_side(size, train=False))
+        return ImageFolder(split.samples, eval_transform(size), decode_side(size, train=False))
+
+    def _eval_loader(self, split: Split) -> DataLoader:
+        dataset = self._eval_images(split)
         shard = Subset(dataset, range(self.world.rank, len(dataset), self.world.size))
         return self._loader(shard, shuffle_seed=None)
+
+    def _eval_batches(self, split: Split) -> Iterable[EvalBatch]:
+        """(inputs, labels, positions in split.samples, undecodable) of this process's share:
+        images, or on features the backbone's features of the same images."""
+        if self.features is None:
+            yield from self._eval_loader(split)
+            return
+        found = self._split_features(split)
+        mine = torch.arange(self.world.rank, len(found), self.world.size)
+        for rows in mine.split(self.params.batch_size):
+            yield found.features[rows], found.labels[rows], found.indices[rows].tolist(), []
+
+    # -- features (finetune=head) --------------------------------------------
+    def _split_features(self, split: Split, view: int | None = None) -> Features:
+        """The backbone's features of ``split``: the evaluation transform's, or with ``view`` that
+        augmented view of the training set's."""
+        assert self.features is not None
+        if view is None:
+            images = self._eval_images(split)
+        else:
+            images = ImageFolder(split.samples, train_transform(self.params.image_size, True),
+                                 decode_side(self.params.image_size, train=True))
+        found = self.features.get(split, images, view)
+        self._note_undecodable(found.undecodable)
+        return found
+
+    def _train_features(self, epoch: int) -> Features:
+        """Epoch ``epoch``'s training features: view (epoch - 1) mod feature_views with augment."""
+        view = (epoch - 1) % self.params.feature_views if self.params.augment else None
+        return self._split_features(self.splits["train"], view)
+
+    def _compute_features(self, dataset: Dataset) -> Features:
+        """Every process computes its share of ``dataset``'s features; all get the whole."""
+        shard = Subset(dataset, range(self.world.rank, len(dataset), self.world.size))
+        found = extract(self.backbone, self._loader(shard, shuffle_seed=None),
+                        lambda images: images.to(self.placement.device, non_blocking=True,
+                                                 memory_format=self.placement.memory_format),
+                        self._autocast)
+        if not self.world.distributed:
+            return found
+        parts: list[Any] = [None] * self.world.size
+        dist.all_gather_object(parts, found)
+        return merge(parts)
+
+    def _all_agree(self, held: bool) -> bool:
+        """Whether every process holds something (each says whether it does)."""
+        if not self.world.distributed:
+            return held
+        flag = torch.tensor([1 if held else 0], device=self.placement.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        return bool(flag.item())
 
     def _loader(self, dataset: Any, shuffle_seed: int | None, sampler: Any = None) -> DataLoader:
         workers = self.placement.loader_workers
@@ -202,9 +278,11 @@ class Trainer:
         progress = min(step, self.total_steps) / self.total_steps
         return self.params.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
-    def _to_device(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _to_device(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images (in the placement's memory format) or features, and their labels, to the device."""
         device = self.placement.device
-        return (images.to(device, non_blocking=True, memory_format=self.placement.memory_format),
+        layout = self.placement.memory_format if inputs.dim() == 4 else torch.preserve_format
+        return (inputs.to(device, non_blocking=True, memory_format=layout),
                 labels.to(device, non_blocking=True))
 
     def _all_sum(self, values: list[float]) -> list[float]:
@@ -213,13 +291,29 @@ class Trainer:
             dist.all_reduce(tensor)
         return tensor.tolist()
 
-    def train_epoch(self, epoch: int) -> dict[str, float]:
+    def _sampler(self, dataset: Any, epoch: int) -> DistributedSampler:
+        sampler = DistributedSampler(dataset, num_replicas=self.world.size, rank=self.world.rank,
+                                     shuffle=True, seed=self.params.seed)
+        sampler.set_epoch(epoch)
+        return sampler
+
+    def _train_batches(self, epoch: int) -> tuple[Iterable[TrainBatch], int]:
+        """This process's training batches of ``epoch`` as (inputs, labels, undecodable), and
+        their number: images through the loader, or on features rows of the epoch's view in the
+        same order (the same sampler over the same samples)."""
         seed = epoch_seed(self.params.seed, epoch)
         torch.manual_seed(seed)
-        sampler = DistributedSampler(self.train_set, num_replicas=self.world.size,
-                                     rank=self.world.rank, shuffle=True, seed=self.params.seed)
-        sampler.set_epoch(epoch)
-        loader = self._loader(self.train_set, shuffle_seed=seed, sampler=sampler)
+        if self.features is None:
+            loader = self._loader(self.train_set, shuffle_seed=seed,
+                                  sampler=self._sampler(self.train_set, epoch))
+            return ((images, labels, bad) for images, labels, _, bad in loader), len(loader)
+        found = self._train_features(epoch)
+        order = torch.tensor(list(self._sampler(range(len(found)), epoch)), dtype=torch.long)
+        chunks = order.split(self.params.batch_size)
+        return ((found.features[rows], found.labels[rows], []) for rows in chunks), len(chunks)
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        batches, batch_count = self._train_batches(epoch)
         set_train_mode(self.model, self.head_only)
         self.hook.train_mode()
         device = self.placement.device
@@ -231,17 +325,17 @@ class Trainer:
         timer = self.timer
         with join:
             timer.begin(self.state.step)
-            for batch_index, (images, labels, _, bad) in enumerate(loader, 1):
+            for batch_index, (inputs, labels, bad) in enumerate(batches, 1):
                 timer.mark("data")
                 if bad:
                     self._note_undecodable(bad)
-                if images.numel() == 0:
+                if inputs.numel() == 0:
                     continue
-                images, labels = self._to_device(images, labels)
+                inputs, labels = self._to_device(inputs, labels)
                 for group in self.optimizer.param_groups:
                     group["lr"] = self._lr_at(self.state.step)
                 with self._autocast():
-                    logits = self.net(images)
+                    logits = self.net(inputs)
                     loss = self.criterion(logits, labels)
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()
@@ -259,7 +353,7 @@ class Trainer:
                 if (self.params.progress_seconds and self.world.is_main
                         and now - last_report >= self.params.progress_seconds):
                     last_report = now
-                    self._progress(epoch, batch_index, len(loader), loss_sum.item() / seen,
+                    self._progress(epoch, batch_index, batch_count, loss_sum.item() / seen,
                                    correct.item() / seen, seen / (now - started))
                 timer.begin(self.state.step)
         timer.flush()
@@ -288,14 +382,14 @@ class Trainer:
         self.hook.eval_mode()
         loss_sum, correct, seen = 0.0, 0, 0
         predictions: list[evaluation.Prediction] = []
-        for images, labels, indices, bad in self._eval_loader(split):
+        for inputs, labels, indices, bad in self._eval_batches(split):
             if bad:
                 self._note_undecodable(bad)
-            if images.numel() == 0:
+            if inputs.numel() == 0:
                 continue
-            images, labels = self._to_device(images, labels)
+            inputs, labels = self._to_device(inputs, labels)
             with self._autocast():
-                logits = self.model(images)
+                logits = self.head(inputs)
                 loss = self.criterion(logits.float(), labels)
             predicted = logits.argmax(1)
             loss_sum += loss.item() * labels.numel()
@@ -359,6 +453,13 @@ class Trainer:
         if self.world.is_main:
             log.info("device: %s; %d process(es) in all", self.placement.describe(), self.world.size)
             log.info("hyperparameters: %s", " ".join(f"{k}={v}" for k, v in asdict(params).items()))
+            if self.features is not None:
+                views = (f"{params.feature_views} augmented view(s) of each training image" if params.augment
+                         else "one unaugmented view of each image")
+                where = self.opt.feature_cache_dir
+                log.info("finetune=head: the head trains on the frozen backbone's features, computed "
+                         "once (%s); feature cache: %s", views,
+                         where or f"this run only ({ENV_FEATURE_CACHE} unset)")
         start_epoch = self.resume()
         if self.monitor:
             self.monitor.start()

@@ -52,6 +52,11 @@ def expected() -> tuple[str, int | None]:
     return (override, None) if override else (SHA256, SIZE)
 
 
+def expected_sha256() -> str:
+    """The SHA-256 of the weights in use: :func:`load_imagenet_state` verifies the file against it."""
+    return expected()[0]
+
+
 def candidates() -> list[Path]:
     """Every place looked at, in order."""
     places = []

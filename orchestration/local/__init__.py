@@ -21,6 +21,7 @@ from dogbreed.debugger import save_interval
 from dogbreed.errors import UserError
 from dogbreed.hyperparameters import describe_tune, parse
 from dogbreed.jobdir import REPORT_FILE, TUNING_FILE
+from dogbreed.opt_ml import ENV_FEATURE_CACHE
 
 from .. import dataset
 from ..invocation import Send
@@ -28,6 +29,7 @@ from ..tuning import TuningSetup
 from . import endpoint, runner, study, training
 
 PID_FILE = "dogctl.pid"  # in a run or study folder while dogctl works on it: `dogctl stop` reads it
+FEATURE_CACHE = "feature-cache"  # under the workdir: the backbone features runs share (finetune=head)
 STOP_WAIT_SECONDS = 120
 
 
@@ -72,6 +74,16 @@ class LocalBackend:
     def _runner(self, args: argparse.Namespace) -> runner.Runner:
         return runner.choose(args.runner, args.local_image)
 
+    def feature_cache(self, hyperparameters: dict[str, str], verb: str) -> Path:
+        """Where every run and trial keeps the frozen backbone's features: $DOGBREED_FEATURE_CACHE,
+        else WORKDIR/feature-cache (said when it is used: finetune=head)."""
+        folder = Path(os.environ.get(ENV_FEATURE_CACHE) or self.workdir / FEATURE_CACHE)
+        params = parse(hyperparameters)
+        if params.finetune == "head" and params.feature_views:
+            print(f"{verb}: the frozen backbone's features are cached in {folder}, shared by every run",
+                  flush=True)
+        return folder
+
     def data(self, args: argparse.Namespace, prepared: dataset.Prepared) -> int:
         return 0  # the prepared folders are the channels
 
@@ -92,7 +104,8 @@ class LocalBackend:
             hyperparameters = {**self._debugger(args, hyperparameters, prepared), **hyperparameters}
         print(f"train: running {where.describe()}", flush=True)
         with _claimed(run_dir):
-            result = training.run_training(run_dir, prepared.channels, hyperparameters, runner=where)
+            result = training.run_training(run_dir, prepared.channels, hyperparameters, runner=where,
+                                           feature_cache=self.feature_cache(hyperparameters, "train"))
         if not result.ok:
             print(f"train: failed after {result.seconds:.0f}s: {result.failure()}", file=sys.stderr)
             print(f"train: full log in {run_dir / 'train.log'}", file=sys.stderr)
@@ -129,7 +142,8 @@ class LocalBackend:
         _refuse_if_running(folder, f"study {setup.name!r}")
         with _claimed(folder):
             summary = study.run_study(self.workdir, prepared.channels, setup, runner=where,
-                                      emit=lambda line: print(line, flush=True))
+                                      emit=lambda line: print(line, flush=True),
+                                      feature_cache=self.feature_cache(dict(setup.fixed), "tune"))
         summary["headline"] = f"study {setup.name!r}: {len(summary['trials'])} trials"
         return summary
 

@@ -4,8 +4,10 @@
 its daemon, or podman) and the image is built locally (``make build``), and a process of this
 checkout's code otherwise, saying why. In the container, the run's /opt/ml folder is mounted on
 /opt/ml and each data channel, read-only, on /opt/ml/input/data/<channel>, exactly as SageMaker
-lays them out; GPUs are passed in when the host has NVIDIA's driver. Extra engine flags: the
-RUN_FLAGS environment variable (as for local_test/).
+lays them out; the folder of cached backbone features, when given, read-write on
+/opt/feature-cache (named by DOGBREED_FEATURE_CACHE, as a process gets its host path); GPUs are
+passed in when the host has NVIDIA's driver. Extra engine flags: the RUN_FLAGS environment
+variable (as for local_test/).
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dogbreed.errors import UserError
-from dogbreed.opt_ml import OptML
+from dogbreed.opt_ml import ENV_FEATURE_CACHE, OptML
 
 from ..registry import RegistryError, engine, local_image
 
 KINDS = ("auto", "container", "process")
 DEFAULT_IMAGE = "dogbreed:latest"
 CONTAINER_OPT_ML = Path("/opt/ml")
+CONTAINER_FEATURE_CACHE = Path("/opt/feature-cache")
 SHM_SIZE = "2g"  # data-loader workers share batches through /dev/shm (docker's default: 64 MB)
 STOP_SECONDS = 30  # after SIGTERM, before the engine kills the container
 
@@ -57,7 +60,8 @@ class Runner:
         return f"dogctl-{run_dir.name}-{uuid.uuid4().hex[:6]}"
 
     def command(self, opt: OptML, channels: dict[str, Path], *, name: str,
-                cpus: set[int] | None = None) -> list[str]:
+                cpus: set[int] | None = None, feature_cache: Path | None = None) -> list[str]:
+        """How to start `train` (a process gets ``feature_cache`` from :meth:`environment`)."""
         if not self.in_container:
             return [sys.executable, "-m", "dogbreed.train"]
         assert self.engine and self.image
@@ -65,6 +69,9 @@ class Runner:
                "-v", f"{opt.root.resolve()}:{CONTAINER_OPT_ML}"]
         for channel, source in sorted(channels.items()):
             cmd += ["-v", f"{Path(source).resolve()}:{CONTAINER_OPT_ML}/input/data/{channel}:ro"]
+        if feature_cache:
+            cmd += ["-v", f"{feature_cache.resolve()}:{CONTAINER_FEATURE_CACHE}",
+                    "-e", f"{ENV_FEATURE_CACHE}={CONTAINER_FEATURE_CACHE}"]
         if cpus:
             cmd += ["--cpuset-cpus", ",".join(map(str, sorted(cpus)))]
         if os.path.basename(self.engine) == "docker" and os.getuid() != 0:
@@ -72,6 +79,12 @@ class Runner:
             cmd += ["--user", f"{os.getuid()}:{os.getgid()}", "-e", "HOME=/tmp"]
         cmd += [*self.device_flags, *shlex.split(os.environ.get("RUN_FLAGS", "")), self.image, "train"]
         return cmd
+
+    def environment(self, feature_cache: Path | None) -> dict[str, str]:
+        """What a process of `train` adds to its environment (a container is told in its command)."""
+        if self.in_container or feature_cache is None:
+            return {}
+        return {ENV_FEATURE_CACHE: str(feature_cache.resolve())}
 
     def stop(self, proc: subprocess.Popen, name: str, *, wait: bool = True) -> None:
         """SIGTERM to `train` (it stops at once, checkpoints kept), then with ``wait`` wait for it

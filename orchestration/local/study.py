@@ -59,8 +59,10 @@ class _Pruned(Exception):
 
 
 def run_study(workdir: Path, channels: dict[str, Path], setup: TuningSetup, *,
-              runner: Runner = PROCESS, emit: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run (or resume) the study; write the best hyperparameters and tuning.json; return the summary."""
+              runner: Runner = PROCESS, emit: Callable[[str], None] = print,
+              feature_cache: Path | None = None) -> dict[str, Any]:
+    """Run (or resume) the study; write the best hyperparameters and tuning.json; return the summary.
+    ``feature_cache``: the folder where trials share the frozen backbone's features."""
     import optuna
     from optuna.trial import TrialState
 
@@ -116,7 +118,7 @@ def run_study(workdir: Path, channels: dict[str, Path], setup: TuningSetup, *,
         cpus = slots.get()
         try:
             result = run_training(run_dir, channels, values, runner=runner, on_line=on_line,
-                                        cpus=cpus)
+                                  cpus=cpus, feature_cache=feature_cache)
         except _Pruned:
             with lock:
                 emit(f"tune: {label} pruned (below the median of earlier trials)")

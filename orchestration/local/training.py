@@ -62,21 +62,26 @@ def run_training(run_dir: Path, channels: dict[str, Path], hyperparameters: dict
                  runner: Runner = PROCESS,
                  on_line: Callable[[str], None] | None = None,
                  env: dict[str, str] | None = None,
-                 cpus: set[int] | None = None) -> TrainResult:
+                 cpus: set[int] | None = None,
+                 feature_cache: Path | None = None) -> TrainResult:
     """Lay out ``run_dir/opt_ml`` and run ``train`` there with ``runner``; every output line goes
     to ``run_dir/train.log`` and to ``on_line`` (default: stdout). ``cpus`` pins the run to those
-    cores (train sizes its threads to them). If ``on_line`` raises, the run is stopped and the
+    cores (train sizes its threads to them). ``feature_cache``: a folder where runs share the
+    frozen backbone's features (finetune=head). If ``on_line`` raises, the run is stopped and the
     exception goes on."""
     opt = OptML(run_dir / "opt_ml")
     opt.write_inputs(channels, hyperparameters, mount=runner.in_container)
     opt.prepare_outputs()  # owned by this user, also when a container engine mounts them
+    if feature_cache is not None:
+        feature_cache.mkdir(parents=True, exist_ok=True)  # this user's, also when mounted
     emit = on_line or (lambda line: print(line, flush=True))
     name = runner.container_name(run_dir)
     started = time.monotonic()
     with open(run_dir / "train.log", "a", encoding="utf-8") as log:
         proc = subprocess.Popen(
-            runner.command(opt, channels, name=name, cpus=cpus),
-            env={**os.environ, **(env or {}), "OPT_ML": str(opt.root), "PYTHONUNBUFFERED": "1"},
+            runner.command(opt, channels, name=name, cpus=cpus, feature_cache=feature_cache),
+            env={**os.environ, **runner.environment(feature_cache), **(env or {}), "OPT_ML": str(opt.root),
+                 "PYTHONUNBUFFERED": "1"},
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
             preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus and not runner.in_container else None,
         )

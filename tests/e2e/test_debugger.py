@@ -83,6 +83,34 @@ def test_tensors_are_saved_in_train_and_eval_modes(debug_job):
     assert trial.tensor(sample).steps(mode=ModeKeys.TRAIN) == [0, 1, 2]
 
 
+def test_head_only_on_cached_features_saves_the_head_and_every_loss(tmp_path, dataset, train_env):
+    """finetune=head trains on the frozen backbone's cached features: the hook sees the final
+    layer, the one that runs and learns; losses, rules and report as in any run."""
+    from smdebug.core.modes import ModeKeys
+    from smdebug.trials import create_trial
+
+    root = tmp_path / "opt_ml"
+    hp = {**SMALL, "epochs": "2", "pretrained": "true", "finetune": "head"}
+    result = debug_run(root, dataset, hp, train_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "only the final layer runs: its weights and gradients and the losses are saved" in result.stdout
+    assert "features: train view 0: cache miss" in result.stdout
+    trial = create_trial(str(root / "output" / "tensors"))
+    assert trial.tensor_names(collection="weights") == ["Linear_weight"]
+    assert trial.tensor_names(collection="gradients") == ["gradient/Linear_bias", "gradient/Linear_weight"]
+    assert trial.tensor("gradient/Linear_weight").steps(mode=ModeKeys.TRAIN) == [0, 1, 2]
+    (loss,) = trial.tensor_names(collection="losses")
+    assert len(trial.tensor(loss).steps(mode=ModeKeys.TRAIN)) == 12  # 2 epochs x 6 steps
+    assert len(trial.tensor(loss).steps(mode=ModeKeys.EVAL)) >= 6  # validation and test batches
+    (sample,) = trial.tensor_names(collection=GRADIENT_SAMPLE)
+    assert trial.tensor(sample).steps(mode=ModeKeys.TRAIN) == [0, 1, 2]
+    found = verdicts(root, result)
+    assert list(found) == list(RULE_NAMES)
+    assert found["ExplodingTensor"]["verdict"] == NO_ISSUES
+    assert found["VanishingGradient"]["verdict"] == NO_ISSUES
+    assert (root / "output" / "data" / "report.html").is_file()
+
+
 def test_the_tensors_stay_within_a_budget_set_by_the_configuration(debug_job):
     """Reductions, not tensors: a few scalars per tensor and save, the gradient sample at the
     first steps and one loss per step. Saved in full, ResNet18's weights and gradients alone

@@ -181,3 +181,19 @@ def test_a_trial_left_running_by_a_killed_dogctl_counts_as_failed(tmp_path, trai
     assert "tune: trial-000 was left running by a stopped dogctl: counted as failed" in out.stdout
     summary = json.loads((folder / "tuning.json").read_text())
     assert sorted(t["status"] for t in summary["trials"]) == ["complete", "fail"]
+
+
+def test_a_head_only_study_runs_the_backbone_once_for_all_its_trials(tmp_path, train_env):
+    data = make_dataset(tmp_path / "src", classes=3, per_class=8, size=32)
+    work = tmp_path / "work"
+    assert dogctl(work, "data", "--source", str(data), env=train_env).returncode == 0
+    out = dogctl(work, "tune", "--trials", "2", "--parallel", "1", "--tune", "lr", "--hp", "pretrained=true",
+                 "--hp", "finetune=head", "--hp", "image_size=32", "--hp", "batch_size=8", "--hp", "epochs=2",
+                 env=train_env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    cache = work / "feature-cache"
+    assert f"tune: the frozen backbone's features are cached in {cache}, shared by every run" in out.stdout
+    first, second = (p.read_text() for p in sorted((work / "tuning" / "tune").glob("trial-*/train.log")))
+    assert "cache miss" in first and "cache hit" not in first
+    assert "cache hit" in second and "cache miss" not in second  # the second trial ran no backbone
+    assert sorted(p.name.split("-")[1] for p in cache.iterdir()) == ["eval", "eval", "view0", "view1"]

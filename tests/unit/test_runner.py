@@ -1,0 +1,24 @@
+"""Where the local backend runs `train`: the command and environment it gets."""
+
+from __future__ import annotations
+
+from dogbreed.opt_ml import ENV_FEATURE_CACHE, OptML
+from orchestration.local.runner import CONTAINER_FEATURE_CACHE, Runner
+
+
+def test_the_cache_folder_reaches_train_as_a_process_and_in_a_container(tmp_path, monkeypatch):
+    opt = OptML(tmp_path / "opt_ml")
+    cache = tmp_path / "cache"
+    process = Runner()
+    assert process.environment(cache) == {ENV_FEATURE_CACHE: str(cache)}
+    assert process.environment(None) == {}
+    container = Runner("podman", "dogbreed:latest")
+    cmd = container.command(opt, {}, name="t", feature_cache=cache)
+    assert f"{cache}:{CONTAINER_FEATURE_CACHE}" in cmd
+    assert f"{ENV_FEATURE_CACHE}={CONTAINER_FEATURE_CACHE}" in cmd
+    assert cmd.index("-e") < cmd.index("dogbreed:latest")  # an engine flag, not an argument of train
+    assert container.environment(cache) == {}
+    monkeypatch.setenv(ENV_FEATURE_CACHE, str(cache))
+    assert opt.feature_cache_dir == cache
+    monkeypatch.setenv(ENV_FEATURE_CACHE, "")
+    assert opt.feature_cache_dir is None
