@@ -70,12 +70,19 @@ def dogctl(workdir: Path, args: list[str], env: dict[str, str], log: Path | None
     return Run(seconds, cpu, sum(loads) / len(loads) if loads else os.getloadavg()[0])
 
 
+def drop_weights(opt_ml: Path) -> None:
+    """A run's checkpoints and model weights (over 100 MB a run): only its figures are read."""
+    shutil.rmtree(opt_ml / "checkpoints", ignore_errors=True)
+    (opt_ml / "model" / "model.pt").unlink(missing_ok=True)
+
+
 def valid_acc(workdir: Path, name: str, best: Path, views: int, env: dict[str, str]) -> float:
     """valid_acc of one `train` run of the hyperparameters in ``best`` with ``feature_views``."""
     dogctl(workdir, ["train", "--runner", "process", "--no-debugger", "--name", name,
                      "--hyperparameters", str(best), "--hp", f"feature_views={views}"], env)
-    meta = json.loads((workdir / "runs" / name / "opt_ml" / "model" / "metadata.json").read_text())
-    return float(meta["metrics"]["valid_acc"])
+    opt_ml = workdir / "runs" / name / "opt_ml"
+    drop_weights(opt_ml)
+    return float(json.loads((opt_ml / "model" / "metadata.json").read_text())["metrics"]["valid_acc"])
 
 
 def main() -> None:
@@ -110,6 +117,8 @@ def main() -> None:
             runs[study] = dogctl(work, [*common, "--name", study, "--hp", f"feature_views={views}"], env,
                                  work / f"{study}.log")
             summaries[study] = json.loads((work / "tuning" / study / "tuning.json").read_text())
+            for opt_ml in (work / "tuning" / study).glob("trial-*/opt_ml"):
+                drop_weights(opt_ml)
         # Each study's best hyperparameters trained once more both ways: the two studies' TPE
         # searches (parallel, hence not reproducible) visit different points; this compares the
         # cache at the same points.
