@@ -99,12 +99,14 @@ class _RangeHandler(http.server.BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def file_server(payload: bytes) -> Iterator[http.server.ThreadingHTTPServer]:
-    """A real HTTP server on loopback serving ``payload``; ``.url`` and ``.ranges`` (the Range
-    headers received, "" for none) are attributes of the yielded server."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RangeHandler)
-    server.payload, server.ranges = payload, []
-    server.url = f"http://127.0.0.1:{server.server_port}/file"
+def loopback_server(handler: type[http.server.BaseHTTPRequestHandler],
+                    **attributes: object) -> Iterator[http.server.ThreadingHTTPServer]:
+    """A real threaded HTTP server on a free loopback port with ``handler``, ``attributes`` set on
+    it (for the handler to read), serving in a thread until the block ends."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    for name, value in attributes.items():
+        setattr(server, name, value)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -112,6 +114,15 @@ def file_server(payload: bytes) -> Iterator[http.server.ThreadingHTTPServer]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextlib.contextmanager
+def file_server(payload: bytes) -> Iterator[http.server.ThreadingHTTPServer]:
+    """A real HTTP server on loopback serving ``payload``; ``.url`` and ``.ranges`` (the Range
+    headers received, "" for none) are attributes of the yielded server."""
+    with loopback_server(_RangeHandler, payload=payload, ranges=[]) as server:
+        server.url = f"http://127.0.0.1:{server.server_port}/file"
+        yield server
 
 
 def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60, what: str = "server") -> None:

@@ -9,12 +9,12 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bench.loadgen import Run, TreeMemory, drive, first_answer, percentile, untrained_model
+from tests.helpers import loopback_server
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -38,18 +38,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@contextlib.contextmanager
-def server(refuse: int = 0, fail_every: int = 0) -> Iterator[http.server.ThreadingHTTPServer]:
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    srv.daemon_threads = True
-    srv.lock, srv.bodies, srv.refuse, srv.fail_every = threading.Lock(), [], refuse, fail_every
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
+def server(refuse: int = 0, fail_every: int = 0) -> contextlib.AbstractContextManager:
+    return loopback_server(_Handler, lock=threading.Lock(), bodies=[], refuse=refuse, fail_every=fail_every)
 
 
 def test_percentile_is_nearest_rank():
