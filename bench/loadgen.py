@@ -235,15 +235,15 @@ def _forward_worker(model_dir: str, body: bytes, threads: int, seconds: float, b
 
     torch.set_num_threads(threads)
     predictor = Predictor(Path(model_dir))
-    batch = predictor.preprocess(body).unsqueeze(0)
+    batch = torch.from_numpy(predictor.preprocess(body))[None]
     for _ in range(3):
-        predictor.probabilities(batch)
+        predictor.forward(batch)
     if barrier is not None:
         barrier.wait(timeout=300)
     run = Run(0.0)
     started = time.perf_counter()
     while (now := time.perf_counter()) - started < seconds:
-        predictor.probabilities(batch)
+        predictor.forward(batch)
         run.latencies.append(time.perf_counter() - now)
     run.seconds = time.perf_counter() - started
     if out is not None:

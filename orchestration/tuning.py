@@ -13,6 +13,9 @@ from dogbreed.hyperparameters import Tune, parse, search_space
 from dogbreed.jobdir import TUNING_FILE
 
 BEST_FILE = "best-hyperparameters.json"
+# What every trial runs with unless given: a trial's model is never served, so no int8 model is
+# calibrated for it (seconds per trial). Not part of the best trial's hyperparameters file.
+TRIAL_DEFAULTS = {"int8_calibration_images": "0"}
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,10 @@ class TuningSetup:
     fixed: tuple[tuple[str, str], ...] = ()
     seed: int = 0
     ranges: tuple[tuple[str, Tune], ...] = ()  # overrides of the default search space
+
+    def trial_hyperparameters(self) -> dict[str, str]:
+        """The hyperparameters every trial runs with besides the tuned ones."""
+        return {**TRIAL_DEFAULTS, **dict(self.fixed)}
 
     def space(self) -> dict[str, Tune]:
         """The tuned hyperparameters' ranges; a fixed value takes a name out of the search."""

@@ -34,8 +34,11 @@ class Deadline:
 
     def check(self) -> None:
         if time.monotonic() > self.at:
-            raise Busy(f"the request took longer than {self.setting}={self.seconds:g}s; retry, "
-                       "or send fewer photos per request")
+            raise self.exceeded()
+
+    def exceeded(self) -> Busy:
+        return Busy(f"the request took longer than {self.setting}={self.seconds:g}s; retry, "
+                    "or send fewer photos per request")
 
 
 class Admission:

@@ -24,6 +24,7 @@ from .predictor import Predictor
 
 log = logging.getLogger("dogbreed.serve")
 REQUIRE_GPU_ENV = "DOGBREED_REQUIRE_GPU"  # true: a GPU that CUDA cannot use stops serve
+PRECISION_ENV = "DOGBREED_PRECISION"  # fp32 (default) or int8 (CPU)
 DRAIN_LIMIT = 64 * 1024 * 1024  # read and drop at most this much of a refused body
 
 
@@ -34,8 +35,9 @@ class CudaUnusable(RuntimeError):
 class ModelState:
     """The process's model: not loaded yet, loaded, or failed to load (with the reason)."""
 
-    def __init__(self, model_dir: Path):
+    def __init__(self, model_dir: Path, precision: str = "fp32"):
         self.model_dir = Path(model_dir)
+        self.precision = precision
         self.predictor: Predictor | None = None
         self.error: str | None = "model not loaded yet"
         self.cpu_fallback: str | None = None  # why a GPU worker serves on the CPU
@@ -48,7 +50,7 @@ class ModelState:
             started = time.monotonic()
             try:
                 try:
-                    self.predictor = Predictor(self.model_dir, device)
+                    self.predictor = Predictor(self.model_dir, device, self.precision)
                 except (RuntimeError, AssertionError) as exc:  # CUDA failed to start (driver, libraries)
                     if device is None or device.type != "cuda":
                         raise
@@ -58,8 +60,9 @@ class ModelState:
                 self.error = str(exc)
                 log.error("model not loaded: %s", exc)
                 return
-            log.info("model loaded from %s on %s: %d classes, %.2fs%s", self.model_dir,
-                     self.predictor.device, self.predictor.num_classes, time.monotonic() - started,
+            log.info("model loaded from %s on %s (%s): %d classes, %.2fs%s", self.model_dir,
+                     self.predictor.device, self.precision, self.predictor.num_classes,
+                     time.monotonic() - started,
                      f" (CPU fallback: {self.cpu_fallback})" if self.cpu_fallback else "")
 
     def _fall_back(self, exc: Exception, require_gpu: bool) -> None:
@@ -71,7 +74,7 @@ class ModelState:
         log.warning("serve: %s; serving on the CPU instead (%s=true makes this fatal)",
                     reason, REQUIRE_GPU_ENV)
         self.cpu_fallback = reason
-        self.predictor = Predictor(self.model_dir, torch.device("cpu"))
+        self.predictor = Predictor(self.model_dir, torch.device("cpu"), self.precision)
 
 
 def _error(status: int, message: str) -> tuple[Response, int]:
@@ -123,7 +126,10 @@ def _predict(predictor: Predictor, record: payloads.Invocation,
                      + ([f"image {i}"] if len(record.images) > 1 else []))
             prefix = ", ".join(where) + ": " if where else ""
             raise payloads.ClientError(400, prefix + str(exc)) from None
-    return predictor.predict(tensors, record.top_k)
+    try:
+        return predictor.predict(tensors, record.top_k, timeout=deadline.remaining())
+    except TimeoutError:
+        raise deadline.exceeded() from None
 
 
 def _drain(limit: int = DRAIN_LIMIT) -> None:
@@ -153,7 +159,8 @@ def create_app(state: ModelState, admission: Admission | None = None, *, concurr
         predictor = state.predictor
         if predictor is None:
             return _error(503, state.error or "model not loaded")
-        health = {"status": "ok", "classes": predictor.num_classes, "device": predictor.device.type}
+        health = {"status": "ok", "classes": predictor.num_classes, "device": predictor.device.type,
+                  "precision": predictor.precision}
         if state.cpu_fallback:
             health["cpu_fallback"] = state.cpu_fallback
         return jsonify(health)

@@ -1,6 +1,7 @@
 """The model artefact: what ``train`` writes to /opt/ml/model and ``serve`` loads, in one type.
 
     model.pt        state dict (loads with ``torch.load(..., weights_only=True)``)
+    model_int8.pt   optional: the int8 model's state dict, for CPU serving (dogbreed.quantize)
     classes.json    class folder names in output-index order
     metadata.json   :class:`ModelMetadata`: architecture, preprocessing, hyperparameters,
                     metrics, per-epoch history, data counts, training facts, versions
@@ -22,6 +23,7 @@ from .images import IMAGENET_MEAN, IMAGENET_STD, resize_size
 from .opt_ml import atomic_write_bytes, read_json
 
 MODEL_FILE = "model.pt"
+INT8_FILE = "model_int8.pt"
 CLASSES_FILE = "classes.json"
 METADATA_FILE = "metadata.json"
 FORMAT_VERSION = 1
@@ -66,6 +68,8 @@ class ModelMetadata:
     training: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     pretrained: str | None = None
+    # The int8 model, when train wrote one: engine, calibration images, its accuracy and fp32's.
+    int8: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     weights_file: str = MODEL_FILE
     classes_file: str = CLASSES_FILE
@@ -113,6 +117,11 @@ class ModelArtifact:
         return self.folder / self.metadata.weights_file
 
     @property
+    def int8_weights_path(self) -> Path | None:
+        """The int8 model's state dict, None when train wrote none."""
+        return self.folder / INT8_FILE if self.metadata.int8 else None
+
+    @property
     def breeds(self) -> list[str]:
         return [display_name(c) for c in self.classes]
 
@@ -142,10 +151,15 @@ class ModelArtifact:
             raise ArtifactError(f"{CLASSES_FILE} does not list {meta.num_classes} class names")
         return cls(folder, meta, [str(c) for c in classes])
 
-    def write(self, weights: bytes) -> None:
-        """Write the weights (``torch.save`` bytes), classes and metadata, each atomically;
-        metadata.json last, so a folder that has it is complete."""
+    def write(self, weights: bytes, int8_weights: bytes | None = None) -> None:
+        """Write the weights (``torch.save`` bytes; the int8 model's too when metadata.int8
+        describes one), classes and metadata, each atomically; metadata.json last, so a folder
+        that has it is complete."""
+        if bool(int8_weights) != bool(self.metadata.int8):
+            raise ValueError("int8 weights and metadata.int8 go together")
         atomic_write_bytes(self.weights_path, weights)
+        if int8_weights:
+            atomic_write_bytes(self.folder / INT8_FILE, int8_weights)
         atomic_write_bytes(self.folder / self.metadata.classes_file,
                            json.dumps(self.classes, indent=1).encode())
         atomic_write_bytes(self.folder / METADATA_FILE,

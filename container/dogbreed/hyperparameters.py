@@ -85,6 +85,11 @@ class Hyperparameters:
                             "as dogctl does), and the head trains on them. With augment, this many augmented "
                             "views of each training image (epoch e uses view (e-1) mod N); without, "
                             "one. 0: no cache, the backbone runs at every step.", low=0, high=1000)
+    int8_calibration_images: int = hp(256, "Training images (evaluation transform) that calibrate "
+                                      "the int8 model written beside the fp32 weights, for CPU "
+                                      "serving with DOGBREED_PRECISION=int8; its test accuracy is "
+                                      "logged. 0: no int8 model (tuning trials' default).",
+                                      low=0, high=1_000_000)
     label_smoothing: float = hp(0.1, "Label smoothing of the cross-entropy loss.", low=0.0,
                                 high=0.5)
     lr_schedule: str = hp("cosine", "'cosine': decay to zero over the epochs; 'constant'.",

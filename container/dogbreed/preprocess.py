@@ -39,6 +39,12 @@ class EvalTransform:
                 f"mean={tuple(self.mean.flatten().tolist())}, std={tuple(self.std.flatten().tolist())})")
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
+        """The normalised CHW float tensor of ``img``."""
+        return self.normalize(torch.from_numpy(self.pixels(img))[None])[0]
+
+    def pixels(self, img: Image.Image) -> np.ndarray:
+        """The resized and cropped ``img``: HWC uint8 (numpy: ``serve``'s request threads
+        never start torch's thread pools)."""
         width, height = img.size
         if max(width, height) > MAX_ASPECT * min(width, height):
             # Resizing the short side of a 1x10000 strip would make a gigapixel image.
@@ -52,9 +58,12 @@ class EvalTransform:
         top = int(round((size[1] - crop) / 2.0))
         left = int(round((size[0] - crop) / 2.0))
         img = img.crop((left, top, left + crop, top + crop))
-        pixels = torch.from_numpy(np.array(img, dtype=np.uint8, copy=True))
-        tensor = pixels.permute(2, 0, 1).float().div_(255)
-        return tensor.sub_(self.mean).div_(self.std)
+        return np.array(img, dtype=np.uint8, copy=True)
+
+    def normalize(self, batch: torch.Tensor) -> torch.Tensor:
+        """NHWC uint8 pixels -> normalised NCHW float (in channels-last memory, without a copy)."""
+        tensor = batch.permute(0, 3, 1, 2).float().div_(255)
+        return tensor.sub_(self.mean.to(tensor.device)).div_(self.std.to(tensor.device))
 
 
 def eval_transform(image_size: int) -> Transform:

@@ -12,6 +12,8 @@ SageMaker and its SDK set:
     SAGEMAKER_BATCH_STRATEGY         what GET /execution-parameters reports (default MULTI_RECORD)
     DOGBREED_REQUIRE_GPU             true: stop when CUDA cannot use the host's GPUs (default:
                                      serve on the CPU, say why in the log and in /ping)
+    DOGBREED_PRECISION               fp32 (default), or int8: the int8 model train wrote beside
+                                     the weights, on the CPU (several times fp32's speed there)
 
 SIGTERM stops accepting, lets in-flight requests finish and exits within 25 s
 (SageMaker allows 30).
@@ -28,17 +30,19 @@ from pathlib import Path
 from typing import Any
 
 from .admission import Admission
-from .app import REQUIRE_GPU_ENV, CudaUnusable, ModelState, create_app
+from .app import PRECISION_ENV, REQUIRE_GPU_ENV, CudaUnusable, ModelState, create_app
 from .hardware import cpu_count, nvidia_gpus
 from .hyperparameters import TRUE_WORDS
 from .opt_ml import OptML
+from .predictor import MAX_BATCH, PRECISIONS
 
 ENV_PORT = "SAGEMAKER_BIND_TO_PORT"
 ENV_WORKERS = "SAGEMAKER_MODEL_SERVER_WORKERS"
 ENV_TIMEOUT = "SAGEMAKER_MODEL_SERVER_TIMEOUT"
-# Per worker: WORKING requests decode or wait for the model at once (decoding overlaps; forwards
-# take turns); up to THREADS - 1 more wait their turn; one thread is always left for /ping.
-WORKING_PER_WORKER = 4
+# Per worker: WORKING requests decode or wait for the model at once (one batch in the forward
+# pass while the next one decodes); up to THREADS - 1 more wait their turn; one thread is always
+# left for /ping.
+WORKING_PER_WORKER = 2 * MAX_BATCH
 THREADS_PER_WORKER = 32
 GRACEFUL_SECONDS = 20
 ACCESS_LOG_FORMAT = '%(h)s "%(r)s" %(s)s %(B)sB %(M)sms'
@@ -132,10 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     from gunicorn.app.base import BaseApplication
 
     port = args.port or _env_int(ENV_PORT, 8080)
-    gpus = gpu_count()
+    precision = os.environ.get(PRECISION_ENV, "").strip().lower() or "fp32"
+    if precision not in PRECISIONS:
+        raise SystemExit(f"serve: {PRECISION_ENV}={precision!r} is not one of {', '.join(PRECISIONS)}")
+    gpus = 0 if precision == "int8" else gpu_count()  # int8 kernels run on the CPU
     workers = args.workers or _env_int(ENV_WORKERS, default_workers(gpus, cpu_count()))
     timeout = _env_int(ENV_TIMEOUT, 60)
-    state = ModelState(args.model_dir or OptML().model_dir)
+    state = ModelState(args.model_dir or OptML().model_dir, precision)
     wsgi = create_app(state, Admission(THREADS_PER_WORKER - 1, WORKING_PER_WORKER, timeout),
                       concurrency=workers * WORKING_PER_WORKER)
     require_gpu = os.environ.get(REQUIRE_GPU_ENV, "").strip().lower() in TRUE_WORDS

@@ -30,7 +30,7 @@ from torch.distributed.elastic.multiprocessing import SignalException
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from . import __version__, checkpoint, debugger, evaluation, metrics
+from . import __version__, checkpoint, debugger, evaluation, metrics, quantize
 from .artifact import ModelArtifact, ModelMetadata, Preprocessing
 from .checkpoint import TrainingState
 from .data import DataError, Split, check_same_classes, scan_split
@@ -54,6 +54,7 @@ TrainBatch = tuple[torch.Tensor, torch.Tensor, list[str]]
 EvalBatch = tuple[torch.Tensor, torch.Tensor, list[int], list[str]]
 # Hyperparameters that do not change the result; a checkpoint made with other values resumes.
 RESULT_NEUTRAL = frozenset({"workers", "progress_seconds", "profiler_interval_ms", "allow_cpu_fallback",
+                            "int8_calibration_images",
                             "debugger", "debug_interval"})
 
 
@@ -532,7 +533,8 @@ class Trainer:
         if self.world.distributed:
             dist.barrier()  # every process's tensors are written before the rules read them
         if self.world.is_main:
-            self.write_model(scores, seconds)
+            int8 = self.quantize(predictions.get("test") or predictions["valid"])
+            self.write_model(scores, seconds, int8=int8)
             self._write_evaluation(predictions)
             log.info(metrics.format_final(int(best["epoch"]), scores))
             if self.undecodable:
@@ -564,7 +566,38 @@ class Trainer:
         except Exception as exc:  # noqa: BLE001 - the model is saved; the analysis is a bonus
             log.warning("rules/report skipped after an error: %s: %s", type(exc).__name__, exc)
 
-    def write_model(self, scores: dict[str, float], seconds: float, *, stopped: bool = False) -> None:
+    def quantize(self, reference: list[evaluation.Prediction]) -> tuple[bytes, dict[str, Any]] | None:
+        """The int8 model (``torch.save`` bytes) and its metadata, or None: calibrated on training
+        images, scored on the test split (else valid) beside fp32's ``reference`` predictions."""
+        train = self.splits["train"]
+        count = min(self.params.int8_calibration_images, len(train.samples))
+        if not count:
+            return None
+        started = time.monotonic()
+        name = "test" if "test" in self.splits else "valid"
+        split = self.splits[name]
+        try:
+            seeded = torch.Generator().manual_seed(self.params.seed)
+            chosen = torch.randperm(len(train.samples), generator=seeded)[:count].tolist()
+            images = Subset(self._eval_images(train), chosen)
+            batches = (inputs for inputs, *_ in self._loader(images, shuffle_seed=None))
+            model = quantize.calibrate(self.model, batches, self.params.image_size)
+            positions = {path: i for i, (path, _) in enumerate(split.samples)}
+            fp32 = {positions[path]: predicted for path, _, predicted in reference}
+            scores = quantize.compare(model, self._loader(self._eval_images(split), shuffle_seed=None), fp32)
+            buffer = io.BytesIO()
+            torch.save(model.state_dict(), buffer)
+        except Exception as exc:  # noqa: BLE001 - the fp32 model is the product, int8 an extra
+            log.warning("no int8 model written: %s: %s", type(exc).__name__, exc)
+            return None
+        log.info("int8 model: %s accuracy %.4f (fp32: %.4f), the same top-1 as fp32 for %.1f%% of %d images; "
+                 "calibrated on %d training images (%.1fs)", name, scores["acc"], scores["fp32_acc"],
+                 100 * scores["agreement"], scores["images"], count, time.monotonic() - started)
+        return buffer.getvalue(), {"engine": quantize.ENGINE, "calibration_images": count, "split": name,
+                                   **scores}
+
+    def write_model(self, scores: dict[str, float], seconds: float, *, stopped: bool = False,
+                    int8: tuple[bytes, dict[str, Any]] | None = None) -> None:
         buffer = io.BytesIO()
         torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, buffer)
         splits = {name: {"images": len(s.samples), "skipped": len(s.skipped)}
@@ -574,6 +607,7 @@ class Trainer:
             num_classes=len(self.classes),
             preprocessing=Preprocessing.for_size(self.params.image_size),
             pretrained="imagenet" if self.params.pretrained else None,
+            int8=int8[1] if int8 else {},
             hyperparameters=asdict(self.params),
             metrics={"selected_epoch": int(self.state.best["epoch"]), **scores},
             history=self.state.history,
@@ -589,7 +623,8 @@ class Trainer:
             versions={"dogbreed": __version__, "torch": torch.__version__,
                       "torchvision": _torchvision_version()},
         )
-        ModelArtifact(self.opt.model_dir, metadata, list(self.classes)).write(buffer.getvalue())
+        ModelArtifact(self.opt.model_dir, metadata, list(self.classes)).write(buffer.getvalue(),
+                                                                             int8[0] if int8 else None)
         log.info("model written to %s", self.opt.model_dir)
 
 

@@ -90,7 +90,7 @@ def run_study(workdir: Path, channels: dict[str, Path], setup: TuningSetup, *,
     lock = threading.Lock()
 
     def objective(trial: Any) -> float:
-        values = {**dict(setup.fixed), **suggest(trial, space)}
+        values = {**setup.trial_hyperparameters(), **suggest(trial, space)}
         label = f"trial-{trial.number:03d}"
         with lock:
             emit(f"tune: {label} starts: " + " ".join(f"{k}={values[k]}" for k in space))

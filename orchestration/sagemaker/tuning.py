@@ -45,7 +45,7 @@ def tuner(settings: Settings, setup: TuningSetup, *, session: Any) -> Any:
     search, early stopping Auto; the fixed hyperparameters are every job's static ones."""
     from sagemaker.tuner import HyperparameterTuner
 
-    base = estimator(settings, dict(setup.fixed), session=session, job_name=setup.name,
+    base = estimator(settings, setup.trial_hyperparameters(), session=session, job_name=setup.name,
                      debugger=OFF, checkpoints=False)
     return HyperparameterTuner(
         base,

@@ -44,7 +44,8 @@ def invoke(server, body, content_type="image/jpeg", **kw):
 def test_ping(server):
     with urllib.request.urlopen(server.url + "/ping") as resp:
         health = json.loads(resp.read())
-        assert resp.status == 200 and health == {"status": "ok", "classes": 3, "device": "cpu"}
+        assert resp.status == 200 and health == {"status": "ok", "classes": 3, "device": "cpu",
+                                                 "precision": "fp32"}
 
 
 def test_a_real_photo_gives_the_top_breeds(server, photo):
@@ -65,6 +66,44 @@ def test_the_model_recognises_its_classes_over_http(server):
     for label, name in enumerate(["001.Affenpinscher", "002.Afghan_hound", "003.Airedale_terrier"]):
         status, body = invoke(server, encode(draw_image(label, 48, rng), "PNG"), "image/png")
         assert status == 200 and body["predictions"][0][0]["class"] == name
+
+
+def test_the_int8_model_train_wrote_answers_as_fp32_does(trained_model, tmp_path, sample_photos):
+    meta = json.loads((trained_model / "metadata.json").read_text())["int8"]
+    assert meta["engine"] == "x86" and meta["calibration_images"] == 60 and meta["split"] == "test"
+    assert meta["acc"] == meta["fp32_acc"] == 1.0 and meta["agreement"] == 1.0
+    rng = random.Random(7)
+    drawings = [encode(draw_image(label, 48, rng), "PNG") for label in range(3) for _ in range(3)]
+    answers = {}
+    for precision in ("fp32", "int8"):
+        with Server(trained_model, env={"DOGBREED_PRECISION": precision},
+                    log=tmp_path / f"{precision}.log") as srv:
+            with urllib.request.urlopen(srv.url + "/ping") as resp:
+                assert json.loads(resp.read())["precision"] == precision
+            answers[precision] = [invoke(srv, body, "image/png")[1]["predictions"][0] for body in drawings]
+            answers[precision] += [invoke(srv, p.read_bytes())[1]["predictions"][0] for p in sample_photos]
+    assert [a[0]["class"] for a in answers["int8"][:9]] == [
+        name for name in ["001.Affenpinscher", "002.Afghan_hound", "003.Airedale_terrier"] for _ in range(3)]
+    for fp32, int8 in zip(answers["fp32"], answers["int8"], strict=True):
+        assert int8[0]["class"] == fp32[0]["class"]
+        assert int8[0]["probability"] == pytest.approx(fp32[0]["probability"], abs=0.05)
+
+
+def test_int8_without_an_int8_model_or_an_unknown_precision_is_explained(trained_model, tmp_path, photo):
+    fp32_only = tmp_path / "model"
+    shutil.copytree(trained_model, fp32_only)
+    meta = json.loads((fp32_only / "metadata.json").read_text())
+    (fp32_only / "metadata.json").write_text(json.dumps({**meta, "int8": {}}))
+    srv = Server(fp32_only, env={"DOGBREED_PRECISION": "int8"}, log=tmp_path / "serve.log")
+    try:
+        srv.wait_ready(expect=503)
+        status, body = invoke(srv, photo)
+    finally:
+        srv.stop()
+    assert status == 503 and "has no int8 model" in body["error"]
+    assert "int8_calibration_images" in body["error"]
+    srv = Server(trained_model, env={"DOGBREED_PRECISION": "fp16"}, log=tmp_path / "fp16.log")
+    assert srv.proc.wait(60) != 0 and "DOGBREED_PRECISION='fp16' is not one of fp32, int8" in srv.log()
 
 
 @pytest.mark.parametrize("content_type,fmt", [

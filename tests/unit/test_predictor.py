@@ -62,7 +62,7 @@ def test_predictor_on_a_trained_model(trained_model):
     predictor = Predictor(trained_model)
     assert predictor.classes == ["001.Affenpinscher", "002.Afghan_hound", "003.Airedale_terrier"]
     assert predictor.breeds == ["Affenpinscher", "Afghan hound", "Airedale terrier"]
-    x = predictor.transform(Image.new("RGB", (80, 60), (200, 60, 60)))
+    x = predictor.transform.pixels(Image.new("RGB", (80, 60), (200, 60, 60)))
     (top,) = predictor.predict([x], top_k=2)
     assert len(top) == 2 and top[0]["probability"] >= top[1]["probability"]
 
@@ -70,7 +70,7 @@ def test_predictor_on_a_trained_model(trained_model):
 @pytest.mark.parametrize("damage,fragment", [
     (lambda d: (d / "metadata.json").unlink(), "metadata.json is missing"),
     (lambda d: (d / "classes.json").write_text('["a"]'), "does not list 3 class names"),
-    (lambda d: (d / "model.pt").write_bytes(b"junk"), "cannot be loaded into ResNet18"),
+    (lambda d: (d / "model.pt").write_bytes(b"junk"), "cannot be loaded into the fp32 ResNet18"),
     (lambda d: torch.save({"fc.weight": torch.zeros(3, 512)}, d / "model.pt"), "cannot be loaded"),
     (lambda d: (d / "metadata.json").write_text(json.dumps({"architecture": "vgg"})), "unsupported"),
 ])
