@@ -50,20 +50,29 @@ def throwaway_model(image_size: int, workdir: Path, classes: int = 3, per_class:
 
 def untrained_model(folder: Path, classes: int, image_size: int) -> Path:
     """A model folder in `train`'s format (written by ModelArtifact) holding a randomly initialised
-    ResNet18: what `train` would write, in a second instead of minutes."""
+    ResNet18 and its int8 model calibrated on the sample photos: what `train` would write, in
+    seconds instead of minutes."""
     import torch
 
+    from dogbreed import quantize
     from dogbreed.artifact import ModelArtifact, ModelMetadata, Preprocessing
+    from dogbreed.images import decode
+    from dogbreed.preprocess import eval_transform
     from dogbreed.resnet import ResNet18
     from local_test.testdata import class_names
 
     torch.manual_seed(0)
-    buffer = io.BytesIO()
-    torch.save(ResNet18(classes).state_dict(), buffer)
+    model = ResNet18(classes).eval()
+    weights, int8_weights = io.BytesIO(), io.BytesIO()
+    torch.save(model.state_dict(), weights)
+    transform = eval_transform(image_size)
+    batch = torch.stack([transform(decode(path.read_bytes())) for path in photos()])
+    torch.save(quantize.calibrate(model, [batch], image_size).state_dict(), int8_weights)
     meta = ModelMetadata("resnet18", classes, Preprocessing.for_size(image_size),
-                         metrics={"selected_epoch": 0}, versions={"torch": torch.__version__})
+                         metrics={"selected_epoch": 0}, versions={"torch": torch.__version__},
+                         int8={"engine": quantize.ENGINE, "calibration_images": len(batch)})
     folder.mkdir(parents=True, exist_ok=True)
-    ModelArtifact(folder, meta, class_names(classes)).write(buffer.getvalue())
+    ModelArtifact(folder, meta, class_names(classes)).write(weights.getvalue(), int8_weights.getvalue())
     return folder
 
 
@@ -227,14 +236,15 @@ class TreeMemory:
             self.sample()
 
 
-def _forward_worker(model_dir: str, body: bytes, threads: int, seconds: float, barrier: Any, out: Any) -> Run:
+def _forward_worker(model_dir: str, body: bytes, threads: int, seconds: float, barrier: Any, out: Any,
+                    precision: str = "fp32") -> Run:
     """Forward passes for ``seconds`` after a warm-up (and ``barrier``, when given); to ``out`` too."""
     import torch
 
     from dogbreed.predictor import Predictor
 
     torch.set_num_threads(threads)
-    predictor = Predictor(Path(model_dir))
+    predictor = Predictor(Path(model_dir), precision=precision)
     batch = torch.from_numpy(predictor.preprocess(body))[None]
     for _ in range(3):
         predictor.forward(batch)
@@ -251,17 +261,19 @@ def _forward_worker(model_dir: str, body: bytes, threads: int, seconds: float, b
     return run
 
 
-def forward_passes(model_dir: Path, body: bytes, *, processes: int, threads: int, seconds: float) -> Run:
-    """Forward passes alone (eager fp32, batch 1, on ``body`` preprocessed once) for ``seconds``:
+def forward_passes(model_dir: Path, body: bytes, *, processes: int, threads: int, seconds: float,
+                   precision: str = "fp32") -> Run:
+    """Forward passes alone (eager, batch 1, of ``precision``'s model, on ``body`` preprocessed once)
+    for ``seconds``:
     in this process when ``processes`` is 1, else in that many spawned processes at once (started
     together after their warm-up). The rate is the sum of theirs; the latencies are all of them."""
     if processes == 1:
-        return _forward_worker(str(model_dir), body, threads, seconds, None, None)
+        return _forward_worker(str(model_dir), body, threads, seconds, None, None, precision)
     ctx = multiprocessing.get_context("spawn")
     barrier, out = ctx.Barrier(processes), ctx.Queue()
     # Daemonic: an interrupted run does not leave them behind (multiprocessing ends them at exit).
-    procs = [ctx.Process(target=_forward_worker, args=(str(model_dir), body, threads, seconds, barrier, out),
-                         daemon=True) for _ in range(processes)]
+    work = (str(model_dir), body, threads, seconds, barrier, out, precision)
+    procs = [ctx.Process(target=_forward_worker, args=work, daemon=True) for _ in range(processes)]
     try:
         for p in procs:
             p.start()

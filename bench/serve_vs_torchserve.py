@@ -7,17 +7,20 @@
                             [--model-dir DIR | --train] [--classes 120] [--photo-size 450x664]
 
 The model is a 120-class ResNet18 at 224 px in `train`'s format: randomly initialised and written
-by ModelArtifact (speed does not depend on the weights), or trained by the real `train` on
+by ModelArtifact with its int8 model calibrated on the sample photos (speed does not depend on
+the weights), or trained by the real `train` on
 generated data with --train (minutes), or --model-dir's. The same weights are traced to
 TorchScript and packed with torch-model-archiver into a .mar for TorchServe's built-in
 ``image_classifier`` handler (with an index_to_name.json), which is what SageMaker's PyTorch
 inference containers run. In turn, each alone on the machine:
 
-    serve      default layout, then SAGEMAKER_MODEL_SERVER_WORKERS=2 (gunicorn + Flask)
+    serve      default layout, then SAGEMAKER_MODEL_SERVER_WORKERS=1, then the default layout
+               with DOGBREED_PRECISION=int8 (gunicorn + Flask)
     TorchServe `torchserve --start --ncs` with its default workers, then with OMP_NUM_THREADS=1
                (free loopback ports in a config.properties, token authorisation off, its logs,
                pid file and temporary files in a folder of its own)
-    forward passes alone, eager fp32 batch 1: 1 process x all cores' threads, N processes x 1
+    forward passes alone, eager batch 1: fp32 with 1 process x all cores' threads and N processes
+               x 1 thread, int8 with 1 process x all cores' threads
 
 Every server gets the same keep-alive http.client load (bench/loadgen.py) with one JPEG body
 (the sample photo of --photo-size pixels from ../shared/data/sample-images) for --seconds at
@@ -76,7 +79,8 @@ ARCHIVER = BIN / "torch-model-archiver"
 MODEL_NAME = "dog"
 # TorchServe's image_classifier handler resizes to 256 and crops 224, whatever the model.
 HANDLER_SIZE = 224
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+# serve sets GOMP_SPINCOUNT when imported (this script imports it): TorchServe gets its own defaults.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 INSTALL = "run `make bench-install` (see bench/serve_vs_torchserve.py)"
 
 
@@ -269,9 +273,11 @@ class Started:
 
 
 @contextlib.contextmanager
-def start_serve(model_dir: Path, folder: Path, workers: int | None) -> Iterator[Started]:
-    """The real `serve`; ``workers`` None: SAGEMAKER_MODEL_SERVER_WORKERS unset (its default)."""
-    server = Server(model_dir, workers=workers, env=clean_env(), log=folder / f"serve-{workers}.log")
+def start_serve(model_dir: Path, folder: Path, workers: int | None, **env: str) -> Iterator[Started]:
+    """The real `serve` with ``env``; ``workers`` None: SAGEMAKER_MODEL_SERVER_WORKERS unset (its
+    default)."""
+    log = folder / f"serve-{workers}-{'-'.join(env.values()) or 'default'}.log"
+    server = Server(model_dir, workers=workers, env=clean_env(**env), log=log)
     procs: list[psutil.Process] = []
 
     def stop() -> None:
@@ -334,10 +340,44 @@ def measure(name: Callable[[], str], server: Started, body: bytes, args: argpars
 
 
 def forward_row(name: str, model_dir: Path, body: bytes, processes: int, threads: int,
-                args: argparse.Namespace) -> Row:
-    run = forward_passes(model_dir, body, processes=processes, threads=threads, seconds=args.seconds)
+                args: argparse.Namespace, precision: str = "fp32") -> Row:
+    run = forward_passes(model_dir, body, processes=processes, threads=threads, seconds=args.seconds,
+                         precision=precision)
     print(f"  {name}: {run.rate:.1f} forward passes/s, p99 {run.p99:.3f} s", flush=True)
     return Row(name, {args.concurrency[0]: run})
+
+
+def request_profile(model_dir: Path, body: bytes, threads: int, repeats: int = 30) -> dict[str, float]:
+    """Median milliseconds of each in-process stage of one request (no HTTP): decoding the JPEG,
+    resizing and cropping it, and the forward pass (normalisation, model, softmax) of fp32 and int8
+    on the calling thread with ``threads`` threads."""
+    import statistics
+
+    import torch
+
+    from dogbreed.images import decode
+    from dogbreed.predictor import Predictor
+
+    torch.set_num_threads(threads)
+    fp32, int8 = Predictor(model_dir), Predictor(model_dir, precision="int8")
+    image = decode(body, fp32.decode_side)
+    pixels = torch.from_numpy(fp32.transform.pixels(image))[None]
+    stages: dict[str, Callable[[], object]] = {
+        "decode": lambda: decode(body, fp32.decode_side),
+        "resize + crop": lambda: fp32.transform.pixels(image),
+        "forward fp32": lambda: fp32.forward(pixels),
+        "forward int8": lambda: int8.forward(pixels)}
+    medians = {}
+    for name, stage in stages.items():
+        for _ in range(3):
+            stage()
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            stage()
+            times.append(time.perf_counter() - started)
+        medians[name] = 1000 * statistics.median(times)
+    return medians
 
 
 def interrupt(signum: int, frame: object) -> None:
@@ -377,23 +417,26 @@ def ratio(a: float, b: float) -> str:
 
 
 def comparisons(rows: dict[str, Row], concurrency: list[int], cpus: int) -> list[str]:
-    """The ratio lines: serve's default against both TorchServe layouts at each concurrency, and
-    each server against the forward passes alone."""
-    short = {"serve": "serve default", "serve2": "serve 2 workers", "ts": "TorchServe defaults",
-             "ts1": "TorchServe OMP_NUM_THREADS=1"}
-    serve = rows["serve"].runs
-    lines = ["Ratios (req/s above 1 and p99 below 1: serve default ahead):"]
-    for key in ("ts1", "ts"):
-        other = rows[key].runs
-        lines.append(f"- serve default vs {short[key]}: " + "; ".join(
-            f"c={c} req/s x{ratio(serve[c].rate, other[c].rate)}, p99 x{ratio(serve[c].p99, other[c].p99)}"
-            for c in concurrency))
+    """The ratio lines: serve (fp32 and int8) against tuned TorchServe at each concurrency, and
+    against the forward passes alone."""
+    def versus(key: str, other: str) -> str:
+        mine, theirs = rows[key].runs, rows[other].runs
+        return "; ".join(f"c={c} req/s x{ratio(mine[c].rate, theirs[c].rate)}, "
+                         f"p99 x{ratio(mine[c].p99, theirs[c].p99)}" for c in concurrency)
+
     first, last = concurrency[0], concurrency[-1]
-    alone, alone_n = rows["alone"].runs[first], rows["alone_n"].runs[first]
-    lines.append(f"- serve default at c={first} vs forward passes alone (1 process x {cpus} threads): "
-                 f"{ratio(serve[first].rate, alone.rate)} of theirs")
-    shares = ", ".join(f"{name} {ratio(rows[k].runs[last].rate, alone_n.rate)}" for k, name in short.items())
-    lines.append(f"- at c={last} vs forward passes alone ({cpus} processes x 1 thread): {shares} of theirs")
+    lines = ["Ratios (req/s above 1 and p99 below 1: serve ahead):",
+             f"- serve default vs TorchServe OMP_NUM_THREADS=1: {versus('serve', 'ts1')}",
+             f"- serve int8 vs TorchServe OMP_NUM_THREADS=1: {versus('int8', 'ts1')}",
+             f"- serve default vs TorchServe defaults: {versus('serve', 'ts')}"]
+    for key, alone in (("serve", "alone"), ("int8", "alone_int8")):
+        lines.append(f"- {key} at c={first} vs its forward passes alone (1 process x {cpus} threads): "
+                     f"{ratio(rows[key].runs[first].rate, rows[alone].runs[first].rate)} of theirs")
+    peer = rows["alone_n"].runs[first].rate
+    shares = ", ".join(f"{rows[k].name.split(' (')[0]} {ratio(rows[k].runs[last].rate, peer)}"
+                       for k in ("serve", "serve1", "ts", "ts1"))
+    lines.append(f"- fp32 at c={last} vs fp32 forward passes alone ({cpus} processes x 1 thread): "
+                 f"{shares}")
     return lines
 
 
@@ -437,28 +480,35 @@ def main() -> int:
         store = export_mar(model_dir, work / "store")
         ts_threads = torch_default_threads(clean_env())
         names = {
-            "serve": f"serve default ({serve_workers} worker x {cpus // serve_workers} threads)",
-            "serve2": f"serve SAGEMAKER_MODEL_SERVER_WORKERS=2 (2 x {max(1, cpus // 2)})",
+            "serve": f"serve default ({serve_workers} workers, threads shared: {cpus} for a worker alone)",
+            "serve1": f"serve SAGEMAKER_MODEL_SERVER_WORKERS=1 (1 x {cpus} threads)",
+            "int8": "serve DOGBREED_PRECISION=int8 (default layout)",
             "ts": "TorchServe defaults ({} workers x {} threads)",
             "ts1": "TorchServe OMP_NUM_THREADS=1 ({} workers x 1 thread)",
             "alone": f"forward passes alone, eager fp32 batch 1 (1 process x {cpus} threads)",
             "alone_n": f"forward passes alone, eager fp32 batch 1 ({cpus} processes x 1 thread)",
+            "alone_int8": f"forward passes alone, int8 batch 1 (1 process x {cpus} threads)",
         }
         print(f"model: ResNet18, {meta.num_classes} classes, {HANDLER_SIZE} px ({model_dir}); photo "
               f"{photo.name} ({args.photo_size}, {len(body) // 1000} KB); {args.seconds:g} s per point",
               flush=True)
+        profile = request_profile(model_dir, body, cpus)
+        print("  one request in process, median ms: " + ", ".join(f"{k} {v:.1f}" for k, v in profile.items()),
+              flush=True)
         rows: dict[str, Row] = {}
         rows["alone"] = forward_row(names["alone"], model_dir, body, 1, cpus, args)
         rows["alone_n"] = forward_row(names["alone_n"], model_dir, body, cpus, 1, args)
-        for key, workers in (("serve", None), ("serve2", 2)):
-            with start_serve(model_dir, work, workers) as server:
+        rows["alone_int8"] = forward_row(names["alone_int8"], model_dir, body, 1, cpus, args, "int8")
+        for key, workers, env in (("serve", None, {}), ("serve1", 1, {}),
+                                  ("int8", None, {"DOGBREED_PRECISION": "int8"})):
+            with start_serve(model_dir, work, workers, **env) as server:
                 rows[key] = measure(lambda key=key: names[key], server, body, args)
         for key, env in (("ts", clean_env()), ("ts1", clean_env(OMP_NUM_THREADS="1"))):
             with start_torchserve(store, work / key, env) as (server, ts):
                 rows[key] = measure(lambda key=key, ts=ts: names[key].format(ts.workers(), ts_threads),
                                     server, body, args)
 
-    order = ["serve", "serve2", "ts", "ts1", "alone", "alone_n"]
+    order = ["serve", "serve1", "int8", "ts", "ts1", "alone", "alone_n", "alone_int8"]
     print()
     print(f"## serve vs TorchServe {ts_version}, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
     print()
@@ -473,6 +523,13 @@ def main() -> int:
     print(table([rows[k] for k in order], args.concurrency))
     print()
     print("\n".join(comparisons(rows, args.concurrency, cpus)))
+    first = args.concurrency[0]
+    for key, forward in (("serve", "forward fp32"), ("int8", "forward int8")):
+        per_request = 1000 / rows[key].runs[first].rate
+        stages = profile["decode"] + profile["resize + crop"] + profile[forward]
+        print(f"- {key} at c={first}: {per_request:.1f} ms a request = decode {profile['decode']:.1f} + "
+              f"resize and crop {profile['resize + crop']:.1f} + {forward} {profile[forward]:.1f} + the rest "
+              f"(HTTP, Flask, JSON, thread hand-offs, the load generator) {per_request - stages:.1f}")
     return 0
 
 

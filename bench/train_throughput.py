@@ -2,11 +2,14 @@
 
     .venv/bin/python bench/train_throughput.py [--data work/data/dogs120-90px/dogImages/train]
                                                [--image-size 64] [--batch-size 64] [--batches 20]
+                                               [--finetune full|head] [--no-debugger]
 
 Times the training step (forward, backward, AdamW) of ResNet18 on tensors already in memory (the
 peer: what the hardware allows), the same step fed by the real loader from decoded JPEGs, with
 the threads and loader workers `train` would use, and that again with the Debugger hook (the
-configuration `dogctl train --local` writes) and the profiler on. Prints a table with the ratios.
+configuration `dogctl train --local` writes) and the profiler on. Prints a table with the ratios
+and the share of the loader-fed step time spent waiting for data. ``--finetune head`` trains the
+final layer alone, as `train` does with feature_views=0 (its feature cache skips the loader).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from dogbreed.debugger import DebugHook, hook_config
 from dogbreed.hardware import place
 from dogbreed.hyperparameters import AUTO
 from dogbreed.loader import ImageFolder, collate
+from dogbreed.model import freeze_backbone, set_train_mode
 from dogbreed.preprocess import decode_side, train_transform
 from dogbreed.profiler import StepTimer, SystemMonitor
 
@@ -55,13 +59,17 @@ def step_fn(model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn.Mo
     return step if timer is None else timed
 
 
-def step_times(loader: DataLoader, step: Callable) -> list[float]:
-    """Seconds per step (data wait included) of every batch of the loader."""
+def step_times(loader: DataLoader, step: Callable, waits: list[float] | None = None) -> list[float]:
+    """Seconds per step (data wait included) of every batch of the loader; the waits for each
+    batch go to ``waits``."""
     times, last = [], time.perf_counter()
     for batch in loader:
+        arrived = time.perf_counter()
         step(batch.images, batch.labels)
         now = time.perf_counter()
         times.append(now - last)
+        if waits is not None:
+            waits.append(arrived - last)
         last = now
     return times
 
@@ -73,6 +81,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--finetune", choices=("full", "head"), default="full")
+    parser.add_argument("--no-debugger", action="store_true", help="skip the Debugger-hook row")
     args = parser.parse_args()
     if not args.data.is_dir():
         raise SystemExit(f"{args.data} is not a folder: run `make demo` (or `dogctl data`) first")
@@ -80,9 +90,12 @@ def main() -> None:
     placement = place(0, 1, amp=False, workers=AUTO)
     split = scan_split("train", args.data)
     torch.manual_seed(0)
-    model = resnet18(num_classes=len(split.classes)).train()
+    model = resnet18(num_classes=len(split.classes))
+    head = args.finetune == "head"
+    trained = freeze_backbone(model) if head else list(model.parameters())
+    set_train_mode(model, head)
     criterion = nn.CrossEntropyLoss()
-    step = step_fn(model, torch.optim.AdamW(model.parameters(), lr=1e-3), criterion)
+    step = step_fn(model, torch.optim.AdamW(trained, lr=1e-3), criterion)
     n, size = args.batch_size, args.image_size
 
     images = torch.randn(n, 3, size, size)
@@ -103,9 +116,18 @@ def main() -> None:
                           num_workers=placement.loader_workers,
                           prefetch_factor=4 if placement.loader_workers else None)
 
-    times = step_times(loader(args.warmup + args.batches), step)[args.warmup:]
+    waits: list[float] = []
+    times = step_times(loader(args.warmup + args.batches), step, waits)[args.warmup:]
     pipeline = n * len(times) / sum(times)
+    waiting = sum(waits[args.warmup:]) / sum(times)
 
+    print(f"ResNet18 training step, {args.finetune} fine-tuning, {n} x {size}px, {placement.describe()}")
+    print(f"{'configuration':<48} {'images/s':>9} {'ratio':>6} {'data wait':>10}")
+    print(f"{'model only (tensors in memory)':<48} {model_only:>9.1f} {1.0:>6.2f} {'-':>10}")
+    print(f"{'real photos through the loader':<48} {pipeline:>9.1f} {pipeline / model_only:>6.2f} "
+          f"{100 * waiting:>9.0f}%")
+    if args.no_debugger:
+        return
     with tempfile.TemporaryDirectory() as tmp:
         # What a debugger-on run saves (`dogctl train --local`): reductions of weights, biases and
         # gradients at steps 0-9 (then every N steps), of ReLU inputs at steps 0-9, the gradient
@@ -120,7 +142,7 @@ def main() -> None:
         monitor = SystemMonitor(Path(tmp) / "profiler", 0.5, "algo-1")
         monitor.start()
         timer.begin(0)
-        debug_step = step_fn(model, torch.optim.AdamW(model.parameters(), lr=1e-3), criterion, timer, hook)
+        debug_step = step_fn(model, torch.optim.AdamW(trained, lr=1e-3), criterion, timer, hook)
         times = step_times(loader(FIRST_SAVES + args.warmup + args.batches), debug_step)
         monitor.stop()
         timer.flush()
@@ -130,10 +152,6 @@ def main() -> None:
     debugged = n * len(steady) / sum(steady)
     per_save = sum(times[:FIRST_SAVES]) / FIRST_SAVES - sum(steady) / len(steady)
 
-    print(f"ResNet18 training step, {n} x {size}px, {placement.describe()}")
-    print(f"{'configuration':<48} {'images/s':>9} {'ratio':>6}")
-    print(f"{'model only (tensors in memory)':<48} {model_only:>9.1f} {1.0:>6.2f}")
-    print(f"{'real photos through the loader':<48} {pipeline:>9.1f} {pipeline / model_only:>6.2f}")
     print(f"{'loader + Debugger hook (loss) + profiler':<48} {debugged:>9.1f} {debugged / model_only:>6.2f}")
     print(f"a save at steps 0-9 (reductions of weights, biases, gradients, ReLU inputs; the gradient "
           f"sample) adds {per_save:.2f} s to its step; {FIRST_SAVES} saves wrote {saved_mb:.1f} MB")

@@ -21,6 +21,7 @@ from .artifact import ArtifactError
 from .hardware import nvidia_gpus
 from .images import ImageError
 from .predictor import Predictor
+from .threads import SharedThreads
 
 log = logging.getLogger("dogbreed.serve")
 REQUIRE_GPU_ENV = "DOGBREED_REQUIRE_GPU"  # true: a GPU that CUDA cannot use stops serve
@@ -35,9 +36,10 @@ class CudaUnusable(RuntimeError):
 class ModelState:
     """The process's model: not loaded yet, loaded, or failed to load (with the reason)."""
 
-    def __init__(self, model_dir: Path, precision: str = "fp32"):
+    def __init__(self, model_dir: Path, precision: str = "fp32", threads: SharedThreads | None = None):
         self.model_dir = Path(model_dir)
         self.precision = precision
+        self.threads = threads
         self.predictor: Predictor | None = None
         self.error: str | None = "model not loaded yet"
         self.cpu_fallback: str | None = None  # why a GPU worker serves on the CPU
@@ -50,7 +52,7 @@ class ModelState:
             started = time.monotonic()
             try:
                 try:
-                    self.predictor = Predictor(self.model_dir, device, self.precision)
+                    self.predictor = Predictor(self.model_dir, device, self.precision, self.threads)
                 except (RuntimeError, AssertionError) as exc:  # CUDA failed to start (driver, libraries)
                     if device is None or device.type != "cuda":
                         raise
@@ -74,7 +76,7 @@ class ModelState:
         log.warning("serve: %s; serving on the CPU instead (%s=true makes this fatal)",
                     reason, REQUIRE_GPU_ENV)
         self.cpu_fallback = reason
-        self.predictor = Predictor(self.model_dir, torch.device("cpu"), self.precision)
+        self.predictor = Predictor(self.model_dir, torch.device("cpu"), self.precision, self.threads)
 
 
 def _error(status: int, message: str) -> tuple[Response, int]:

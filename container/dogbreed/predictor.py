@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from .batching import Batcher
 from .images import decode
 from .preprocess import eval_transform_for
 from .resnet import ResNet18
+from .threads import SharedThreads
 
 PRECISIONS = ("fp32", "int8")
 # Most images in one forward pass: past 8, a CPU gains little per image and latency grows.
@@ -33,7 +36,9 @@ def _load(artifact: ModelArtifact, precision: str) -> nn.Module:
         raise ModelLoadError(f"{artifact.folder} has no int8 model (train writes one when "
                              "int8_calibration_images is above 0): serve it in fp32, or train it again")
     try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # quantised tensors load through TypedStorage (deprecated)
+            warnings.filterwarnings("ignore", "TypedStorage is deprecated", UserWarning)
+            state = torch.load(weights, map_location="cpu", weights_only=True)
         if precision == "int8":
             return quantize.load(meta.num_classes, meta.preprocessing.image_size, state)
         model = ResNet18(meta.num_classes)
@@ -48,7 +53,10 @@ def _load(artifact: ModelArtifact, precision: str) -> nn.Module:
 class Predictor:
     """Decode, preprocess and classify photos with one loaded model."""
 
-    def __init__(self, model_dir: Path, device: torch.device | None = None, precision: str = "fp32"):
+    def __init__(self, model_dir: Path, device: torch.device | None = None, precision: str = "fp32",
+                 threads: SharedThreads | None = None):
+        """``threads``: on the CPU, the threads of each forward pass are shared with other
+        processes (serve's workers); None: torch's setting."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision is one of {', '.join(PRECISIONS)}, not {precision!r}")
         artifact = ModelArtifact.read(model_dir)
@@ -61,6 +69,7 @@ class Predictor:
         # int8 kernels (x86 backend) run on the CPU only.
         self.device = torch.device("cpu") if precision == "int8" else device or torch.device("cpu")
         model = _load(artifact, precision)
+        self.threads = threads if self.device.type == "cpu" else None
         self.memory_format = torch.channels_last  # faster on CUDA, and on CPU with oneDNN (1.2x)
         self.model = model.to(self.device, memory_format=self.memory_format).eval()
         # One forward pass at a time per process, on one thread: concurrent requests decode in
@@ -79,9 +88,10 @@ class Predictor:
     @torch.inference_mode()
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """Class probabilities of NHWC uint8 ``pixels``, computed on the calling thread."""
-        batch = self.transform.normalize(pixels.to(self.device))
-        logits = self.model(batch.contiguous(memory_format=self.memory_format))
-        return torch.softmax(logits.float(), dim=1).cpu()
+        with self.threads.share() if self.threads else contextlib.nullcontext():
+            batch = self.transform.normalize(pixels.to(self.device))
+            logits = self.model(batch.contiguous(memory_format=self.memory_format))
+            return torch.softmax(logits.float(), dim=1).cpu()
 
     def probabilities(self, pixels: torch.Tensor, timeout: float | None = None) -> torch.Tensor:
         """:meth:`forward` on the inference thread, maybe batched with other requests' images;

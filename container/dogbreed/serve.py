@@ -6,7 +6,8 @@ it is forked, before it takes any request. Settings come from the variables
 SageMaker and its SDK set:
 
     SAGEMAKER_BIND_TO_PORT           port (default 8080)
-    SAGEMAKER_MODEL_SERVER_WORKERS   worker processes (default: 2 per GPU; on CPU, one per 2 cores)
+    SAGEMAKER_MODEL_SERVER_WORKERS   worker processes (default: 2 per GPU; on CPU, one per core,
+                                     at most one per GiB of memory)
     SAGEMAKER_MODEL_SERVER_TIMEOUT   seconds a request may take (default 60)
     SAGEMAKER_MAX_PAYLOAD_IN_MB      request body limit (default 6; batch transform sets it)
     SAGEMAKER_BATCH_STRATEGY         what GET /execution-parameters reports (default MULTI_RECORD)
@@ -29,12 +30,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+# Before torch loads OpenMP (GNU libgomp in torch's wheels): an idle thread team spins 10,000 times
+# (about 0.1 ms, enough between the parallel regions of one forward pass), then sleeps, instead of
+# spinning 3 ms on cores another worker needs (2 cores, 2 workers, concurrency 1: 25 req/s, against
+# 14 with libgomp's default and 21 sleeping at once, OMP_WAIT_POLICY=PASSIVE).
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+
 from .admission import Admission
 from .app import PRECISION_ENV, REQUIRE_GPU_ENV, CudaUnusable, ModelState, create_app
 from .hardware import cpu_count, nvidia_gpus
 from .hyperparameters import TRUE_WORDS
 from .opt_ml import OptML
 from .predictor import MAX_BATCH, PRECISIONS
+from .threads import SharedThreads
 
 ENV_PORT = "SAGEMAKER_BIND_TO_PORT"
 ENV_WORKERS = "SAGEMAKER_MODEL_SERVER_WORKERS"
@@ -45,6 +53,7 @@ ENV_TIMEOUT = "SAGEMAKER_MODEL_SERVER_TIMEOUT"
 WORKING_PER_WORKER = 2 * MAX_BATCH
 THREADS_PER_WORKER = 32
 GRACEFUL_SECONDS = 20
+WORKER_MEMORY = 1 << 30  # a CPU worker's peak is about 0.5 GB (README, serving benchmark)
 ACCESS_LOG_FORMAT = '%(h)s "%(r)s" %(s)s %(B)sB %(M)sms'
 WORKER_BOOT_ERROR = 3  # gunicorn's exit code for "Worker failed to boot": the master halts
 
@@ -60,8 +69,13 @@ def gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def default_workers(gpus: int, cpus: int) -> int:
-    return 2 * gpus if gpus else max(1, cpus // 2)
+def default_workers(gpus: int, cpus: int, memory: int | None = None) -> int:
+    """2 per GPU; on the CPU one per core, at most one per GiB of ``memory`` (bytes; default:
+    this host's). A CPU worker alone in a forward pass uses every core (dogbreed.threads)."""
+    if gpus:
+        return 2 * gpus
+    memory = memory if memory is not None else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return max(1, min(cpus, memory // WORKER_MEMORY))
 
 
 def _env_int(name: str, default: int, low: int = 1) -> int:
@@ -142,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     gpus = 0 if precision == "int8" else gpu_count()  # int8 kernels run on the CPU
     workers = args.workers or _env_int(ENV_WORKERS, default_workers(gpus, cpu_count()))
     timeout = _env_int(ENV_TIMEOUT, 60)
-    state = ModelState(args.model_dir or OptML().model_dir, precision)
+    threads = SharedThreads(cpu_count())
+    state = ModelState(args.model_dir or OptML().model_dir, precision, threads)
     wsgi = create_app(state, Admission(THREADS_PER_WORKER - 1, WORKING_PER_WORKER, timeout),
                       concurrency=workers * WORKING_PER_WORKER)
     require_gpu = os.environ.get(REQUIRE_GPU_ENV, "").strip().lower() in TRUE_WORDS

@@ -272,8 +272,8 @@ def test_execution_parameters_and_batch_transform_payloads(trained_model, tmp_pa
     try:
         srv.wait_ready()
         with urllib.request.urlopen(srv.url + "/execution-parameters") as resp:
-            assert json.loads(resp.read()) == {"MaxConcurrentTransforms": 4, "BatchStrategy": "SINGLE_RECORD",
-                                               "MaxPayloadInMB": 12}
+            assert json.loads(resp.read()) == {"MaxConcurrentTransforms": 16,
+                                               "BatchStrategy": "SINGLE_RECORD", "MaxPayloadInMB": 12}
         # Over the real-time 6 MB, within the transform's 12 MB: 25 lines of 7 photos.
         line = json.dumps({"images": [base64.b64encode(p.read_bytes()).decode() for p in sample_photos]})
         body = ((line + "\n") * 25).encode()

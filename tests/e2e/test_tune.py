@@ -50,6 +50,12 @@ def test_the_local_workflow_end_to_end(tmp_path, train_env, sample_photos):
     params = parse(best)  # every value is a valid hyperparameter
     assert params.pretrained is False and params.image_size == 32 and params.epochs in (1, 2)
     assert best["batch_size"] in ("4", "8") and 1e-5 <= params.lr <= 1e-2
+    # A trial's model is never served: no int8 model calibrated for it, and none left out of the
+    # final model trained from the best file.
+    trial_models = list((work / "tuning" / "tune").rglob("metadata.json"))
+    assert len(trial_models) == 4 and all(json.loads(m.read_text())["int8"] == {} for m in trial_models)
+    assert not list((work / "tuning" / "tune").rglob("model_int8.pt"))
+    assert "int8_calibration_images" not in best
 
     again = dogctl(work, *common, "--trials", "5", env=train_env)
     assert again.returncode == 0, again.stdout + again.stderr
@@ -66,6 +72,8 @@ def test_the_local_workflow_end_to_end(tmp_path, train_env, sample_photos):
     assert any((opt_ml / "output" / "tensors").rglob("*.tfevents"))
     report = (opt_ml / "output" / "data" / "report.html").read_text()
     assert "Hyperparameter tuning: 5 trials" in report
+    assert json.loads((opt_ml / "model" / "metadata.json").read_text())["int8"]["calibration_images"] == 24
+    assert (opt_ml / "model" / "model_int8.pt").is_file()
 
     port = str(free_port())
     up = dogctl(work, "deploy", "--port", port, env=train_env)  # the newest model: this run's

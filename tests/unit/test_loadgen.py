@@ -111,3 +111,4 @@ def test_untrained_model_is_an_artifact_the_predictor_loads(tmp_path: Path):
     artifact = ModelArtifact.read(folder)
     assert artifact.metadata.num_classes == 5 and artifact.metadata.preprocessing.image_size == 32
     assert Predictor(folder).num_classes == 5
+    assert Predictor(folder, precision="int8").num_classes == 5  # its int8 model too
