@@ -43,7 +43,7 @@ from .hyperparameters import Hyperparameters, parse
 from .loader import ImageFolder, collate
 from .model import ARCHITECTURE, build, freeze_backbone, set_train_mode
 from .opt_ml import ENV_FEATURE_CACHE, OptML
-from .preprocess import decode_side, eval_transform, train_transform
+from .preprocess import decode_side, eval_transform, torchvision_version, train_transform
 from .profiler import ProfilerSettings, StepTimer, SystemMonitor
 from .toolkit import hand_over, user_program
 from .weights import expected_sha256
@@ -587,16 +587,10 @@ class Trainer:
                 "stopped_by_sigterm": stopped,
             },
             versions={"dogbreed": __version__, "torch": torch.__version__,
-                      "torchvision": _torchvision_version()},
+                      "torchvision": torchvision_version()},
         )
         ModelArtifact(self.opt.model_dir, metadata, list(self.classes)).write(buffer.getvalue())
         log.info("model written to %s", self.opt.model_dir)
-
-
-def _torchvision_version() -> str:
-    import torchvision
-
-    return torchvision.__version__
 
 
 def describe_failure(exc: BaseException) -> str:
