@@ -169,7 +169,8 @@ class Trainer:
     # -- data --------------------------------------------------------------
     def _scan(self) -> dict[str, Split]:
         channels = self.opt.channels()
-        splits = {name: scan_split(name, path) for name, path in channels.items()}
+        cache = self.opt.feature_cache_dir  # unchanged files' header checks are not repeated
+        splits = {name: scan_split(name, path, cache_dir=cache) for name, path in channels.items()}
         for name in ("valid", "test"):
             if name in splits:
                 check_same_classes(splits["train"], splits[name])

@@ -60,7 +60,10 @@ def test_cached_features_train_the_head_as_the_backbone_at_every_step_does(tmp_p
     assert "feature cache: " + str(cache) in out
     second, out = train(tmp_path, "second", dataset, hp, train_env, cache)
     assert lookups(out) == [("train", "hit"), ("valid", "hit"), ("test", "hit")]
-    assert sorted(p.name.split("-")[0] for p in cache.iterdir()) == ["test", "train", "valid"]
+    assert sorted(p.name.split("-")[0] for p in cache.glob("*.pt")) == ["test", "train", "valid"]
+    # The header checks of the three splits are cached too: the second run opened no image for them.
+    assert len(list((cache / "scans").glob("scan-*.json"))) == 3
+    assert out.count("header checks of") == 3 and "cache hit (" + str(cache / "scans") in out
 
     # From the cache or not, the same model and metrics, bit for bit.
     assert model(first).keys() == model(second).keys()
@@ -102,7 +105,8 @@ def test_augmented_views_are_computed_once_each_and_shared(tmp_path, dataset, tr
     assert all(torch.equal(model(first)[k], model(second)[k]) for k in model(first))
     assert results(first) == results(second)
     # No temporary file is left; every entry holds its own key (weights_only loading).
-    assert sorted(p.name.split("-")[1] for p in cache.iterdir()) == ["eval", "eval", "view0", "view1"]
+    assert sorted(p.name.split("-")[1] for p in cache.glob("*.pt")) == ["eval", "eval", "view0", "view1"]
+    assert not list(cache.glob(".*")) and not list((cache / "scans").glob(".*"))
     entry = torch.load(next(cache.glob("train-view1-*.pt")), weights_only=True)
     assert entry["key"]["view"] == 1 and entry["key"]["seed"] == 0 and entry["features"].shape == (24, 512)
     # More views than before: the first two are shared, the third is new; a new seed draws new views.
