@@ -3,10 +3,16 @@
 SageMaker syncs that folder with ``CheckpointConfig.S3Uri`` and copies it back
 when a managed spot job restarts, so a restarted ``train`` carries on where the
 last completed epoch left off.
+
+A checkpoint holds the weights that train (:class:`ModelPart`): the whole model, or with a frozen
+backbone (``finetune=head``) only ``fc`` and the SHA-256 of the backbone, which a resumed run
+rebuilds (pretrained weights or seeded initialisation) and must match: a few kilobytes a
+checkpoint instead of the whole ResNet18. Format 1 (the whole model always) is still read.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import math
@@ -17,13 +23,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from .errors import UserError
 from .opt_ml import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 PATTERN = re.compile(r"^epoch-(\d{4,})\.pt$")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a head-only run's checkpoint holds fc and the backbone's SHA-256
+READABLE = (1, 2)
+HEAD = "fc."  # the trained layer's names in the model's state dict
 
 
 def path_for(directory: Path, epoch: int) -> Path:
@@ -57,11 +66,36 @@ def load_latest(directory: Path) -> dict[str, Any] | None:
         except Exception as exc:  # noqa: BLE001 - a damaged file must not stop the resume
             log.warning("checkpoint %s is unreadable (%s); trying an older one", path.name, exc)
             continue
-        if state.get("format_version") != FORMAT_VERSION:
+        if state.get("format_version") not in READABLE:
             log.warning("checkpoint %s has an unknown format; ignoring it", path.name)
             continue
-        return state
+        return _upgraded(state)
     return None
+
+
+def _upgraded(state: dict[str, Any]) -> dict[str, Any]:
+    """A format-1 checkpoint of a head-only run (the whole model) as format 2 holds it."""
+    if state["format_version"] != 1 or state["fingerprint"]["hyperparameters"].get("finetune") != "head":
+        return state
+    model = state["model"]
+    best = state.get("best_model")
+    return {**state, "format_version": FORMAT_VERSION, "model": _head_of(model),
+            "best_model": _head_of(best) if best else None,
+            "backbone_sha256": tensors_sha256({k: v for k, v in model.items() if not k.startswith(HEAD)})}
+
+
+def _head_of(model: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k.removeprefix(HEAD): v for k, v in model.items() if k.startswith(HEAD)}
+
+
+def tensors_sha256(state: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict's names, dtypes, shapes and values, whatever device or layout."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().to("cpu").contiguous()
+        digest.update(f"{name}\t{tensor.dtype}\t{tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
 
 
 class CheckpointMismatch(UserError):
@@ -88,6 +122,42 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
             changes.append(f"{key} changed" if key == "classes" else
                            f"{key}: {old.get(key)} -> {new.get(key)}")
     return "; ".join(changes) or "format changed"
+
+
+class ModelPart:
+    """The weights checkpoints carry and the best epoch keeps: ``model``'s, or with ``head_only``
+    those of ``model.fc`` alone, the rest being frozen and checked by its SHA-256 on resume."""
+
+    def __init__(self, model: nn.Module, head_only: bool):
+        self.model, self.head_only = model, head_only
+        self.trained: nn.Module = model.fc if head_only else model
+        self._backbone_sha256: str | None = None
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        return self.trained.state_dict()
+
+    def load(self, weights: Mapping[str, torch.Tensor]) -> None:
+        self.trained.load_state_dict(weights)
+
+    def backbone_sha256(self) -> str:
+        """The frozen backbone's digest (computed once: it does not change)."""
+        if self._backbone_sha256 is None:
+            self._backbone_sha256 = tensors_sha256(
+                {k: v for k, v in self.model.state_dict().items() if not k.startswith(HEAD)})
+        return self._backbone_sha256
+
+    def entries(self) -> dict[str, Any]:
+        """A checkpoint's model entries."""
+        return {"model": self.weights(),
+                "backbone_sha256": self.backbone_sha256() if self.head_only else None}
+
+    def restore(self, state: dict[str, Any], directory: Path) -> None:
+        """Load a checkpoint's weights; refuse one whose frozen backbone is not this run's."""
+        if self.head_only and state.get("backbone_sha256") != self.backbone_sha256():
+            raise CheckpointMismatch(
+                f"the checkpoints in {directory} were made on another frozen backbone (other "
+                "pretrained weights, or another initialisation); remove them to start afresh")
+        self.load(state["model"])
 
 
 def cpu_copy(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

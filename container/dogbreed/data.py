@@ -4,7 +4,8 @@ Class names are the folder names in sorted order; every split must have the
 same classes. Files that are not usable images are found before training
 (:func:`scan_split`), reported, and skipped; a file that still fails to decode
 later (a truncated JPEG passes the header check) is skipped by the loader and
-counted, never crashing an epoch (:mod:`dogbreed.loader`). Scanning needs no torch.
+counted, never crashing an epoch (:mod:`dogbreed.loader`). With a cache folder the header
+checks of an unchanged split are not repeated (:mod:`dogbreed.scancache`). Scanning needs no torch.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .images import check_header
+from .scancache import ScanCache, listing_key
 
 log = logging.getLogger(__name__)
 SHOW_NAMES = 5  # how many offending file names a message lists
@@ -73,26 +75,44 @@ def _files(class_dir: Path) -> list[Path]:
     return found
 
 
-def scan_split(name: str, root: Path, *, check: bool = True, threads: int = 8) -> Split:
-    """List ``root``'s classes and images; with ``check``, read every header to skip bad files."""
+def scan_split(name: str, root: Path, *, check: bool = True, threads: int = 8,
+               cache_dir: Path | None = None) -> Split:
+    """List ``root``'s classes and images; with ``check``, read every header to skip bad files
+    (or, with ``cache_dir``, take the verdicts of an earlier scan of the very same files)."""
     classes = find_classes(root)
     candidates = [(path, label) for label, c in enumerate(classes) for path in _files(root / c)]
     reasons: list[str | None] = [None] * len(candidates)
     if check and candidates:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            reasons = list(pool.map(check_header, (p for p, _ in candidates), chunksize=64))
+        reasons = _checked(name, root, candidates, threads, cache_dir)
     split = Split(name=name, root=root, classes=classes, samples=[])
     for (path, label), reason in zip(candidates, reasons, strict=True):
-        rel = str(path.relative_to(root))
         if reason is None:
             split.samples.append((str(path), label))
         else:
-            split.skipped.append((rel, reason))
+            split.skipped.append((str(path.relative_to(root)), reason))
     empty = [c for c, n in zip(classes, split.counts(), strict=True) if n == 0]
     if empty:
         listed = ", ".join(empty[:SHOW_NAMES]) + (" ..." if len(empty) > SHOW_NAMES else "")
         raise DataError(f"{name}: {len(empty)} class folder(s) without a usable image: {listed}")
     return split
+
+
+def _checked(name: str, root: Path, candidates: list[tuple[Path, int]], threads: int,
+             cache_dir: Path | None) -> list[str | None]:
+    """Each candidate's header verdict (None: usable), from the scan cache when it holds them."""
+    cache = ScanCache(cache_dir) if cache_dir is not None else None
+    key = listing_key(root, candidates) if cache is not None else None
+    if cache is not None and key is not None and (skipped := cache.load(key)) is not None:
+        log.info("%s: header checks of %d files: cache hit (%s)", name, len(candidates), cache.path(key))
+        if not skipped:
+            return [None] * len(candidates)
+        return [skipped.get(str(path.relative_to(root))) for path, _ in candidates]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        reasons = list(pool.map(check_header, (p for p, _ in candidates), chunksize=64))
+    if cache is not None and key is not None:
+        bad = zip(candidates, reasons, strict=True)
+        cache.save(key, {str(path.relative_to(root)): why for (path, _), why in bad if why is not None})
+    return reasons
 
 
 def check_same_classes(reference: Split, other: Split) -> None:

@@ -50,6 +50,7 @@ from torch.utils.data import Dataset
 from .data import Split
 from .loader import Batch, ImageFolder
 from .opt_ml import ENV_FEATURE_CACHE
+from .preprocess import torchvision_version
 
 log = logging.getLogger(__name__)
 FORMAT = 1  # of an entry; bump when what an entry holds changes
@@ -111,11 +112,9 @@ def entry_key(*, split: str, transform: str, decode_side: int, view: int | None,
     """Everything that decides an entry's numbers (``split``: :func:`split_digest`; ``transform``:
     a description of every parameter of the transform; ``view`` and ``seed``: None for the
     deterministic evaluation transform)."""
-    import torchvision
-
     return {"format": FORMAT, "split": split, "transform": transform, "decode_side": decode_side,
             "view": view, "seed": seed, "weights_sha256": weights_sha256, "precision": precision,
-            "device": device, "torch": str(torch.__version__), "torchvision": str(torchvision.__version__),
+            "device": device, "torch": str(torch.__version__), "torchvision": torchvision_version(),
             "pillow": str(PIL.__version__), "code": code}
 
 

@@ -1,18 +1,24 @@
-"""The network: torchvision ResNet18 with its last layer replaced for our classes."""
+"""The network: ResNet18 (:mod:`dogbreed.resnet`, torchvision's layout and initialisation
+without importing torchvision) with its last layer replaced for our classes."""
 
 from __future__ import annotations
 
 from torch import nn
-from torchvision.models import resnet18
 
+from .resnet import ResNet18, init_like_torchvision
 from .weights import load_imagenet_state
 
 ARCHITECTURE = "resnet18"
+IMAGENET_CLASSES = 1000
 
 
 def build(num_classes: int, *, pretrained: bool) -> nn.Module:
-    """ResNet18 (ImageNet weights when ``pretrained``) with a new ``fc`` to ``num_classes``."""
-    model = resnet18(weights=None)
+    """ResNet18 (ImageNet weights when ``pretrained``) with a new ``fc`` to ``num_classes``.
+
+    The same steps as ``torchvision.models.resnet18(weights=None)`` then a new ``fc``, so a seed
+    gives the same weights as torchvision would (the ImageNet ``fc`` is built, then replaced)."""
+    model = ResNet18(IMAGENET_CLASSES)
+    init_like_torchvision(model)
     if pretrained:
         model.load_state_dict(load_imagenet_state(), strict=True)
     model.fc = nn.Linear(model.fc.in_features, num_classes)

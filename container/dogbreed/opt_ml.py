@@ -135,7 +135,8 @@ class OptML:
 
     @property
     def feature_cache_dir(self) -> Path | None:
-        """``$DOGBREED_FEATURE_CACHE``, the folder of cached backbone features, if set."""
+        """``$DOGBREED_FEATURE_CACHE``, the folder of cached backbone features (and of the header
+        scans' verdicts, :mod:`dogbreed.scancache`), if set."""
         value = os.environ.get(ENV_FEATURE_CACHE, "").strip()
         return Path(value) if value else None
 

@@ -6,12 +6,18 @@ torchvision; it computes exactly what torchvision's ``Resize``/``CenterCrop``/
 ``ToTensor``/``Normalize`` do (tested). Validation during training and
 ``serve`` use this same class, rebuilt from the model's metadata
 (:class:`dogbreed.artifact.Preprocessing`, read back by :func:`eval_transform_for`),
-so both see images identically.
+so both see images identically. Training augmentation is torchvision's, imported on
+first use only (:class:`AugmentTransform`): a run on cached features never imports it.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
+import re
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -70,18 +76,54 @@ def eval_transform(image_size: int) -> Transform:
     return EvalTransform(image_size)
 
 
+class AugmentTransform:
+    """Random resized crop (a quarter to all of the image) and horizontal flip, then the tensor and
+    normalisation: torchvision's transforms, imported at the first call (and so not in a run
+    that trains on cached features)."""
+
+    SCALE = (0.25, 1.0)
+
+    def __init__(self, image_size: int):
+        self.image_size = image_size
+        self._compose: Transform | None = None
+
+    def __repr__(self) -> str:  # every parameter: the feature cache's key holds it
+        return (f"AugmentTransform(RandomResizedCrop(size={self.image_size}, scale={self.SCALE}, "
+                f"ratio=(3/4, 4/3), interpolation=bilinear, antialias=True), RandomHorizontalFlip(p=0.5), "
+                f"ToTensor(), Normalize(mean={IMAGENET_MEAN}, std={IMAGENET_STD}))")
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        if self._compose is None:
+            from torchvision import transforms as T  # training only: serve never imports torchvision
+
+            self._compose = T.Compose([
+                T.RandomResizedCrop(self.image_size, scale=self.SCALE),
+                T.RandomHorizontalFlip(),
+                T.ToTensor(),
+                T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+            ])
+        return self._compose(img)
+
+
 def train_transform(image_size: int, augment: bool) -> Transform:
     """Random resized crop and flip when ``augment``, else the evaluation transform."""
-    if not augment:
-        return eval_transform(image_size)
-    from torchvision import transforms as T  # training only: serve never imports torchvision
+    return AugmentTransform(image_size) if augment else eval_transform(image_size)
 
-    return T.Compose([
-        T.RandomResizedCrop(image_size, scale=(0.25, 1.0)),
-        T.RandomHorizontalFlip(),
-        T.ToTensor(),
-        T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ])
+
+def torchvision_version() -> str:
+    """``torchvision.__version__`` (local tag included) without importing torchvision: read from
+    its ``version.py``, or the installed distribution's version if that cannot be read."""
+    if "torchvision" in sys.modules:
+        return str(sys.modules["torchvision"].__version__)
+    spec = importlib.util.find_spec("torchvision")
+    if spec is not None and spec.origin:
+        try:
+            text = (Path(spec.origin).parent / "version.py").read_text()
+        except OSError:
+            text = ""
+        if found := re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", text, re.MULTILINE):
+            return found.group(1)
+    return importlib.metadata.version("torchvision")
 
 
 def decode_side(image_size: int, train: bool) -> int:

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from . import __version__, checkpoint, debugger, evaluation, metrics, quantize
 from .artifact import ModelArtifact, ModelMetadata, Preprocessing
-from .checkpoint import TrainingState
+from .checkpoint import ModelPart, TrainingState
 from .data import DataError, Split, check_same_classes, scan_split
 from .debugger import DebugHook
 from .distributed import WorkerFailed, World, init_process_group, launch, record_failure, worker_world
@@ -43,7 +43,7 @@ from .hyperparameters import Hyperparameters, parse
 from .loader import ImageFolder, collate
 from .model import ARCHITECTURE, build, freeze_backbone, set_train_mode
 from .opt_ml import ENV_FEATURE_CACHE, OptML
-from .preprocess import decode_side, eval_transform, train_transform
+from .preprocess import decode_side, eval_transform, torchvision_version, train_transform
 from .profiler import ProfilerSettings, StepTimer, SystemMonitor
 from .toolkit import hand_over, user_program
 from .weights import expected_sha256
@@ -111,6 +111,7 @@ class Trainer:
         torch.manual_seed(params.seed)
         self.model = build(len(self.classes), pretrained=params.pretrained)
         trainable = freeze_backbone(self.model) if self.head_only else list(self.model.parameters())
+        self.part = ModelPart(self.model, self.head_only)  # the weights checkpoints carry
         device = self.placement.device
         self.model.to(device, memory_format=self.placement.memory_format)
         # What training and evaluation run: on features, the final layer alone.
@@ -170,7 +171,8 @@ class Trainer:
     # -- data --------------------------------------------------------------
     def _scan(self) -> dict[str, Split]:
         channels = self.opt.channels()
-        splits = {name: scan_split(name, path) for name, path in channels.items()}
+        cache = self.opt.feature_cache_dir  # unchanged files' header checks are not repeated
+        splits = {name: scan_split(name, path, cache_dir=cache) for name, path in channels.items()}
         for name in ("valid", "test"):
             if name in splits:
                 check_same_classes(splits["train"], splits[name])
@@ -422,7 +424,7 @@ class Trainer:
             return
         checkpoint.save(self.opt.checkpoint_dir, epoch, {
             "fingerprint": self.fingerprint(),
-            "model": self.model.state_dict(),
+            **self.part.entries(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             **self.state.to_checkpoint(epoch),
@@ -440,7 +442,7 @@ class Trainer:
         if state is None:
             return 1
         checkpoint.check_fingerprint(state["fingerprint"], self.fingerprint(), self.opt.checkpoint_dir)
-        self.model.load_state_dict(state["model"])
+        self.part.restore(state, self.opt.checkpoint_dir)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.state = TrainingState.from_checkpoint(state)
@@ -483,7 +485,7 @@ class Trainer:
         if self.state.best_state is None:
             return "no epoch had finished: no model written"
         started = time.monotonic()
-        self.model.load_state_dict(self.state.best_state)
+        self.part.load(self.state.best_state)
         self.write_model({"valid_loss": best["valid_loss"], "valid_acc": best["valid_acc"]},
                          sum(h["epoch_seconds"] for h in self.state.history), stopped=True)
         log.info("stopped: the best model so far (epoch %d, valid_acc %.4f) written to %s in %.1fs",
@@ -503,7 +505,7 @@ class Trainer:
             record = {"epoch": epoch, **train, "valid_loss": valid["loss"], "valid_acc": valid["acc"],
                       "lr": self._lr_at(self.state.step), "epoch_seconds": time.monotonic() - epoch_started}
             self.state.history.append(record)
-            self.state.update_best(epoch, record, params.patience, self.model.state_dict())
+            self.state.update_best(epoch, record, params.patience, self.part.weights())
             if self.world.is_main:
                 log.info(metrics.format_epoch(
                     epoch, params.epochs, train_loss=record["train_loss"], train_acc=record["train_acc"],
@@ -522,7 +524,7 @@ class Trainer:
         evaluation details and, with the debugger on, the rule verdicts and the report."""
         best = self.state.best
         if self.state.best_state is not None:
-            self.model.load_state_dict(self.state.best_state)
+            self.part.load(self.state.best_state)
         scores = {"valid_loss": best["valid_loss"], "valid_acc": best["valid_acc"]}
         predictions = {"valid": self.evaluate(self.splits["valid"], details=True)["predictions"]}
         if "test" in self.splits:
@@ -621,17 +623,11 @@ class Trainer:
                 "stopped_by_sigterm": stopped,
             },
             versions={"dogbreed": __version__, "torch": torch.__version__,
-                      "torchvision": _torchvision_version()},
+                      "torchvision": torchvision_version()},
         )
         ModelArtifact(self.opt.model_dir, metadata, list(self.classes)).write(buffer.getvalue(),
                                                                              int8[0] if int8 else None)
         log.info("model written to %s", self.opt.model_dir)
-
-
-def _torchvision_version() -> str:
-    import torchvision
-
-    return torchvision.__version__
 
 
 def describe_failure(exc: BaseException) -> str:

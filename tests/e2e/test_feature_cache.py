@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ import torch
 from dogbreed import metrics
 from dogbreed.predictor import Predictor
 from local_test.testdata import make_standin_weights, write_opt_ml
-from tests.helpers import FAST_HP, read_metadata, run_train
+from tests.helpers import FAST_HP, read_metadata, run_train, train_until
 
 pytestmark = pytest.mark.e2e
 HEAD = {**FAST_HP, "pretrained": "true", "finetune": "head", "epochs": "3", "lr": "0.01"}
@@ -60,7 +62,10 @@ def test_cached_features_train_the_head_as_the_backbone_at_every_step_does(tmp_p
     assert "feature cache: " + str(cache) in out
     second, out = train(tmp_path, "second", dataset, hp, train_env, cache)
     assert lookups(out) == [("train", "hit"), ("valid", "hit"), ("test", "hit")]
-    assert sorted(p.name.split("-")[0] for p in cache.iterdir()) == ["test", "train", "valid"]
+    assert sorted(p.name.split("-")[0] for p in cache.glob("*.pt")) == ["test", "train", "valid"]
+    # The header checks of the three splits are cached too: the second run opened no image for them.
+    assert len(list((cache / "scans").glob("scan-*.json"))) == 3
+    assert out.count("header checks of") == 3 and "cache hit (" + str(cache / "scans") in out
 
     # From the cache or not, the same model and metrics, bit for bit.
     assert model(first).keys() == model(second).keys()
@@ -102,7 +107,8 @@ def test_augmented_views_are_computed_once_each_and_shared(tmp_path, dataset, tr
     assert all(torch.equal(model(first)[k], model(second)[k]) for k in model(first))
     assert results(first) == results(second)
     # No temporary file is left; every entry holds its own key (weights_only loading).
-    assert sorted(p.name.split("-")[1] for p in cache.iterdir()) == ["eval", "eval", "view0", "view1"]
+    assert sorted(p.name.split("-")[1] for p in cache.glob("*.pt")) == ["eval", "eval", "view0", "view1"]
+    assert not list(cache.glob(".*")) and not list((cache / "scans").glob(".*"))
     entry = torch.load(next(cache.glob("train-view1-*.pt")), weights_only=True)
     assert entry["key"]["view"] == 1 and entry["key"]["seed"] == 0 and entry["features"].shape == (24, 512)
     # More views than before: the first two are shared, the third is new; a new seed draws new views.
@@ -161,3 +167,26 @@ def test_two_processes_share_the_work_and_the_entries(tmp_path, dataset, train_e
         assert torch.equal(a["indices"], b["indices"])
     details = json.loads((fresh / "output" / "data" / "evaluation.json").read_text())
     assert details["valid"]["images"] == 12 and details["test"]["images"] == 12
+
+
+def test_head_only_checkpoints_hold_the_head_and_resume_to_the_same_result(tmp_path, dataset, train_env):
+    """A checkpoint holds fc (kilobytes, not the 45 MB ResNet18); killed and resumed, the run ends
+    with the same model as an uninterrupted one."""
+    hp = {**HEAD, "epochs": "4"}
+    cache = tmp_path / "cache"
+    reference, _ = train(tmp_path, "reference", dataset, hp, train_env, cache)
+    (saved,) = (reference / "checkpoints").glob("epoch-*.pt")
+    assert saved.stat().st_size < 100_000
+    killed = tmp_path / "killed"
+    write_opt_ml(killed, dataset, hp)
+    proc, _ = train_until(killed, {**train_env, "DOGBREED_FEATURE_CACHE": str(cache)}, "epoch=2/4")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    proc.stdout.close()
+    assert not (killed / "model" / "model.pt").exists()
+    resumed = run_train(killed, {**train_env, "DOGBREED_FEATURE_CACHE": str(cache)})
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resumed from the checkpoint of epoch" in resumed.stdout
+    a, b = model(reference), model(killed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert results(reference) == results(killed)

@@ -1,9 +1,12 @@
+import io
+
 import pytest
 import torch
 
 from dogbreed import checkpoint
-from dogbreed.checkpoint import CheckpointMismatch, TrainingState
+from dogbreed.checkpoint import CheckpointMismatch, ModelPart, TrainingState
 from dogbreed.errors import UserError
+from dogbreed.model import build, freeze_backbone
 
 
 def test_state_survives_a_checkpoint_file(tmp_path):
@@ -44,3 +47,60 @@ def test_other_settings_are_refused_naming_the_differences(tmp_path):
     assert isinstance(caught.value, UserError)
     assert str(caught.value) == (f"the checkpoints in {tmp_path} come from a run with other settings "
                                  "(lr: 0.001 -> 0.01; world_size: 1 -> 2); remove them to start afresh")
+
+
+def _head_model(seed: int = 0):
+    torch.manual_seed(seed)
+    model = build(3, pretrained=False)
+    optimizer = torch.optim.AdamW(freeze_backbone(model), lr=0.01)
+    model.fc(torch.randn(2, 512)).sum().backward()
+    optimizer.step()
+    return model, optimizer
+
+
+def test_a_head_only_checkpoint_holds_fc_and_resumes_on_the_same_backbone(tmp_path):
+    model, optimizer = _head_model()
+    part = ModelPart(model, head_only=True)
+    path = checkpoint.save(tmp_path, 1, {**part.entries(), "optimizer": optimizer.state_dict()})
+    whole = checkpoint.save(tmp_path / "whole", 1, {**ModelPart(model, False).entries()})
+    assert path.stat().st_size < 50_000 < 40_000_000 < whole.stat().st_size
+    state = checkpoint.load_latest(tmp_path)
+    assert set(state["model"]) == {"weight", "bias"}
+
+    torch.manual_seed(0)
+    rebuilt = build(3, pretrained=False)  # the same seed: the same backbone, fc before the step
+    assert not torch.equal(rebuilt.fc.weight, model.fc.weight)
+    ModelPart(rebuilt, head_only=True).restore(state, tmp_path)
+    got, expected = rebuilt.state_dict(), model.state_dict()
+    assert all(torch.equal(got[k], expected[k]) for k in expected)
+
+    other, _ = _head_model(seed=1)  # another backbone: refused
+    with pytest.raises(CheckpointMismatch, match="another frozen backbone"):
+        ModelPart(other, head_only=True).restore(state, tmp_path)
+
+
+def test_a_format_1_head_only_checkpoint_still_resumes(tmp_path):
+    model, _ = _head_model()
+    best = {k: v + 1 for k, v in model.state_dict().items()}
+    fingerprint = {"hyperparameters": {"finetune": "head"}}
+    buffer = io.BytesIO()  # what the previous version wrote: the whole model
+    torch.save({"format_version": 1, "epoch": 2, "fingerprint": fingerprint, "model": model.state_dict(),
+                "best_model": best}, buffer)
+    checkpoint.path_for(tmp_path, 2).write_bytes(buffer.getvalue())
+    state = checkpoint.load_latest(tmp_path)
+    assert state["format_version"] == checkpoint.FORMAT_VERSION
+    assert set(state["model"]) == set(state["best_model"]) == {"weight", "bias"}
+    assert torch.equal(state["best_model"]["weight"], best["fc.weight"])
+    rebuilt, _ = _head_model()
+    ModelPart(rebuilt, head_only=True).restore(state, tmp_path)
+    assert torch.equal(rebuilt.fc.weight, model.fc.weight)
+
+
+def test_the_backbone_digest_ignores_device_layout():
+    model, _ = _head_model()
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("fc.")}
+    channels_last = {k: v.to(memory_format=torch.channels_last) if v.dim() == 4 else v
+                     for k, v in state.items()}
+    assert checkpoint.tensors_sha256(state) == checkpoint.tensors_sha256(channels_last)
+    state["bn1.running_mean"] = state["bn1.running_mean"] + 1e-7
+    assert checkpoint.tensors_sha256(state) != checkpoint.tensors_sha256(channels_last)

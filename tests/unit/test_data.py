@@ -1,3 +1,6 @@
+import json
+import logging
+import os
 import shutil
 
 import pytest
@@ -66,3 +69,47 @@ def test_truncated_image_passes_the_scan_but_is_skipped_by_the_loader(data):
     assert len(bad) == 1 and victim.name in bad[0]
     assert images.shape == (11, 3, 32, 32) and labels.dtype == torch.long
     assert len(indices) == 11 and split.samples[indices[0]][1] == labels[0]
+
+
+def _corrupt_keeping_size_and_time(path):
+    """Overwrite ``path`` with garbage of the same size and modification time: only a read sees it."""
+    st = path.stat()
+    path.write_bytes(b"\0" * st.st_size)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_the_scan_cache_spares_the_headers_of_unchanged_files(data, tmp_path, caplog):
+    cache = tmp_path / "cache"
+    first = scan_split("train", data / "train", cache_dir=cache)
+    assert len(list((cache / "scans").glob("scan-*.json"))) == 1
+    victim = sorted((data / "train").rglob("*.jpg"))[0]
+    _corrupt_keeping_size_and_time(victim)
+    # The same sizes and times: the cached verdicts are used, no file is opened.
+    with caplog.at_level(logging.INFO, logger="dogbreed.data"):
+        again = scan_split("train", data / "train", cache_dir=cache)
+    assert "cache hit" in caplog.text
+    assert again.samples == first.samples and again.skipped == []
+    # A new modification time: the split is checked again, and the new verdicts kept.
+    os.utime(victim, ns=(victim.stat().st_atime_ns, victim.stat().st_mtime_ns + 1))
+    checked = scan_split("train", data / "train", cache_dir=cache)
+    assert [p for p, _ in checked.skipped] == [str(victim.relative_to(data / "train"))]
+    cached = scan_split("train", data / "train", cache_dir=cache)
+    assert cached.skipped == checked.skipped and cached.samples == checked.samples
+    assert len(list((cache / "scans").glob("scan-*.json"))) == 2
+    assert scan_split("train", data / "train").skipped == checked.skipped  # without a cache
+
+
+def test_a_damaged_scan_cache_file_is_checked_again(data, tmp_path, caplog):
+    cache = tmp_path / "cache"
+    scan_split("train", data / "train", cache_dir=cache)
+    (entry,) = (cache / "scans").glob("scan-*.json")
+    victim = sorted((data / "train").rglob("*.jpg"))[0]
+    _corrupt_keeping_size_and_time(victim)
+    for damage in ('{"truncated', '{"key": "another", "skipped": {}}', '[1, 2]'):
+        entry.write_text(damage)
+        with caplog.at_level(logging.WARNING, logger="dogbreed.scancache"):
+            split = scan_split("train", data / "train", cache_dir=cache)
+        assert "ignoring" in caplog.text
+        assert [p for p, _ in split.skipped] == [str(victim.relative_to(data / "train"))]  # read again
+        caplog.clear()
+    assert json.loads(entry.read_text())["skipped"] == dict(split.skipped)  # replaced
