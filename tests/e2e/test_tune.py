@@ -204,4 +204,5 @@ def test_a_head_only_study_runs_the_backbone_once_for_all_its_trials(tmp_path, t
     first, second = (p.read_text() for p in sorted((work / "tuning" / "tune").glob("trial-*/train.log")))
     assert "cache miss" in first and "cache hit" not in first
     assert "cache hit" in second and "cache miss" not in second  # the second trial ran no backbone
-    assert sorted(p.name.split("-")[1] for p in cache.iterdir()) == ["eval", "eval", "view0", "view1"]
+    assert sorted(p.name.split("-")[1] for p in cache.glob("*.pt")) == ["eval", "eval", "view0", "view1"]
+    assert len(list((cache / "scans").glob("scan-*.json"))) == 3  # the header checks, cached too
