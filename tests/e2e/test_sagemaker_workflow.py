@@ -162,7 +162,9 @@ def test_tune_on_sagemaker_sends_the_schema_waits_and_writes_the_best(sagemaker,
         {"Name": "batch_size", "Values": ["32", "64", "128", "256"]}]
     assert ranges.get("IntegerParameterRanges", []) == []
     definition = request["TrainingJobDefinition"]
-    assert definition["StaticHyperParameters"] == {"epochs": "3", "image_size": "96"}
+    # A trial's model is never served: no int8 calibration in trials (not in the best file either).
+    assert definition["StaticHyperParameters"] == {"epochs": "3", "image_size": "96",
+                                                   "int8_calibration_images": "0"}
     assert definition["AlgorithmSpecification"]["TrainingImage"] == IMAGE
     assert definition["AlgorithmSpecification"]["MetricDefinitions"] == list(METRIC_DEFINITIONS)
     assert definition["RoleArn"] == ROLE
