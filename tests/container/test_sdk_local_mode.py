@@ -137,7 +137,7 @@ def test_two_hosts_train_with_the_in_container_debugger_then_deploy_and_predict(
             continue
         assert re.search(definition["Regex"], printed), definition["Name"]
     model = members(tmp_path / "out" / "model.tar.gz")
-    assert set(model) == {"model.pt", "classes.json", "metadata.json"}
+    assert set(model) == {"model.pt", "model_int8.pt", "classes.json", "metadata.json"}  # int8 ships too
     breeds = sorted(p.name for p in (dogs / "train").iterdir())
     assert json.loads(model["classes.json"]) == breeds and len(breeds) == BREEDS
     metadata = json.loads(model["metadata.json"])  # the SDK JSON-encodes every value: "2" -> '"2"'
