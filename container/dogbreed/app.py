@@ -118,18 +118,18 @@ def _lines(limit: int) -> Iterator[bytes]:
 def _predict(predictor: Predictor, record: payloads.Invocation,
              deadline: Deadline) -> list[list[dict[str, Any]]]:
     """One record's predictions."""
-    tensors = []
+    pixels = []
     for i, data in enumerate(record.images):
         deadline.check()
         try:
-            tensors.append(predictor.preprocess(data))
+            pixels.append(predictor.preprocess(data))
         except ImageError as exc:
             where = (([f"line {record.line}"] if record.line else [])
                      + ([f"image {i}"] if len(record.images) > 1 else []))
             prefix = ", ".join(where) + ": " if where else ""
             raise payloads.ClientError(400, prefix + str(exc)) from None
     try:
-        return predictor.predict(tensors, record.top_k, timeout=deadline.remaining())
+        return predictor.predict(pixels, record.top_k, timeout=deadline.remaining())
     except TimeoutError:
         raise deadline.exceeded() from None
 
