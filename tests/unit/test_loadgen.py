@@ -112,3 +112,13 @@ def test_untrained_model_is_an_artifact_the_predictor_loads(tmp_path: Path):
     assert artifact.metadata.num_classes == 5 and artifact.metadata.preprocessing.image_size == 32
     assert Predictor(folder).num_classes == 5
     assert Predictor(folder, precision="int8").num_classes == 5  # its int8 model too
+
+
+def test_torchserve_gets_its_own_openmp_defaults_though_serve_sets_them_when_imported(monkeypatch):
+    import bench.serve_vs_torchserve as svt  # imports dogbreed.serve, which sets GOMP_SPINCOUNT
+
+    monkeypatch.setenv("GOMP_SPINCOUNT", "10000")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    env = svt.clean_env(OMP_NUM_THREADS="1")
+    assert "GOMP_SPINCOUNT" not in env and "OMP_WAIT_POLICY" not in env
+    assert env["OMP_NUM_THREADS"] == "1"  # what a row asks for stays
