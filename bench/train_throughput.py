@@ -7,9 +7,12 @@
 Times the training step (forward, backward, AdamW) of ResNet18 on tensors already in memory (the
 peer: what the hardware allows), the same step fed by the real loader from decoded JPEGs, with
 the threads and loader workers `train` would use, and that again with the Debugger hook (the
-configuration `dogctl train --local` writes) and the profiler on. Prints a table with the ratios
-and the share of the loader-fed step time spent waiting for data. ``--finetune head`` trains the
-final layer alone, as `train` does with feature_views=0 (its feature cache skips the loader).
+configuration `dogctl train --local` writes) and the profiler on; then the photos decoded once
+(``decode_cache``, what `train` does by default) instead of decoded at every read, and each loader
+alone (no training step: how many images a second it could feed a faster device). Prints a table
+with the ratios and the share of the loader-fed step time spent waiting for data. ``--finetune
+head`` trains the final layer alone, as `train` does with feature_views=0 (its feature cache skips
+the loader).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from torchvision.models import resnet18
 
 from dogbreed.data import scan_split
 from dogbreed.debugger import DebugHook, hook_config
+from dogbreed.decoded import DecodedCache
+from dogbreed.features import split_digest
 from dogbreed.hardware import place
 from dogbreed.hyperparameters import AUTO
 from dogbreed.loader import ImageFolder, collate
@@ -74,6 +79,17 @@ def step_times(loader: DataLoader, step: Callable, waits: list[float] | None = N
     return times
 
 
+def loader_rate(loader: DataLoader, warmup: int, batch_size: int) -> float:
+    """Images a second the loader delivers after ``warmup`` batches, with no step to wait for."""
+    batches = iter(loader)
+    for _ in range(warmup):
+        next(batches)
+    started, count = time.perf_counter(), 0
+    for _ in batches:
+        count += 1
+    return count * batch_size / (time.perf_counter() - started)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path("work/data/dogs120-90px/dogImages/train"))
@@ -109,7 +125,7 @@ def main() -> None:
 
     dataset = ImageFolder(split.samples, train_transform(size, True), decode_side(size, True))
 
-    def loader(batches: int) -> DataLoader:
+    def loader(batches: int, dataset: ImageFolder = dataset) -> DataLoader:
         sampler = RandomSampler(dataset, num_samples=batches * n,
                                 generator=torch.Generator().manual_seed(0))
         return DataLoader(dataset, batch_size=n, sampler=sampler, collate_fn=collate,
@@ -126,6 +142,22 @@ def main() -> None:
     print(f"{'model only (tensors in memory)':<48} {model_only:>9.1f} {1.0:>6.2f} {'-':>10}")
     print(f"{'real photos through the loader':<48} {pipeline:>9.1f} {pipeline / model_only:>6.2f} "
           f"{100 * waiting:>9.0f}%")
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        decoded = DecodedCache(Path(tmp), placement.loader_workers).get(
+            "train", [p for p, _ in split.samples], split_digest(split), dataset.decode_side)
+        once = time.perf_counter() - started
+        cached = ImageFolder(split.samples, dataset.transform, dataset.decode_side, decoded)
+        waits = []
+        times = step_times(loader(args.warmup + args.batches, cached), step, waits)[args.warmup:]
+        rate = n * len(times) / sum(times)
+        print(f"{'the same, photos decoded once (decode_cache)':<48} {rate:>9.1f} {rate / model_only:>6.2f} "
+              f"{100 * sum(waits[args.warmup:]) / sum(times):>9.0f}%")
+        alone = {name: loader_rate(loader(args.warmup + args.batches, images), args.warmup, n)
+                 for name, images in (("photos", dataset), ("decoded", cached))}
+    for name, label in (("photos", "decoding the photos"), ("decoded", "photos decoded once")):
+        print(f"{'loader alone, ' + label:<48} {alone[name]:>9.1f} {alone[name] / model_only:>6.2f}")
+    print(f"decoding the {len(split.samples)} photos once took {once:.1f} s")
     if args.no_debugger:
         return
     with tempfile.TemporaryDirectory() as tmp:

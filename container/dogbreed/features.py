@@ -51,6 +51,7 @@ from .data import Split
 from .loader import Batch, ImageFolder
 from .opt_ml import ENV_FEATURE_CACHE
 from .preprocess import torchvision_version
+from .sources import source_digest
 
 log = logging.getLogger(__name__)
 FORMAT = 1  # of an entry; bump when what an entry holds changes
@@ -89,11 +90,7 @@ class Features:
 
 def code_digest() -> str:
     """SHA-256 of the sources that decode, transform and extract: a change to them misses."""
-    digest = hashlib.sha256()
-    here = Path(__file__).resolve().parent
-    for name in CODE_FILES:
-        digest.update(name.encode() + b"\0" + (here / name).read_bytes())
-    return digest.hexdigest()
+    return source_digest(*CODE_FILES)
 
 
 def split_digest(split: Split) -> str:

@@ -80,6 +80,9 @@ class Hyperparameters:
     image_size: int = hp(224, "Side of the square crop fed to the network, in pixels.",
                          low=32, high=1024)
     augment: bool = hp(True, "Random resized crops and horizontal flips during training.")
+    decode_cache: bool = hp(True, "Decode the training and validation photos once, into a file of "
+                            "raw pixels (in `DOGBREED_FEATURE_CACHE` when set, else a temporary "
+                            "folder), and read them from there every epoch.")
     feature_views: int = hp(4, "finetune=head: the frozen backbone's features are computed once per "
                             "image and view and cached (in the folder `DOGBREED_FEATURE_CACHE` names, "
                             "as dogctl does), and the head trains on them. With augment, this many augmented "

@@ -7,18 +7,22 @@ from typing import Any, NamedTuple
 import torch
 from torch.utils.data import Dataset
 
+from .decoded import DecodedImages
 from .images import ImageError, decode
 from .preprocess import Transform
 
 
 class ImageFolder(Dataset):
     """Samples of a :class:`Split` as ``(tensor, label, index)``; an unreadable image comes
-    back as ``(None, description, index)``."""
+    back as ``(None, description, index)``. With ``decoded`` (the same images decoded at
+    ``decode_side``), images are read from there instead of decoded again."""
 
-    def __init__(self, samples: list[tuple[str, int]], transform: Transform, decode_side: int):
+    def __init__(self, samples: list[tuple[str, int]], transform: Transform, decode_side: int,
+                 decoded: DecodedImages | None = None):
         self.samples = samples
         self.transform = transform
         self.decode_side = decode_side
+        self.decoded = decoded
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -26,7 +30,8 @@ class ImageFolder(Dataset):
     def __getitem__(self, index: int) -> tuple[Any, Any, int]:
         path, label = self.samples[index]
         try:
-            return self.transform(decode(path, self.decode_side)), label, index
+            image = decode(path, self.decode_side) if self.decoded is None else self.decoded.image(index)
+            return self.transform(image), label, index
         except (ImageError, OSError) as exc:
             return None, f"{path} ({exc})", index
 

@@ -9,11 +9,13 @@ model to /opt/ml/model and, on any error, a one-line reason to
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
 import logging
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -35,9 +37,19 @@ from .artifact import ModelArtifact, ModelMetadata, Preprocessing
 from .checkpoint import ModelPart, TrainingState
 from .data import DataError, Split, check_same_classes, scan_split
 from .debugger import DebugHook
+from .decoded import DecodedCache, DecodedImages, cache_folder
 from .distributed import WorkerFailed, World, init_process_group, launch, record_failure, worker_world
 from .errors import UserError
-from .features import FeatureCache, Features, FeatureStore, backbone_of, extract, merge
+from .features import (
+    FeatureCache,
+    Features,
+    FeatureStore,
+    SeededView,
+    backbone_of,
+    extract,
+    merge,
+    split_digest,
+)
 from .hardware import Placement, place, processes_per_host
 from .hyperparameters import Hyperparameters, parse
 from .loader import ImageFolder, collate
@@ -54,7 +66,7 @@ TrainBatch = tuple[torch.Tensor, torch.Tensor, list[str]]
 EvalBatch = tuple[torch.Tensor, torch.Tensor, list[int], list[str]]
 # Hyperparameters that do not change the result; a checkpoint made with other values resumes.
 RESULT_NEUTRAL = frozenset({"workers", "progress_seconds", "profiler_interval_ms", "allow_cpu_fallback",
-                            "int8_calibration_images",
+                            "int8_calibration_images", "decode_cache",
                             "debugger", "debug_interval"})
 
 
@@ -167,6 +179,15 @@ class Trainer:
                 seed=params.seed, compute=self._compute_features, all_agree=self._all_agree,
                 writes=world.local_rank == 0)
         self.backbone = backbone_of(self.model)  # the model's own modules, up to fc's input
+        self.decoded_cache: DecodedCache | None = None
+        self.decoded: dict[tuple[str, int], DecodedImages | None] = {}
+        if params.decode_cache:
+            # One temporary folder per run and host: a distributed run's workers share their launcher.
+            run_id = os.getppid() if world.distributed else os.getpid()
+            folder, temporary = cache_folder(opt.feature_cache_dir, str(run_id))
+            if temporary and world.local_rank == 0:
+                atexit.register(shutil.rmtree, folder, True)
+            self.decoded_cache = DecodedCache(folder, self.placement.loader_workers)
 
     # -- data --------------------------------------------------------------
     def _scan(self) -> dict[str, Split]:
@@ -190,8 +211,26 @@ class Trainer:
         size = self.params.image_size
         return ImageFolder(split.samples, eval_transform(size), decode_side(size, train=False))
 
+    def _decoded_images(self, split: Split, side: int) -> DecodedImages | None:
+        """``split``'s images decoded at ``side`` once (by one process per host), for the splits
+        read every epoch; None: decode as they are read."""
+        if self.decoded_cache is None or split.name not in ("train", "valid"):
+            return None
+        memo = (split.name, side)
+        if memo not in self.decoded:
+            paths = [path for path, _ in split.samples]
+            digest = split_digest(split)
+            found = self.decoded_cache.get(split.name, paths, digest, side, writes=self.world.local_rank == 0)
+            if self.world.distributed:
+                dist.barrier()  # the host's first process has written it
+                if found is None:
+                    found = self.decoded_cache.get(split.name, paths, digest, side, writes=False)
+            self.decoded[memo] = found
+        return self.decoded[memo]
+
     def _eval_loader(self, split: Split) -> DataLoader:
         dataset = self._eval_images(split)
+        dataset.decoded = self._decoded_images(split, dataset.decode_side)
         shard = Subset(dataset, range(self.world.rank, len(dataset), self.world.size))
         return self._loader(shard, shuffle_seed=None)
 
@@ -227,6 +266,9 @@ class Trainer:
 
     def _compute_features(self, dataset: Dataset) -> Features:
         """Every process computes its share of ``dataset``'s features; all get the whole."""
+        if isinstance(dataset, SeededView):  # the training set's views: decode its images once for all
+            images = dataset.images
+            images.decoded = self._decoded_images(self.splits["train"], images.decode_side)
         shard = Subset(dataset, range(self.world.rank, len(dataset), self.world.size))
         found = extract(self.backbone, self._loader(shard, shuffle_seed=None),
                         lambda images: images.to(self.placement.device, non_blocking=True,
@@ -307,6 +349,7 @@ class Trainer:
         seed = epoch_seed(self.params.seed, epoch)
         torch.manual_seed(seed)
         if self.features is None:
+            self.train_set.decoded = self._decoded_images(self.splits["train"], self.train_set.decode_side)
             loader = self._loader(self.train_set, shuffle_seed=seed,
                                   sampler=self._sampler(self.train_set, epoch))
             return ((images, labels, bad) for images, labels, _, bad in loader), len(loader)
