@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import PIL
+import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
@@ -153,8 +154,11 @@ class DecodedCache:
         offset, checked = 0, -CHECK_BYTES
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
+            # A generator of its own: a loader draws a seed, which must not come from torch's
+            # global one (workers=0 augments with it: a run resumed mid-way must draw the same).
             loader = DataLoader(_Decoding(paths, side), batch_size=None, num_workers=self.workers,
-                                collate_fn=_unbatched, prefetch_factor=8 if self.workers else None)
+                                collate_fn=_unbatched, prefetch_factor=8 if self.workers else None,
+                                generator=torch.Generator())
             with open(tmp_pixels, "wb") as out:
                 for done, item in enumerate(loader, 1):
                     if item.pixels is None:

@@ -108,6 +108,11 @@ def gunicorn_options(state: ModelState, port: int, workers: int, timeout: int,
             server.log.error("serve: %s", exc)
             sys.exit(WORKER_BOOT_ERROR)  # gunicorn stops instead of starting workers again
 
+    def child_exit(server: Any, worker: Any) -> None:
+        """In the master, when a worker has ended (even killed mid-pass): it is busy no more."""
+        if state.threads is not None:
+            state.threads.forget(worker.pid)
+
     def when_ready(server: Any) -> None:
         server.log.info("serve: listening on port %d, %d worker(s) x %d requests at work (%d admitted, "
                         "%ds each), model %s (%.1fs)", port, workers, WORKING_PER_WORKER,
@@ -123,6 +128,7 @@ def gunicorn_options(state: ModelState, port: int, workers: int, timeout: int,
         "keepalive": 75,  # longer than the idle timeout of load balancers in front
         "preload_app": True,
         "post_fork": post_fork,
+        "child_exit": child_exit,
         "when_ready": when_ready,
         "accesslog": "-",
         "errorlog": "-",

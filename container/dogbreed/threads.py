@@ -10,30 +10,57 @@ of the other workers.
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 
+SLOTS = 256  # processes counted at once, far above any worker count serve picks
+
 
 class SharedThreads:
-    """``total`` threads (the host's cores) split among the processes in :meth:`share` at once."""
+    """``total`` threads (the host's cores) split among the processes in :meth:`share` at once.
 
-    def __init__(self, total: int):
+    Each process in a forward pass holds a slot with its pid, so that gunicorn's master can free
+    the slot of a worker that died in one (:meth:`forget`, from its ``child_exit`` hook): a
+    worker killed mid-pass (the OOM killer) would otherwise count as busy for good, and every
+    later pass would run on fewer threads."""
+
+    def __init__(self, total: int, slots: int = SLOTS):
         self.total = max(1, total)
-        self._busy = multiprocessing.get_context("fork").Value("i", 0)
+        self._pids = multiprocessing.get_context("fork").Array("i", slots)
+
+    def busy(self) -> int:
+        """How many processes are in a forward pass now."""
+        with self._pids.get_lock():
+            return sum(1 for pid in self._pids.get_obj() if pid)
 
     @contextmanager
     def share(self) -> Iterator[int]:
         """Count this process in while the block runs, with its share of threads set."""
-        with self._busy.get_lock():
-            self._busy.value += 1
-            busy = self._busy.value
+        pid = os.getpid()
+        with self._pids.get_lock():
+            pids = self._pids.get_obj()
+            busy = 1 + sum(1 for held in pids if held)
+            slot = next((i for i, held in enumerate(pids) if not held), None)
+            if slot is not None:
+                pids[slot] = pid
         threads = max(1, self.total // busy)
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
         try:
             yield threads
         finally:
-            with self._busy.get_lock():
-                self._busy.value -= 1
+            if slot is not None:
+                with self._pids.get_lock():
+                    if self._pids.get_obj()[slot] == pid:
+                        self._pids.get_obj()[slot] = 0
+
+    def forget(self, pid: int) -> None:
+        """Free the slot of process ``pid``, which has ended."""
+        with self._pids.get_lock():
+            pids = self._pids.get_obj()
+            for i, held in enumerate(pids):
+                if held == pid:
+                    pids[i] = 0

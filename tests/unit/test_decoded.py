@@ -123,3 +123,13 @@ def test_the_folder_is_the_feature_cache_or_a_temporary_one_per_run():
     assert cache_folder(Path("/c"), "7") == (Path("/c/decoded"), False)
     folder, temporary = cache_folder(None, "run-7")
     assert temporary and folder.name == "dogbreed-decoded-run-7"
+
+
+def test_building_an_entry_leaves_torchs_global_random_state_alone(tmp_path):
+    """A run resumed mid-way builds the entry in a later epoch than the run it resumes: the
+    augmentation's draws (from torch's global generator when workers=0) must not move."""
+    paths = photos(tmp_path / "photos")
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    assert DecodedCache(tmp_path / "cache", workers=0).get("train", paths, "digest", 96) is not None
+    assert torch.equal(torch.get_rng_state(), before)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from dogbreed.serve import default_workers
+from dogbreed.app import ModelState
+from dogbreed.serve import default_workers, gunicorn_options
 from dogbreed.threads import SharedThreads
 
 GIB = 1 << 30
@@ -35,6 +39,45 @@ def test_a_worker_alone_takes_every_core_and_busy_workers_split_them():
     assert got == [(2, 2), (4, 4)]
     with threads.share() as alone_again:
         assert alone_again == 4
+
+
+def _stuck_in_a_forward_pass(threads: SharedThreads, inside: object) -> None:
+    with threads.share():
+        inside.set()
+        signal.pause()  # until killed
+
+
+def killed_mid_pass(threads: SharedThreads) -> int:
+    """The pid of a forked process killed (SIGKILL) inside :meth:`SharedThreads.share`."""
+    ctx = multiprocessing.get_context("fork")
+    inside = ctx.Event()
+    proc = ctx.Process(target=_stuck_in_a_forward_pass, args=(threads, inside))
+    proc.start()
+    assert inside.wait(30)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join(30)
+    return proc.pid
+
+
+def test_a_worker_killed_in_a_forward_pass_is_forgotten_when_the_master_hears_of_it():
+    threads = SharedThreads(4)
+    pid = killed_mid_pass(threads)
+    assert threads.busy() == 1  # its slot outlives it...
+    with threads.share() as mine:
+        assert mine == 2
+    threads.forget(pid)  # ...until gunicorn's master reports the exit
+    assert threads.busy() == 0
+    with threads.share() as mine:
+        assert mine == 4
+
+
+def test_serve_frees_the_slot_of_a_worker_that_exits(tmp_path):
+    """serve's gunicorn configuration forgets a worker in the master's child_exit hook."""
+    threads = SharedThreads(4)
+    options = gunicorn_options(ModelState(tmp_path, threads=threads), 8080, 2, 60, 0)
+    pid = killed_mid_pass(threads)
+    options["child_exit"](None, SimpleNamespace(pid=pid))  # what gunicorn passes: its Worker
+    assert threads.busy() == 0
 
 
 @pytest.mark.parametrize("gpus,cpus,memory,workers", [
