@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     gpus = 0 if precision == "int8" else gpu_count()  # int8 kernels run on the CPU
     workers = args.workers or _env_int(ENV_WORKERS, default_workers(gpus, cpu_count()))
     timeout = _env_int(ENV_TIMEOUT, 60)
-    threads = SharedThreads(cpu_count())
+    threads = SharedThreads(cpu_count(), slots=2 * workers)  # room for replacements of dead workers
     state = ModelState(args.model_dir or OptML().model_dir, precision, threads)
     wsgi = create_app(state, Admission(THREADS_PER_WORKER - 1, WORKING_PER_WORKER, timeout),
                       concurrency=workers * WORKING_PER_WORKER)

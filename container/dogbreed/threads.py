@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 import torch
 
-SLOTS = 256  # processes counted at once, far above any worker count serve picks
+SLOTS = 64  # processes counted at once by default (serve: twice its workers); more count without a slot
 
 
 class SharedThreads:

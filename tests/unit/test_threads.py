@@ -59,8 +59,9 @@ def killed_mid_pass(threads: SharedThreads) -> int:
     return proc.pid
 
 
-def test_a_worker_killed_in_a_forward_pass_is_forgotten_when_the_master_hears_of_it():
-    threads = SharedThreads(4)
+@pytest.mark.parametrize("slots", [1, 4])  # 1: this process finds no slot free, and still counts
+def test_a_worker_killed_in_a_forward_pass_is_forgotten_when_the_master_hears_of_it(slots):
+    threads = SharedThreads(4, slots=slots)
     pid = killed_mid_pass(threads)
     assert threads.busy() == 1  # its slot outlives it...
     with threads.share() as mine:
