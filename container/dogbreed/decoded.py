@@ -199,9 +199,35 @@ class DecodedCache:
         return DecodedImages(pixels, index, bad)
 
 
-def cache_folder(feature_cache: Path | None, run_id: str) -> tuple[Path, bool]:
+TEMP_PREFIX = "dogbreed-decoded-"
+
+
+def cache_folder(feature_cache: Path | None, pid: int) -> tuple[Path, bool]:
     """Where entries go, and whether the run must remove it: ``<feature cache>/decoded``, or a
-    temporary folder named for the run (the processes of one distributed run share it)."""
+    temporary folder named for the run's process ``pid`` (one distributed run's processes pass
+    their launcher's and share it)."""
     if feature_cache is not None:
         return feature_cache / "decoded", False
-    return Path(tempfile.gettempdir()) / f"dogbreed-decoded-{run_id}", True
+    return Path(tempfile.gettempdir()) / f"{TEMP_PREFIX}{pid}", True
+
+
+def remove_abandoned(parent: Path | None = None) -> list[Path]:
+    """Remove the temporary folders whose run's process is gone (killed, so it could not remove
+    its own); the folders removed."""
+    removed = []
+    for folder in sorted((parent or Path(tempfile.gettempdir())).glob(TEMP_PREFIX + "*")):
+        pid = folder.name.removeprefix(TEMP_PREFIX)
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True

@@ -37,7 +37,7 @@ from .artifact import ModelArtifact, ModelMetadata, Preprocessing
 from .checkpoint import ModelPart, TrainingState
 from .data import DataError, Split, check_same_classes, scan_split
 from .debugger import DebugHook
-from .decoded import DecodedCache, DecodedImages, cache_folder
+from .decoded import DecodedCache, DecodedImages, cache_folder, remove_abandoned
 from .distributed import WorkerFailed, World, init_process_group, launch, record_failure, worker_world
 from .errors import UserError
 from .features import (
@@ -183,9 +183,11 @@ class Trainer:
         self.decoded: dict[tuple[str, int], DecodedImages | None] = {}
         if params.decode_cache:
             # One temporary folder per run and host: a distributed run's workers share their launcher.
-            run_id = os.getppid() if world.distributed else os.getpid()
-            folder, temporary = cache_folder(opt.feature_cache_dir, str(run_id))
+            run = os.getppid() if world.distributed else os.getpid()
+            folder, temporary = cache_folder(opt.feature_cache_dir, run)
             if temporary and world.local_rank == 0:
+                for gone in remove_abandoned():
+                    log.info("decoded images: removed %s, left by a run that was killed", gone)
                 atexit.register(shutil.rmtree, folder, True)
             self.decoded_cache = DecodedCache(folder, self.placement.loader_workers)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -57,9 +58,14 @@ def test_training_on_decoded_photos_is_training_on_the_photos(tmp_path, dataset,
 
 
 def test_without_a_cache_folder_the_run_uses_a_temporary_one_and_removes_it(tmp_path, dataset, train_env):
-    before = set(Path(tempfile.gettempdir()).glob("dogbreed-decoded-*"))
+    ended = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True, check=True)
+    abandoned = Path(tempfile.gettempdir()) / f"dogbreed-decoded-{int(ended.stdout)}"  # a killed run's
+    abandoned.mkdir()
     _, out = train(tmp_path, "temporary", dataset, {**FAST_HP, "epochs": "1"}, train_env)
+    assert not abandoned.exists() and f"removed {abandoned}, left by a run that was killed" in out
     made = re.findall(r"decoded once in [\d.]+ s \([\d.]+ MB in (\S+)\)", out)
-    assert len(made) == 2 and all(Path(p).parent.name.startswith("dogbreed-decoded-") for p in made)
-    assert not any(Path(p).exists() for p in made)
-    assert set(Path(tempfile.gettempdir()).glob("dogbreed-decoded-*")) <= before
+    folders = {Path(p).parent for p in made}
+    assert len(made) == 2 and len(folders) == 1  # train and valid, in one folder of this run's
+    folder = folders.pop()
+    assert folder.parent == Path(tempfile.gettempdir()) and folder.name.startswith("dogbreed-decoded-")
+    assert not folder.exists()  # other runs (tests in parallel) may have folders of their own

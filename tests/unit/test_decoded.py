@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from dogbreed.data import scan_split
-from dogbreed.decoded import DecodedCache, cache_folder
+from dogbreed.decoded import DecodedCache, cache_folder, remove_abandoned
 from dogbreed.features import split_digest
 from dogbreed.images import ImageError, decode
 from dogbreed.loader import ImageFolder, collate
@@ -120,9 +121,20 @@ def test_a_disk_that_would_fill_up_stops_the_cache_and_leaves_nothing(tmp_path, 
 
 
 def test_the_folder_is_the_feature_cache_or_a_temporary_one_per_run():
-    assert cache_folder(Path("/c"), "7") == (Path("/c/decoded"), False)
-    folder, temporary = cache_folder(None, "run-7")
-    assert temporary and folder.name == "dogbreed-decoded-run-7"
+    assert cache_folder(Path("/c"), 7) == (Path("/c/decoded"), False)
+    folder, temporary = cache_folder(None, 7)
+    assert temporary and folder.name == "dogbreed-decoded-7"
+
+
+def test_temporary_folders_of_killed_runs_are_removed_and_live_ones_kept(tmp_path):
+    ended = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True, check=True)
+    dead = tmp_path / f"dogbreed-decoded-{int(ended.stdout)}"
+    live = tmp_path / f"dogbreed-decoded-{os.getpid()}"
+    other = tmp_path / "dogbreed-decoded-notapid"
+    for folder in (dead, live, other):
+        (folder / "sub").mkdir(parents=True)
+    assert remove_abandoned(tmp_path) == [dead]
+    assert not dead.exists() and live.exists() and other.exists()
 
 
 def test_building_an_entry_leaves_torchs_global_random_state_alone(tmp_path):
