@@ -62,7 +62,8 @@ def test_without_a_cache_folder_the_run_uses_a_temporary_one_and_removes_it(tmp_
     abandoned = Path(tempfile.gettempdir()) / f"dogbreed-decoded-{int(ended.stdout)}"  # a killed run's
     abandoned.mkdir()
     _, out = train(tmp_path, "temporary", dataset, {**FAST_HP, "epochs": "1"}, train_env)
-    assert not abandoned.exists() and f"removed {abandoned}, left by a run that was killed" in out
+    # Removed by this run (which logs it) or by another test's `train` running beside it.
+    assert not abandoned.exists()
     made = re.findall(r"decoded once in [\d.]+ s \([\d.]+ MB in (\S+)\)", out)
     folders = {Path(p).parent for p in made}
     assert len(made) == 2 and len(folders) == 1  # train and valid, in one folder of this run's
