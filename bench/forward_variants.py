@@ -12,13 +12,13 @@ OpenMP team) against the same thread throughout.
 from __future__ import annotations
 
 import argparse
-import statistics
 import threading
 import time
 from collections.abc import Callable
 
 import torch
 
+from bench.loadgen import median_ms
 from dogbreed import quantize
 from dogbreed.hardware import cpu_count
 from dogbreed.resnet import ResNet18
@@ -39,17 +39,6 @@ def rate(forward: Callable[[torch.Tensor], object], batch: int, seconds: float, 
             forward(x)
             done += batch
     return done / (time.perf_counter() - started)
-
-
-def median_ms(call: Callable[[], object], repeats: int = 30) -> float:
-    for _ in range(3):
-        call()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return 1000 * statistics.median(times)
 
 
 def main() -> None:

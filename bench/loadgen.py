@@ -1,5 +1,6 @@
 """Pieces the serving benchmarks share: a throwaway model, the photos, a load driver, percentiles,
-forward passes alone, the first answer of a starting server and the memory of its process tree.
+the median time of a call, forward passes alone, the first answer of a starting server and the
+memory of its process tree.
 
 The load driver is plain ``http.client`` over keep-alive connections, one thread per connection,
 so every server is driven by the same client code.
@@ -12,6 +13,7 @@ import io
 import multiprocessing
 import os
 import queue
+import statistics
 import subprocess
 import sys
 import threading
@@ -82,6 +84,18 @@ def percentile(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def median_ms(call: Callable[[], object], repeats: int = 30) -> float:
+    """Median milliseconds of ``call`` over ``repeats`` calls, after 3 unmeasured ones."""
+    for _ in range(3):
+        call()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times)
 
 
 @dataclass

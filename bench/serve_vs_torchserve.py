@@ -63,6 +63,7 @@ from bench.loadgen import (  # noqa: E402
     drive,
     first_answer,
     forward_passes,
+    median_ms,
     photos,
     throwaway_model,
     tree,
@@ -351,7 +352,6 @@ def request_profile(model_dir: Path, body: bytes, threads: int, repeats: int = 3
     """Median milliseconds of each in-process stage of one request (no HTTP): decoding the JPEG,
     resizing and cropping it, and the forward pass (normalisation, model, softmax) of fp32 and int8
     on the calling thread with ``threads`` threads."""
-    import statistics
 
     import torch
 
@@ -367,17 +367,7 @@ def request_profile(model_dir: Path, body: bytes, threads: int, repeats: int = 3
         "resize + crop": lambda: fp32.transform.pixels(image),
         "forward fp32": lambda: fp32.forward(pixels),
         "forward int8": lambda: int8.forward(pixels)}
-    medians = {}
-    for name, stage in stages.items():
-        for _ in range(3):
-            stage()
-        times = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            stage()
-            times.append(time.perf_counter() - started)
-        medians[name] = 1000 * statistics.median(times)
-    return medians
+    return {name: median_ms(stage, repeats) for name, stage in stages.items()}
 
 
 def interrupt(signum: int, frame: object) -> None:
