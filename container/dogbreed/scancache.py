@@ -22,6 +22,7 @@ from pathlib import Path
 import PIL
 
 from .opt_ml import atomic_write_bytes
+from .sources import source_digest
 
 log = logging.getLogger(__name__)
 FORMAT = 1
@@ -32,10 +33,8 @@ CODE_FILES = ("images.py", "data.py")
 def listing_key(root: Path, candidates: Sequence[tuple[Path, int]]) -> str | None:
     """SHA-256 of the checking code and of every candidate's relative path, label, size and
     mtime; None if a file cannot be stat'ed (it is then checked, and reported, as usual)."""
-    here = Path(__file__).resolve().parent
-    digest = hashlib.sha256(f"format {FORMAT}\npillow {PIL.__version__}".encode())
-    for name in CODE_FILES:
-        digest.update(b"\0" + name.encode() + b"\0" + (here / name).read_bytes())
+    code = source_digest(*CODE_FILES)
+    digest = hashlib.sha256(f"format {FORMAT}\npillow {PIL.__version__}\ncode {code}".encode())
     prefix = os.path.join(root, "")
     try:
         for path, label in candidates:
