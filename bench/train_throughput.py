@@ -32,7 +32,6 @@ from torchvision.models import resnet18
 from dogbreed.data import scan_split
 from dogbreed.debugger import DebugHook, hook_config
 from dogbreed.decoded import DecodedCache
-from dogbreed.features import split_digest
 from dogbreed.hardware import place
 from dogbreed.hyperparameters import AUTO
 from dogbreed.loader import ImageFolder, collate
@@ -145,7 +144,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         decoded = DecodedCache(Path(tmp), placement.loader_workers).get(
-            "train", [p for p, _ in split.samples], split_digest(split), dataset.decode_side)
+            "train", [p for p, _ in split.samples], split.digest(), dataset.decode_side)
         once = time.perf_counter() - started
         cached = ImageFolder(split.samples, dataset.transform, dataset.decode_side, decoded)
         waits = []

@@ -10,6 +10,8 @@ checks of an unchanged split are not repeated (:mod:`dogbreed.scancache`). Scann
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +39,20 @@ class Split:
     classes: list[str]
     samples: list[tuple[str, int]]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+    _digest: str | None = field(default=None, init=False, repr=False, compare=False)
+
+    def digest(self) -> str:
+        """SHA-256 of the classes and of every image's path relative to the root, label, size and
+        modification time (a stat, no read): what the feature and decoded-photo caches key on.
+        Computed at the first call; the scan's files are taken to stay as they are for the run."""
+        if self._digest is None:
+            digest = hashlib.sha256(json.dumps(self.classes).encode())
+            for path, label in self.samples:
+                st = os.stat(path)
+                rel = os.path.relpath(path, self.root)
+                digest.update(f"\n{rel}\t{label}\t{st.st_size}\t{st.st_mtime_ns}".encode())
+            self._digest = digest.hexdigest()
+        return self._digest
 
     def counts(self) -> list[int]:
         out = [0] * len(self.classes)

@@ -11,7 +11,7 @@ decoded gives the same :class:`~dogbreed.images.ImageError`.
 An entry is two files in ``<DOGBREED_FEATURE_CACHE>/decoded/`` (or a temporary folder that the
 run removes): ``NAME.pixels``, every image's HWC bytes one after another, and ``NAME.json``, its
 key and each image's offset and size (or why it could not be decoded). The key covers the split's
-files (:func:`dogbreed.features.split_digest`: paths, labels, sizes, modification times), the
+files (:meth:`dogbreed.data.Split.digest`: paths, labels, sizes, modification times), the
 decoded side, the Pillow version and this code and ``images.py``. Both files are written under
 temporary names and renamed, the index last: an entry is whole or absent. It needs the photos'
 decoded size on disk (about 0.6 MB a dogImages photo at 224 px, 24 KB at 90 px): writing stops,

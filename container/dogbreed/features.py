@@ -93,20 +93,9 @@ def code_digest() -> str:
     return source_digest(*CODE_FILES)
 
 
-def split_digest(split: Split) -> str:
-    """SHA-256 of the split's classes and of every image's relative path, label, size and mtime."""
-    digest = hashlib.sha256(json.dumps(split.classes).encode())
-    root = split.root
-    for path, label in split.samples:
-        st = os.stat(path)
-        rel = os.path.relpath(path, root)
-        digest.update(f"\n{rel}\t{label}\t{st.st_size}\t{st.st_mtime_ns}".encode())
-    return digest.hexdigest()
-
-
 def entry_key(*, split: str, transform: str, decode_side: int, view: int | None, seed: int | None,
               weights_sha256: str, precision: str, device: str, code: str) -> dict[str, Any]:
-    """Everything that decides an entry's numbers (``split``: :func:`split_digest`; ``transform``:
+    """Everything that decides an entry's numbers (``split``: :meth:`Split.digest`; ``transform``:
     a description of every parameter of the transform; ``view`` and ``seed``: None for the
     deterministic evaluation transform)."""
     return {"format": FORMAT, "split": split, "transform": transform, "decode_side": decode_side,
@@ -252,7 +241,6 @@ class FeatureStore:
         self.all_agree, self.writes = all_agree, writes
         self.common = {"weights_sha256": weights_sha256, "precision": precision, "device": device,
                        "code": code_digest()}
-        self.digests: dict[str, str] = {}
         self.memo: dict[tuple[str, int | None], Features] = {}
 
     def get(self, split: Split, images: ImageFolder, view: int | None = None) -> Features:
@@ -261,9 +249,7 @@ class FeatureStore:
         memo = (split.name, view)
         if memo in self.memo:
             return self.memo[memo]
-        if split.name not in self.digests:
-            self.digests[split.name] = split_digest(split)
-        key = entry_key(split=self.digests[split.name], transform=repr(images.transform),
+        key = entry_key(split=split.digest(), transform=repr(images.transform),
                         decode_side=images.decode_side, view=view,
                         seed=None if view is None else self.seed, **self.common)
         name = entry_name(split.name, key)

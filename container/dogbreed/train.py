@@ -48,7 +48,6 @@ from .features import (
     backbone_of,
     extract,
     merge,
-    split_digest,
 )
 from .hardware import Placement, place, processes_per_host
 from .hyperparameters import Hyperparameters, parse
@@ -221,7 +220,7 @@ class Trainer:
         memo = (split.name, side)
         if memo not in self.decoded:
             paths = [path for path, _ in split.samples]
-            digest = split_digest(split)
+            digest = split.digest()
             found = self.decoded_cache.get(split.name, paths, digest, side, writes=self.world.local_rank == 0)
             if self.world.distributed:
                 dist.barrier()  # the host's first process has written it

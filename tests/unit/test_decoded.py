@@ -17,7 +17,6 @@ from torch.utils.data import DataLoader
 
 from dogbreed.data import scan_split
 from dogbreed.decoded import DecodedCache, cache_folder, remove_abandoned
-from dogbreed.features import split_digest
 from dogbreed.images import ImageError, decode
 from dogbreed.loader import ImageFolder, collate
 from dogbreed.preprocess import train_transform
@@ -88,10 +87,10 @@ def test_an_edited_photo_changes_the_split_digest_and_so_the_entry(tmp_path):
     (root / "001.A").mkdir(parents=True)
     for name in ("a.jpg", "b.jpg"):
         Image.new("RGB", (20, 20), "red").save(root / "001.A" / name)
-    before = split_digest(scan_split("train", root))
+    before = scan_split("train", root).digest()
     Image.new("RGB", (20, 21), "blue").save(root / "001.A" / "b.jpg")
     os.utime(root / "001.A" / "b.jpg", ns=(1, 1))
-    assert split_digest(scan_split("train", root)) != before
+    assert scan_split("train", root).digest() != before
 
 
 def test_the_loader_reads_the_same_batches_from_the_cache_in_worker_processes(tmp_path):

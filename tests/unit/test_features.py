@@ -18,7 +18,6 @@ from dogbreed.features import (
     entry_key,
     entry_name,
     merge,
-    split_digest,
 )
 from dogbreed.loader import ImageFolder
 from dogbreed.model import build
@@ -58,14 +57,14 @@ def test_the_split_digest_follows_the_files_not_where_they_are(tmp_path):
     data = make_dataset(tmp_path / "a", classes=3, per_class=2, size=32)
     copy = tmp_path / "b"
     shutil.copytree(data, copy)  # copy2: the same sizes and modification times
-    digest = split_digest(scan_split("train", data / "train"))
-    assert split_digest(scan_split("train", copy / "train")) == digest
+    digest = scan_split("train", data / "train").digest()
+    assert scan_split("train", copy / "train").digest() == digest
     (copy / "train").rename(tmp_path / "elsewhere")  # another root, the same files
-    assert split_digest(scan_split("train", tmp_path / "elsewhere")) == digest
+    assert scan_split("train", tmp_path / "elsewhere").digest() == digest
     victim = sorted((data / "train").rglob("*.jpg"))[0]
     stat = victim.stat()
     os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # touched
-    assert split_digest(scan_split("train", data / "train")) != digest
+    assert scan_split("train", data / "train").digest() != digest
 
 
 def test_a_view_is_the_same_whoever_draws_it_and_in_whatever_order(tmp_path):
