@@ -221,9 +221,12 @@ class Trainer:
         if memo not in self.decoded:
             paths = [path for path, _ in split.samples]
             digest = split.digest()
-            found = self.decoded_cache.get(split.name, paths, digest, side, writes=self.world.local_rank == 0)
+            # The host's first process finds or writes the entry; the others open it after.
+            found = None
+            if self.world.local_rank == 0:
+                found = self.decoded_cache.get(split.name, paths, digest, side)
             if self.world.distributed:
-                dist.barrier()  # the host's first process has written it
+                dist.barrier()
                 if found is None:
                     found = self.decoded_cache.get(split.name, paths, digest, side, writes=False)
             self.decoded[memo] = found
