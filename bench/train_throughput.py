@@ -5,12 +5,13 @@
                                                [--finetune full|head] [--no-debugger]
 
 Times the training step (forward, backward, AdamW) of ResNet18 on tensors already in memory (the
-peer: what the hardware allows), the same step fed by the real loader from decoded JPEGs, with
-the threads and loader workers `train` would use, and that again with the Debugger hook (the
-configuration `dogctl train --local` writes) and the profiler on; then the photos decoded once
-(``decode_cache``, what `train` does by default) instead of decoded at every read, and each loader
-alone (no training step: how many images a second it could feed a faster device). Prints a table
-with the ratios and the share of the loader-fed step time spent waiting for data. ``--finetune
+peer: what the hardware allows), the same step fed by the real loader decoding the JPEGs, with
+the threads and loader workers `train` would use, then by the loader reading the photos decoded
+once (``decode_cache``, what `train` does by default), then each loader alone (no training step:
+how many images a second it could feed a faster device), and last (unless ``--no-debugger``) the
+decoding loader again with the Debugger hook (the configuration `dogctl train --local` writes) and
+the profiler on. Prints a table with the ratios and the share of the loader-fed step time spent
+waiting for data. ``--finetune
 head`` trains the final layer alone, as `train` does with feature_views=0 (its feature cache skips
 the loader).
 """
