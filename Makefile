@@ -55,8 +55,9 @@ bench-install: install  ## TorchServe 0.12 and Java 17 for bench/serve_vs_torchs
 	bash .ci/system-packages.sh java=openjdk-17-jre-headless
 	$(PY) -m pip install --quiet -c requirements.txt -r bench/requirements-torchserve.txt $(QUIET_PIP)
 
-lint: install  ## ruff
+lint: install  ## ruff, and the layers (import-linter: pyproject.toml)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 # Tests run in parallel processes (pytest-xdist), one per core, at most TEST_JOBS_MAX; an idle
 # worker takes tests queued for a busy one (worksteal), so a few long tests do not leave a core idle.

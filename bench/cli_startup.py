@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from dogbreed.artifact import ModelArtifact, ModelMetadata, Preprocessing
+from dogbreed.contract.artifact import ModelArtifact, ModelMetadata, Preprocessing
 from local_test.testdata import make_dataset
 
 BIN = Path(sys.executable).parent

@@ -3,7 +3,7 @@
     PYTHONPATH=container:. .venv/bin/python bench/forward_variants.py [--classes 120] [--seconds 4]
 
 On random 224 px inputs, with all cores' threads: eager fp32 (contiguous, channels_last), bf16
-autocast (channels_last), and the int8 model `train` writes (dogbreed.quantize, calibrated here on
+autocast (channels_last), and the int8 model `train` writes (dogbreed.model.quantize, calibrated here on
 random inputs: speed does not depend on the ranges), at batch 1, 4 and 8; then eager fp32 at batch 1
 run from a new thread each time (what a pool of request threads did: each thread gets its own
 OpenMP team) against the same thread throughout.
@@ -19,9 +19,9 @@ from collections.abc import Callable
 import torch
 
 from bench.loadgen import median_ms
-from dogbreed import quantize
-from dogbreed.hardware import cpu_count
-from dogbreed.resnet import ResNet18
+from dogbreed.model import quantize
+from dogbreed.model.hardware import cpu_count
+from dogbreed.model.resnet import ResNet18
 
 BATCHES = (1, 4, 8)
 
@@ -59,7 +59,7 @@ def main() -> None:
 
     int8 = quantize.calibrate(model, [torch.randn(8, 3, 224, 224)], 224)
     variants = [("eager fp32", model, False), ("eager fp32, channels_last", last, True),
-                ("bf16 autocast, channels_last", bf16, True), ("int8 (dogbreed.quantize)", int8, True)]
+                ("bf16 autocast, channels_last", bf16, True), ("int8 (dogbreed.model.quantize)", int8, True)]
     print(f"ResNet18, {args.classes} classes, 224 px, {threads} threads, torch {torch.__version__}, "
           f"{args.seconds:g} s a cell")
     print(f"{'forward pass':<32}" + "".join(f"{f'batch {b}/s':>12}" for b in BATCHES))

@@ -56,11 +56,11 @@ def untrained_model(folder: Path, classes: int, image_size: int) -> Path:
     seconds instead of minutes."""
     import torch
 
-    from dogbreed import quantize
-    from dogbreed.artifact import ModelArtifact, ModelMetadata, Preprocessing
-    from dogbreed.images import decode
-    from dogbreed.preprocess import eval_transform
-    from dogbreed.resnet import ResNet18
+    from dogbreed.contract.artifact import ModelArtifact, ModelMetadata, Preprocessing
+    from dogbreed.data.images import decode
+    from dogbreed.data.preprocess import eval_transform
+    from dogbreed.model import quantize
+    from dogbreed.model.resnet import ResNet18
     from local_test.testdata import class_names
 
     torch.manual_seed(0)
@@ -255,7 +255,7 @@ def _forward_worker(model_dir: str, body: bytes, threads: int, seconds: float, b
     """Forward passes for ``seconds`` after a warm-up (and ``barrier``, when given); to ``out`` too."""
     import torch
 
-    from dogbreed.predictor import Predictor
+    from dogbreed.serve.predictor import Predictor
 
     torch.set_num_threads(threads)
     predictor = Predictor(Path(model_dir), precision=precision)

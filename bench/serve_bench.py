@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import PHOTOS, drive, forward_passes, percentile, photos, throwaway_model  # noqa: E402
-from dogbreed.artifact import ModelArtifact  # noqa: E402
-from dogbreed.hardware import cpu_count  # noqa: E402
-from dogbreed.predictor import Predictor  # noqa: E402
+from dogbreed.contract.artifact import ModelArtifact  # noqa: E402
+from dogbreed.model.hardware import cpu_count  # noqa: E402
+from dogbreed.serve.predictor import Predictor  # noqa: E402
 from tests.helpers import Server  # noqa: E402
 
 

@@ -69,9 +69,9 @@ from bench.loadgen import (  # noqa: E402
     tree,
     untrained_model,
 )
-from dogbreed.artifact import ModelArtifact  # noqa: E402
-from dogbreed.hardware import cpu_count  # noqa: E402
-from dogbreed.serve import default_workers  # noqa: E402
+from dogbreed.contract.artifact import ModelArtifact  # noqa: E402
+from dogbreed.model.hardware import cpu_count  # noqa: E402
+from dogbreed.serve.server import default_workers  # noqa: E402
 from tests.helpers import Server, free_port  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -159,7 +159,7 @@ def export_mar(model_dir: Path, folder: Path) -> Path:
     an index_to_name.json into ``folder``/dog.mar; the model store (``folder``)."""
     import torch
 
-    from dogbreed.predictor import Predictor
+    from dogbreed.serve.predictor import Predictor
 
     predictor = Predictor(model_dir)
     example = torch.rand(1, 3, HANDLER_SIZE, HANDLER_SIZE)
@@ -355,8 +355,8 @@ def request_profile(model_dir: Path, body: bytes, threads: int, repeats: int = 3
 
     import torch
 
-    from dogbreed.images import decode
-    from dogbreed.predictor import Predictor
+    from dogbreed.data.images import decode
+    from dogbreed.serve.predictor import Predictor
 
     torch.set_num_threads(threads)
     fp32, int8 = Predictor(model_dir), Predictor(model_dir, precision="int8")

@@ -30,15 +30,15 @@ from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
 from torchvision.models import resnet18
 
-from dogbreed.data import scan_split
-from dogbreed.debugger import DebugHook, hook_config
-from dogbreed.decoded import DecodedCache
-from dogbreed.hardware import place
-from dogbreed.hyperparameters import AUTO
-from dogbreed.loader import ImageFolder, collate
-from dogbreed.model import freeze_backbone, set_train_mode
-from dogbreed.preprocess import decode_side, train_transform
-from dogbreed.profiler import StepTimer, SystemMonitor
+from dogbreed.contract.hyperparameters import AUTO
+from dogbreed.data.decoded import DecodedCache
+from dogbreed.data.loader import ImageFolder, collate
+from dogbreed.data.preprocess import decode_side, train_transform
+from dogbreed.data.splits import scan_split
+from dogbreed.debugger.hook import DebugHook, hook_config
+from dogbreed.debugger.profiler import StepTimer, SystemMonitor
+from dogbreed.model.hardware import place
+from dogbreed.model.network import freeze_backbone, set_train_mode
 
 FIRST_SAVES = 10  # steps 0-9, as the debugger configuration saves them
 

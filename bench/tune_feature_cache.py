@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from dogbreed.hyperparameters import DEFAULTS
+from dogbreed.contract.hyperparameters import DEFAULTS
 from local_test.testdata import make_standin_weights
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from dogbreed.debugger import TENSORS_DIR, hook_config
-from dogbreed.opt_ml import OptML
+from dogbreed.contract.opt_ml import OptML
+from dogbreed.debugger.hook import TENSORS_DIR, hook_config
 
 CLASS_NAMES = ("001.Affenpinscher", "002.Afghan_hound", "003.Airedale_terrier",
                "004.Akita", "005.Alaskan_malamute", "006.American_eskimo_dog")

@@ -29,8 +29,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dogbreed.contract.hyperparameters import parse
 from dogbreed.errors import UserError
-from dogbreed.hyperparameters import parse
 
 from . import dataset
 from .local.runner import DEFAULT_IMAGE
@@ -142,9 +142,9 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from dogbreed.jobdir import JobDir
-    from dogbreed.report import write_report
-    from dogbreed.verdicts import load_verdicts, verdict_lines
+    from dogbreed.contract.jobdir import JobDir
+    from dogbreed.debugger.report import write_report
+    from dogbreed.debugger.verdicts import load_verdicts, verdict_lines
 
     path = write_report(args.job, out=args.out, evaluate=args.rules)
     for line in verdict_lines(load_verdicts(JobDir.find(args.job)) or []):
@@ -194,7 +194,7 @@ def cmd_teardown(args: argparse.Namespace) -> int:
 
 def cmd_summary(args: argparse.Namespace) -> int:
     """What the local workflow has produced so far, in a few lines (the end of `make demo`)."""
-    from dogbreed.jobdir import REPORT_FILE, TUNING_FILE, JobDir
+    from dogbreed.contract.jobdir import REPORT_FILE, TUNING_FILE, JobDir
 
     from .local.endpoint import newest_model
     from .tuning import BEST_FILE

@@ -19,7 +19,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from dogbreed.data import DataError, check_same_classes, scan_split
+from dogbreed.data.splits import DataError, check_same_classes, scan_split
 from dogbreed.errors import UserError
 
 from .progress import Progress

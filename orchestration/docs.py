@@ -10,8 +10,8 @@ import re
 import sys
 from pathlib import Path
 
-from dogbreed.hyperparameters import markdown_table
-from dogbreed.metrics import METRIC_DEFINITIONS, METRICS, OBJECTIVE_METRIC
+from dogbreed.contract.hyperparameters import markdown_table
+from dogbreed.contract.metrics import METRIC_DEFINITIONS, METRICS, OBJECTIVE_METRIC
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -25,8 +25,8 @@ def metrics_table() -> str:
 
 
 def rules_table() -> str:
-    """The Debugger rules' table (dogbreed.rules imports smdebug: only when the table is made)."""
-    from dogbreed.rules import rules_table as table
+    """The Debugger rules' table (dogbreed.debugger.rules imports smdebug: only when the table is made)."""
+    from dogbreed.debugger.rules import rules_table as table
 
     return table()
 

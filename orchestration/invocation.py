@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from dogbreed.artifact import display_name
+from dogbreed.contract.artifact import display_name
 from dogbreed.errors import UserError
-from dogbreed.payloads import JSON_TYPE, MAX_BODY_BYTES, MAX_IMAGES
+from dogbreed.serve.payloads import JSON_TYPE, MAX_BODY_BYTES, MAX_IMAGES
 
 # A JSON batch stays under the smallest body SageMaker takes (serverless endpoints: 4 MB; real-time
 # 6 MB, the server's own limit): base64 grows bytes by 4/3, plus some slack.

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dogbreed.artifact import display_name
+from dogbreed.contract.artifact import display_name
 from dogbreed.errors import UserError
 
 OUT_SUFFIX = ".out"  # SageMaker names each output object after its input object, plus this

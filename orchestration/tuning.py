@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dogbreed.contract.hyperparameters import Tune, parse, search_space
+from dogbreed.contract.jobdir import TUNING_FILE
 from dogbreed.errors import UserError
-from dogbreed.hyperparameters import Tune, parse, search_space
-from dogbreed.jobdir import TUNING_FILE
 
 BEST_FILE = "best-hyperparameters.json"
 # What every trial runs with unless given: a trial's model is never served, so no int8 model is

@@ -20,13 +20,13 @@ commands:
 
 
 def _train(argv: list[str]) -> int:
-    from .train import main
+    from dogbreed.train.main import main
 
     return main(argv)
 
 
 def _serve(argv: list[str]) -> int:
-    from .serve import main
+    from dogbreed.serve.server import main
 
     return main(argv)
 
@@ -36,7 +36,7 @@ def _quiet_on_closed_pipe() -> None:
 
 
 def _hyperparameters(_argv: list[str]) -> int:
-    from .hyperparameters import markdown_table
+    from dogbreed.contract.hyperparameters import markdown_table
 
     _quiet_on_closed_pipe()
     sys.stdout.write(markdown_table())
@@ -44,7 +44,7 @@ def _hyperparameters(_argv: list[str]) -> int:
 
 
 def _metrics(_argv: list[str]) -> int:
-    from .metrics import METRIC_DEFINITIONS
+    from dogbreed.contract.metrics import METRIC_DEFINITIONS
 
     _quiet_on_closed_pipe()
     print(json.dumps(METRIC_DEFINITIONS, indent=1))
@@ -52,13 +52,13 @@ def _metrics(_argv: list[str]) -> int:
 
 
 def _weights(argv: list[str]) -> int:
-    from .weights import main
+    from dogbreed.model.weights import main
 
     return main(argv)
 
 
 def _report(argv: list[str]) -> int:
-    from .report import main
+    from dogbreed.debugger.report import main
 
     return main(argv)
 

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import psutil
 
-from dogbreed.artifact import ModelArtifact
-from dogbreed.debugger import save_interval
+from dogbreed.contract.artifact import ModelArtifact
+from dogbreed.contract.hyperparameters import describe_tune, parse
+from dogbreed.contract.jobdir import REPORT_FILE, TUNING_FILE
+from dogbreed.contract.opt_ml import ENV_FEATURE_CACHE
+from dogbreed.debugger.hook import save_interval
 from dogbreed.errors import UserError
-from dogbreed.hyperparameters import describe_tune, parse
-from dogbreed.jobdir import REPORT_FILE, TUNING_FILE
-from dogbreed.opt_ml import ENV_FEATURE_CACHE
 
 from .. import dataset
 from ..invocation import Send
@@ -124,7 +124,7 @@ class LocalBackend:
                   prepared: dataset.Prepared) -> dict[str, str]:
         """The hyperparameters that turn the in-job Debugger on (what --sagemaker sends too)."""
         params = parse({**hyperparameters, "debugger": "true"})
-        steps = params.epochs * -(-prepared.counts["train"] // params.batch_size)
+        steps = params.steps(prepared.counts["train"])
         interval = save_interval(steps, args.debug_interval or params.debug_interval)
         print(f"train: debugger on: tensors at steps 0-9 and every {interval} steps "
               f"(of {steps}), losses at every step", flush=True)

@@ -18,8 +18,8 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from dogbreed.artifact import METADATA_FILE, ArtifactError, ModelArtifact
-from dogbreed.payloads import JSON_TYPE
+from dogbreed.contract.artifact import METADATA_FILE, ArtifactError, ModelArtifact
+from dogbreed.serve.payloads import JSON_TYPE
 
 from ..invocation import EndpointError, Send
 

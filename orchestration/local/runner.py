@@ -21,8 +21,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from dogbreed.contract.opt_ml import ENV_FEATURE_CACHE, OptML
 from dogbreed.errors import UserError
-from dogbreed.opt_ml import ENV_FEATURE_CACHE, OptML
 
 from ..registry import RegistryError, engine, local_image
 

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dogbreed.hyperparameters import Tune, format_value, value_type
-from dogbreed.metrics import OBJECTIVE_METRIC, is_final, parse_epoch, parse_metrics
+from dogbreed.contract.hyperparameters import Tune, format_value, value_type
+from dogbreed.contract.metrics import OBJECTIVE_METRIC, is_final, parse_epoch, parse_metrics
 
 from ..tuning import TuningSetup, write_results
 from .runner import PROCESS, Runner

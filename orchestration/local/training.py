@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from dogbreed.artifact import ModelArtifact
-from dogbreed.opt_ml import OptML
+from dogbreed.contract.artifact import ModelArtifact
+from dogbreed.contract.opt_ml import OptML
 
 from .runner import PROCESS, Runner
 

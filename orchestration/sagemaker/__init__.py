@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dogbreed.contract.hyperparameters import describe_tune
 from dogbreed.errors import UserError
-from dogbreed.hyperparameters import describe_tune
 
 from .. import dataset
 from ..invocation import Send
@@ -95,8 +95,8 @@ class SageMakerBackend:
     @staticmethod
     def _print_job_verdicts(dest: Path) -> None:
         """The verdicts the job's own rules wrote to its output (the in-container Debugger)."""
-        from dogbreed.jobdir import JobDir, JobDirError
-        from dogbreed.verdicts import load_verdicts, verdict_lines
+        from dogbreed.contract.jobdir import JobDir, JobDirError
+        from dogbreed.debugger.verdicts import load_verdicts, verdict_lines
 
         try:
             verdicts = load_verdicts(JobDir.find(dest))
@@ -131,7 +131,7 @@ class SageMakerBackend:
         for part, uri in found.items():
             print(f"  {part:<16} {uri}")
         if "model" in found:
-            from dogbreed.report import write_report
+            from dogbreed.debugger.report import write_report
 
             print(f"train: report in {write_report(dest)}")
         print(f"train: outputs in {dest}")

@@ -2,9 +2,9 @@
 built by hand, from the project's single sources of truth.
 
 - hyperparameters: checked by the training program's own schema before anything is sent;
-- metric definitions: :data:`dogbreed.metrics.METRIC_DEFINITIONS`;
-- what the Debugger saves: :func:`dogbreed.debugger.collections`;
-- rules: SageMaker's built-in ones, by the names :data:`dogbreed.verdicts.RULE_NAMES` evaluates
+- metric definitions: :data:`dogbreed.contract.metrics.METRIC_DEFINITIONS`;
+- what the Debugger saves: :func:`dogbreed.debugger.hook.collections`;
+- rules: SageMaker's built-in ones, by the names :data:`dogbreed.debugger.verdicts.RULE_NAMES` evaluates
   locally, plus ProfilerReport.
 """
 
@@ -17,9 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dogbreed.debugger import collections
-from dogbreed.hyperparameters import parse
-from dogbreed.metrics import METRIC_DEFINITIONS
+from dogbreed.contract.hyperparameters import parse
+from dogbreed.contract.metrics import METRIC_DEFINITIONS
+from dogbreed.debugger.hook import collections
 
 from .polling import RUNNING, poll
 from .s3 import download_prefix, download_tar

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dogbreed.hyperparameters import Tune, format_value, value_type
-from dogbreed.metrics import METRIC_DEFINITIONS, OBJECTIVE_METRIC, OBJECTIVE_TYPE
+from dogbreed.contract.hyperparameters import Tune, format_value, value_type
+from dogbreed.contract.metrics import METRIC_DEFINITIONS, OBJECTIVE_METRIC, OBJECTIVE_TYPE
 
 from ..tuning import TuningSetup, write_results
 from .polling import RUNNING, poll

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from dogbreed.metrics import METRIC_DEFINITIONS
-from dogbreed.verdicts import RULE_NAMES
+from dogbreed.contract.metrics import METRIC_DEFINITIONS
+from dogbreed.debugger.verdicts import RULE_NAMES
 from tests.container.support import ROOT, need, sh
 
 pytestmark = pytest.mark.container

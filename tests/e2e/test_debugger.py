@@ -17,10 +17,10 @@ import torch
 from PIL import Image
 from torchvision.models import resnet18
 
-from dogbreed import report
-from dogbreed.debugger import GRADIENT_SAMPLE, REDUCTIONS, SAMPLE_SIZE
-from dogbreed.jobdir import JobDir
-from dogbreed.verdicts import ISSUES, NO_ISSUES, NOT_ENOUGH, RULE_NAMES
+from dogbreed.contract.jobdir import JobDir
+from dogbreed.debugger import report
+from dogbreed.debugger.hook import GRADIENT_SAMPLE, REDUCTIONS, SAMPLE_SIZE
+from dogbreed.debugger.verdicts import ISSUES, NO_ISSUES, NOT_ENOUGH, RULE_NAMES
 from local_test.testdata import make_dataset, write_opt_ml
 from tests.helpers import BIN, FAST_HP, Server, post, run_train
 

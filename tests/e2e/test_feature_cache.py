@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dogbreed import metrics
-from dogbreed.predictor import Predictor
+from dogbreed.contract import metrics
+from dogbreed.serve.predictor import Predictor
 from local_test.testdata import make_standin_weights, write_opt_ml
 from tests.helpers import FAST_HP, read_metadata, run_train, train_until
 

@@ -8,9 +8,9 @@ import subprocess
 
 import pytest
 
-from dogbreed.debugger import collections
-from dogbreed.hyperparameters import HyperparameterError
-from dogbreed.metrics import METRIC_DEFINITIONS
+from dogbreed.contract.hyperparameters import HyperparameterError
+from dogbreed.contract.metrics import METRIC_DEFINITIONS
+from dogbreed.debugger.hook import collections
 from local_test.testdata import make_dataset
 from orchestration.sagemaker.settings import Settings
 from orchestration.sagemaker.training import estimator, session

@@ -23,9 +23,9 @@ import urllib.request
 import boto3
 import pytest
 
-from dogbreed.hyperparameters import parse
-from dogbreed.metrics import METRIC_DEFINITIONS
-from dogbreed.verdicts import ISSUES, NO_ISSUES, RuleResult
+from dogbreed.contract.hyperparameters import parse
+from dogbreed.contract.metrics import METRIC_DEFINITIONS
+from dogbreed.debugger.verdicts import ISSUES, NO_ISSUES, RuleResult
 from local_test.testdata import make_dataset
 from tests.helpers import BIN, BUCKET, IMAGE, ROLE, recorded
 

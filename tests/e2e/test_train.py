@@ -17,8 +17,8 @@ import pytest
 import torch
 from torchvision.models import resnet18
 
-from dogbreed import metrics
-from dogbreed.predictor import Predictor
+from dogbreed.contract import metrics
+from dogbreed.serve.predictor import Predictor
 from local_test.testdata import make_dataset, write_opt_ml
 from tests.helpers import (
     FAST_HP,

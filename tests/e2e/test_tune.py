@@ -13,7 +13,7 @@ import optuna
 import psutil
 import pytest
 
-from dogbreed.hyperparameters import parse
+from dogbreed.contract.hyperparameters import parse
 from local_test.testdata import make_dataset
 from tests.helpers import BIN, free_port, zip_folder
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from dogbreed.admission import Admission, Busy
+from dogbreed.serve.admission import Admission, Busy
 
 
 def test_requests_over_capacity_are_refused_at_once():

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from dogbreed.artifact import (
+from dogbreed.contract.artifact import (
     METADATA_FILE,
     ArtifactError,
     ModelArtifact,

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from dogbreed.batching import Batcher
+from dogbreed.serve.batching import Batcher
 
 
 class Gate:

@@ -3,10 +3,10 @@ import io
 import pytest
 import torch
 
-from dogbreed import checkpoint
-from dogbreed.checkpoint import CheckpointMismatch, ModelPart, TrainingState
 from dogbreed.errors import UserError
-from dogbreed.model import build, freeze_backbone
+from dogbreed.model.network import build, freeze_backbone
+from dogbreed.train import checkpoint
+from dogbreed.train.checkpoint import CheckpointMismatch, ModelPart, TrainingState
 
 
 def test_state_survives_a_checkpoint_file(tmp_path):

@@ -6,9 +6,9 @@ import shutil
 import pytest
 import torch
 
-from dogbreed.data import DataError, check_same_classes, scan_split
-from dogbreed.loader import ImageFolder, collate
-from dogbreed.preprocess import eval_transform
+from dogbreed.data.loader import ImageFolder, collate
+from dogbreed.data.preprocess import eval_transform
+from dogbreed.data.splits import DataError, check_same_classes, scan_split
 from local_test.testdata import make_dataset
 
 
@@ -85,7 +85,7 @@ def test_the_scan_cache_spares_the_headers_of_unchanged_files(data, tmp_path, ca
     victim = sorted((data / "train").rglob("*.jpg"))[0]
     _corrupt_keeping_size_and_time(victim)
     # The same sizes and times: the cached verdicts are used, no file is opened.
-    with caplog.at_level(logging.INFO, logger="dogbreed.data"):
+    with caplog.at_level(logging.INFO, logger="dogbreed.data.splits"):
         again = scan_split("train", data / "train", cache_dir=cache)
     assert "cache hit" in caplog.text
     assert again.samples == first.samples and again.skipped == []
@@ -107,7 +107,7 @@ def test_a_damaged_scan_cache_file_is_checked_again(data, tmp_path, caplog):
     _corrupt_keeping_size_and_time(victim)
     for damage in ('{"truncated', '{"key": "another", "skipped": {}}', '[1, 2]'):
         entry.write_text(damage)
-        with caplog.at_level(logging.WARNING, logger="dogbreed.scancache"):
+        with caplog.at_level(logging.WARNING, logger="dogbreed.data.scancache"):
             split = scan_split("train", data / "train", cache_dir=cache)
         assert "ignoring" in caplog.text
         assert [p for p, _ in split.skipped] == [str(victim.relative_to(data / "train"))]  # read again

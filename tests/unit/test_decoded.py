@@ -1,4 +1,4 @@
-"""Photos decoded once (dogbreed.decoded): read back pixel for pixel as decode() gives them,
+"""Photos decoded once (dogbreed.data.decoded): read back pixel for pixel as decode() gives them,
 found again by key, rebuilt when a file changes, and given up when the disk is short."""
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from dogbreed.data import scan_split
-from dogbreed.decoded import DecodedCache, cache_folder, remove_abandoned
-from dogbreed.images import ImageError, decode
-from dogbreed.loader import ImageFolder, collate
-from dogbreed.preprocess import train_transform
+from dogbreed.data.decoded import DecodedCache, cache_folder, remove_abandoned
+from dogbreed.data.images import ImageError, decode
+from dogbreed.data.loader import ImageFolder, collate
+from dogbreed.data.preprocess import train_transform
+from dogbreed.data.splits import scan_split
 
 
 def photos(folder: Path) -> list[str]:
@@ -69,7 +69,7 @@ def test_a_second_look_up_is_a_hit_and_a_changed_split_misses(tmp_path, caplog):
     cache.get("train", paths, "digest", 96)
     written = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "cache").iterdir()}
     assert sorted(Path(n).suffix for n in written) == [".json", ".pixels"]
-    with caplog.at_level(logging.INFO, logger="dogbreed.decoded"):
+    with caplog.at_level(logging.INFO, logger="dogbreed.data.decoded"):
         again = cache.get("train", paths, "digest", 96)
     assert again is not None and "cache hit" in caplog.text
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "cache").iterdir()} == written
@@ -113,7 +113,7 @@ def test_a_disk_that_would_fill_up_stops_the_cache_and_leaves_nothing(tmp_path, 
     paths = photos(tmp_path / "photos")
     free = shutil.disk_usage(tmp_path).free
     cache = DecodedCache(tmp_path / "cache", workers=0, keep_free=free + (1 << 30))
-    with caplog.at_level(logging.WARNING, logger="dogbreed.decoded"):
+    with caplog.at_level(logging.WARNING, logger="dogbreed.data.decoded"):
         assert cache.get("train", paths, "digest", 96) is None
     assert "would keep less than" in caplog.text and "decoding every epoch instead" in caplog.text
     assert list((tmp_path / "cache").iterdir()) == []

@@ -1,4 +1,4 @@
-"""The pieces of the feature cache (dogbreed.features): the backbone, the key, the views, the files."""
+"""The pieces of the feature cache (dogbreed.data.features): the backbone, the key, the views, the files."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from pathlib import Path
 
 import torch
 
-from dogbreed.data import scan_split
-from dogbreed.features import (
+from dogbreed.data.features import (
     FeatureCache,
     Features,
     SeededView,
@@ -19,9 +18,10 @@ from dogbreed.features import (
     entry_name,
     merge,
 )
-from dogbreed.loader import ImageFolder
-from dogbreed.model import build
-from dogbreed.preprocess import decode_side, train_transform
+from dogbreed.data.loader import ImageFolder
+from dogbreed.data.preprocess import decode_side, train_transform
+from dogbreed.data.splits import scan_split
+from dogbreed.model.network import build
 from local_test.testdata import make_dataset
 
 KEY = {"split": "s", "transform": "t", "decode_side": 55, "view": None, "seed": None,

@@ -2,8 +2,8 @@ from dataclasses import asdict, fields
 
 import pytest
 
-from dogbreed import hyperparameters as H
-from dogbreed.hyperparameters import AUTO, HyperparameterError, Hyperparameters, parse
+from dogbreed.contract import hyperparameters as H
+from dogbreed.contract.hyperparameters import AUTO, HyperparameterError, Hyperparameters, parse
 
 
 def test_empty_gives_defaults():

@@ -2,7 +2,7 @@
 import pytest
 from PIL import Image
 
-from dogbreed.images import MAX_PIXELS, ImageError, check_header, decode
+from dogbreed.data.images import MAX_PIXELS, ImageError, check_header, decode
 from tests.helpers import encode, png_bomb
 
 

@@ -104,8 +104,8 @@ def test_tree_memory_samples_this_process():
 
 
 def test_untrained_model_is_an_artifact_the_predictor_loads(tmp_path: Path):
-    from dogbreed.artifact import ModelArtifact
-    from dogbreed.predictor import Predictor
+    from dogbreed.contract.artifact import ModelArtifact
+    from dogbreed.serve.predictor import Predictor
 
     folder = untrained_model(tmp_path / "model", classes=5, image_size=32)
     artifact = ModelArtifact.read(folder)
@@ -115,7 +115,7 @@ def test_untrained_model_is_an_artifact_the_predictor_loads(tmp_path: Path):
 
 
 def test_torchserve_gets_its_own_openmp_defaults_though_serve_sets_them_when_imported(monkeypatch):
-    import bench.serve_vs_torchserve as svt  # imports dogbreed.serve, which sets GOMP_SPINCOUNT
+    import bench.serve_vs_torchserve as svt  # imports dogbreed.serve.server, which sets GOMP_SPINCOUNT
 
     monkeypatch.setenv("GOMP_SPINCOUNT", "10000")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")

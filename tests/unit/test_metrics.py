@@ -1,6 +1,6 @@
 import re
 
-from dogbreed import metrics as M
+from dogbreed.contract import metrics as M
 
 
 def epoch_line(**over):

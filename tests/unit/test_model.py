@@ -11,8 +11,8 @@ from torch import nn
 from torchvision import transforms as T
 from torchvision.models import resnet18
 
-from dogbreed.model import build
-from dogbreed.preprocess import AugmentTransform, torchvision_version
+from dogbreed.data.preprocess import AugmentTransform, torchvision_version
+from dogbreed.model.network import build
 from local_test.testdata import draw_image
 
 
@@ -43,8 +43,9 @@ def test_pretrained_weights_are_loaded_strictly(monkeypatch, standin):
 
 
 def test_training_imports_neither_torchvision_nor_dynamo():
-    code = ("import sys, dogbreed.train\nfrom dogbreed.model import build\nbuild(3, pretrained=False)\n"
-            "from dogbreed.preprocess import torchvision_version, train_transform\n"
+    code = ("import sys, dogbreed.train.trainer\n"
+            "from dogbreed.model.network import build\nbuild(3, pretrained=False)\n"
+            "from dogbreed.data.preprocess import torchvision_version, train_transform\n"
             "train_transform(32, True); v = torchvision_version()\n"
             "print([m for m in ('torchvision', 'torch._dynamo') if m in sys.modules], v)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

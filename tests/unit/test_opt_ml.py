@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from dogbreed.opt_ml import ContractError, OptML, ResourceConfig
+from dogbreed.contract.opt_ml import ContractError, OptML, ResourceConfig
 
 
 def test_root_comes_from_the_environment(monkeypatch, tmp_path):

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from dogbreed.payloads import DEFAULT_TOP_K, MAX_BODY_BYTES, MAX_IMAGES, ClientError, body_limit, parse
+from dogbreed.serve.payloads import DEFAULT_TOP_K, MAX_BODY_BYTES, MAX_IMAGES, ClientError, body_limit, parse
 
 
 def records(mimetype, body, query=None, attrs=None, n=10):

@@ -10,12 +10,12 @@ from PIL import Image
 from torchvision import transforms as T
 from torchvision.models import resnet18
 
-from dogbreed.app import ModelState, create_app
-from dogbreed.artifact import ArtifactError, display_name
-from dogbreed.images import IMAGENET_MEAN, IMAGENET_STD, ImageError, resize_size
-from dogbreed.predictor import Predictor
-from dogbreed.preprocess import EvalTransform
-from dogbreed.resnet import ResNet18
+from dogbreed.contract.artifact import IMAGENET_MEAN, IMAGENET_STD, ArtifactError, display_name, resize_size
+from dogbreed.data.images import ImageError
+from dogbreed.data.preprocess import EvalTransform
+from dogbreed.model.resnet import ResNet18
+from dogbreed.serve.app import ModelState, create_app
+from dogbreed.serve.predictor import Predictor
 
 
 def test_compact_resnet18_equals_torchvision():
@@ -52,7 +52,8 @@ def test_extreme_aspect_ratio_is_refused_not_resized_to_gigapixels():
 
 
 def test_serving_never_imports_torchvision():
-    code = ("import sys, dogbreed.serve, dogbreed.app, dogbreed.predictor, dogbreed.preprocess; "
+    code = ("import sys, dogbreed.serve.server, dogbreed.serve.app, dogbreed.serve.predictor, "
+            "dogbreed.data.preprocess; "
             "print('torchvision' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

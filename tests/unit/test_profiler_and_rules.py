@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from dogbreed import evaluation, rules
-from dogbreed.artifact import ModelArtifact, ModelMetadata, Preprocessing
-from dogbreed.debugger import (
+from dogbreed.contract.artifact import ModelArtifact, ModelMetadata, Preprocessing
+from dogbreed.contract.hyperparameters import DEFAULTS
+from dogbreed.debugger import rules
+from dogbreed.debugger.hook import (
     GRADIENT_SAMPLE,
     REDUCTIONS,
     SAMPLE_SIZE,
@@ -20,10 +21,10 @@ from dogbreed.debugger import (
     collections,
     hook_config,
 )
-from dogbreed.hyperparameters import DEFAULTS
-from dogbreed.profiler import STEPS_FILE, ProfilerSettings, StepTimer, SystemMonitor
-from dogbreed.report import TUNING_FILE, write_report
-from dogbreed.verdicts import ISSUES, NO_ISSUES, NOT_ENOUGH, Finding, RuleResult, save_verdicts
+from dogbreed.debugger.profiler import STEPS_FILE, ProfilerSettings, StepTimer, SystemMonitor
+from dogbreed.debugger.report import TUNING_FILE, write_report
+from dogbreed.debugger.verdicts import ISSUES, NO_ISSUES, NOT_ENOUGH, Finding, RuleResult, save_verdicts
+from dogbreed.train import evaluation
 
 
 def test_profiler_settings(tmp_path):

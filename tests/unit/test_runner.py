@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dogbreed.opt_ml import ENV_FEATURE_CACHE, OptML
+from dogbreed.contract.opt_ml import ENV_FEATURE_CACHE, OptML
 from orchestration.local.runner import CONTAINER_FEATURE_CACHE, Runner
 
 

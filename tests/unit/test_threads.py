@@ -10,9 +10,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from dogbreed.app import ModelState
-from dogbreed.serve import default_workers, gunicorn_options
-from dogbreed.threads import SharedThreads
+from dogbreed.serve.app import ModelState
+from dogbreed.serve.server import default_workers, gunicorn_options
+from dogbreed.serve.threads import SharedThreads
 
 GIB = 1 << 30
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dogbreed import weights as W
+from dogbreed.model import weights as W
 from tests.helpers import file_server
 
 

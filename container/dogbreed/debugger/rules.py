@@ -1,0 +1,504 @@
+"""SageMaker Debugger's built-in rules, evaluated on a job's own tensors and system profile.
+
+The open-source smdebug package ships the rule machinery (``smdebug.rules.Rule``,
+``invoke_rule``, trials) but not the built-in rules themselves, which run in
+SageMaker's own rule containers. So each rule here is an ``smdebug.rules.Rule``
+subclass run by smdebug's ``invoke_rule`` on the job's smdebug trial, with the
+parameters and defaults of the SageMaker documentation (linked per rule), and
+LowGPUUtilization takes its defaults from smdebug_rulesconfig's own class.
+
+One difference of scale, decided here: SageMaker saves losses every 500 steps by
+default, and compares saved steps; this project saves losses at every step, so
+the trend rules compare means, over windows of ``num_steps`` steps
+(LossNotDecreasing) or over each training epoch and each evaluation
+(Overfit, Overtraining), rather than single noisy batches.
+
+Weights, gradients and ReLU inputs are saved as reductions, not in full (min and
+max; mean |gradient|; the ReLU inputs' variance: :data:`dogbreed.debugger.hook.REDUCTIONS`).
+The rules read those reduction values, which smdebug computes from the full tensor
+in a job saved in full, so older jobs give the same verdicts. PoorWeightInitialization's
+gradient percentiles come from the job's fixed sample of gradient values.
+
+Each rule gives a verdict (issues found / no issues found / not enough data) with
+its evidence (step, tensor, value) and what to do about it; the verdict types are
+in :mod:`dogbreed.debugger.verdicts`. This module imports smdebug: import it only to run rules.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from dogbreed.contract.jobdir import JobDir
+from dogbreed.debugger.hook import GRADIENT_SAMPLE
+from dogbreed.debugger.verdicts import (
+    ISSUES,
+    NO_ISSUES,
+    NOT_ENOUGH,
+    RULE_NAMES,
+    Finding,
+    RuleResult,
+    save_verdicts,
+)
+
+# smdebug reads its log level once, when it first makes its logger (on import).
+os.environ.setdefault("SMDEBUG_LOG_LEVEL", "warning")
+
+from smdebug.core.modes import ModeKeys
+from smdebug.exceptions import TensorUnavailableForStep
+from smdebug.profiler.system_metrics_reader import LocalSystemMetricsReader
+from smdebug.rules import Rule, invoke_rule
+from smdebug.trials import create_trial
+from smdebug_rulesconfig.profiler_rules.rules import LowGPUUtilization
+
+MAX_EVIDENCE = 8
+DOCS = "https://docs.aws.amazon.com/sagemaker/latest/dg/"
+T = TypeVar("T")
+
+
+def _windows(values: Sequence[T], size: int) -> list[Sequence[T]]:
+    """Consecutive, non-overlapping windows of ``size`` values (a shorter tail is dropped)."""
+    return [values[i:i + size] for i in range(0, len(values) - size + 1, size)]
+
+
+def _stalls(series: Iterable[tuple[int, float]], patience: int,
+            delta: float = 0.0) -> Iterator[tuple[int, float, float]]:
+    """(step, value, best so far) where ``series`` has not improved on its best by more than
+    ``delta`` for ``patience`` points in a row."""
+    best, stale = math.inf, 0
+    for step, value in series:
+        if value < best - delta:
+            best, stale = value, 0
+            continue
+        stale += 1
+        if stale == patience:
+            yield step, value, best
+
+
+# -- rules on the job's tensors -----------------------------------------------------
+class TrialRule(Rule):
+    """An smdebug rule with SageMaker's parameters, that collects findings and counts data points."""
+
+    NAME: ClassVar[str] = ""
+    CHECKS: ClassVar[str] = ""  # what the rule looks at, for the documentation
+    DEFAULTS: ClassVar[dict[str, Any]] = {}
+    DOC: ClassVar[str] = ""
+    ADVICE: ClassVar[str] = ""
+
+    def __init__(self, trial: Any, **params: Any):
+        super().__init__(trial, action_str="")
+        unknown = set(params) - set(self.DEFAULTS)
+        if unknown:
+            raise ValueError(f"{self.NAME}: unknown parameters {sorted(unknown)}")
+        self.params = {**self.DEFAULTS, **params}
+        self.findings: list[Finding] = []
+        self.datapoints = 0
+        self.missing = ""
+        self._steps: dict[str, set[int]] = {}
+
+    def found(self, finding: Finding) -> bool:
+        self.findings.append(finding)
+        return True
+
+    def finish(self) -> None:
+        """Checks that need the whole run (after every step was seen)."""
+
+    def result(self) -> RuleResult:
+        if self.findings:
+            more = len(self.findings) - 1
+            verdict, summary = ISSUES, self.findings[0].what + (f" (and {more} more)" if more else "")
+        elif self.datapoints == 0 or self.missing:
+            verdict, summary = NOT_ENOUGH, self.missing or "no data for this rule in the job"
+        else:
+            verdict, summary = NO_ISSUES, f"{self.datapoints} data point(s) checked"
+        return RuleResult(self.NAME, verdict, summary, self.findings[:MAX_EVIDENCE], self.params,
+                          self.ADVICE, DOCS + self.DOC)
+
+    def mode_of(self, step: int) -> tuple[Any, int]:
+        return self.base_trial.mode(step), self.base_trial.mode_step(step)
+
+    def names(self, collection: str | None = None, regex: str | None = None) -> list[str]:
+        if collection and collection not in self.base_trial.collections():
+            return []  # e.g. the gradient sample in a job saved before it existed
+        names = (self.base_trial.tensor_names(collection=collection) if collection
+                 else self.base_trial.tensor_names())
+        return [n for n in names if regex is None or re.match(regex, n)]
+
+    def at(self, name: str, step: int) -> bool:
+        if name not in self._steps:
+            self._steps[name] = set(self.base_trial.tensor(name).steps())
+        return step in self._steps[name]
+
+    def value(self, name: str, step: int) -> np.ndarray:
+        return np.asarray(self.base_trial.tensor(name).value(step), dtype=np.float64)
+
+    def reduction(self, name: str, step: int, reduction: str, abs: bool = False) -> float:
+        """A saved reduction of a tensor (or, for a tensor saved in full, computed from it)."""
+        return float(self.base_trial.tensor(name).reduction_value(step, reduction, abs=abs))
+
+    def full_value(self, name: str, step: int) -> np.ndarray | None:
+        """The tensor's values, None when only its reductions were saved."""
+        try:
+            return self.value(name, step)
+        except TensorUnavailableForStep:
+            return None
+
+
+class VanishingGradient(TrialRule):
+    NAME, DOC = "VanishingGradient", "vanishing-gradient.html"
+    CHECKS = "mean absolute value of each gradient tensor, at every saved step"
+    DEFAULTS = {"threshold": 1e-7}
+    ADVICE = ("Layers whose mean |gradient| is this small stop learning. Check that the learning "
+              "rate is not tiny and the loss not saturated; start from pretrained weights.")
+
+    def invoke_at_step(self, step: int) -> bool:
+        mode, mode_step = self.mode_of(step)
+        hit = False
+        for name in self.names("gradients"):
+            if not self.at(name, step):
+                continue
+            self.datapoints += 1
+            mean_abs = self.reduction(name, step, "mean", abs=True)
+            if mean_abs < self.params["threshold"]:
+                hit = self.found(Finding(f"mean |gradient| of {name} is {mean_abs:.3g}, below "
+                                         f"{self.params['threshold']:g}", mode_step, mode.name,
+                                         name, mean_abs))
+        return hit
+
+
+class ExplodingTensor(TrialRule):
+    NAME, DOC = "ExplodingTensor", "exploding-tensor.html"
+    CHECKS = ("NaN or infinite values in every saved tensor (weights, gradients, losses...), "
+              "through its minimum and maximum")
+    DEFAULTS = {"collection_names": None, "tensor_regex": None, "only_nan": False}
+    ADVICE = ("NaN or infinite values: lower lr (and the tuner's upper bound), keep amp's loss "
+              "scaling on, and check the inputs for corrupt values.")
+
+    def watched(self) -> list[str]:
+        """The tensors of ``collection_names`` (all by default) that match ``tensor_regex``."""
+        names: list[str] = []
+        for c in (self.params["collection_names"] or [None]):
+            names += self.names(c, self.params["tensor_regex"])
+        return list(dict.fromkeys(names))
+
+    def invoke_at_step(self, step: int) -> bool:
+        mode, mode_step = self.mode_of(step)
+        hit = False
+        for name in self.watched():
+            if not self.at(name, step):
+                continue
+            self.datapoints += 1
+            # NaN propagates into both, an infinity into one: they flag any non-finite value.
+            extremes = np.array([self.reduction(name, step, "min"), self.reduction(name, step, "max")])
+            bad = np.isnan(extremes) if self.params["only_nan"] else ~np.isfinite(extremes)
+            if bad.any():
+                hit = self.found(Finding(f"non-finite value(s) in {name} (min {extremes[0]:g}, "
+                                         f"max {extremes[1]:g})", mode_step, mode.name, name))
+        return hit
+
+
+class PoorWeightInitialization(TrialRule):
+    NAME, DOC = "PoorWeightInitialization", "poor-weight-initialization.html"
+    CHECKS = ("first `steps` training steps: variance ratio of the ReLU inputs across layers, "
+              "spread of the gradients (a fixed sample of all their values), and a loss that does "
+              "not improve for `patience` steps")
+    DEFAULTS = {"activation_inputs_regex": ".*relu_input", "threshold": 10.0,
+                "distribution_range": 0.001, "patience": 5, "steps": 10}
+    ADVICE = ("Activation variance differs widely across layers, gradients are all alike, or the "
+              "loss does not fall in the first steps: start from the ImageNet weights "
+              "(pretrained=true) or fix a custom initialisation. In ResNets, variance does grow "
+              "along the residual sums: read which layers the evidence names.")
+
+    def __init__(self, trial: Any, **params: Any):
+        super().__init__(trial, **params)
+        self.losses: list[tuple[int, float]] = []
+        self.checks = {"variance": 0, "gradients": 0}
+
+    def invoke_at_step(self, step: int) -> bool:
+        mode, mode_step = self.mode_of(step)
+        if mode != ModeKeys.TRAIN or mode_step >= self.params["steps"]:
+            return False
+        inputs = self.names(regex=self.params["activation_inputs_regex"])
+        variances = {n: self.reduction(n, step, "variance") for n in inputs if self.at(n, step)}
+        grads = self._gradient_values(step)
+        hit = self._check_variances(variances, mode_step)
+        hit = self._check_gradients(grads, mode_step) or hit
+        self.losses += [(mode_step, float(self.value(n, step)))
+                        for n in self.names("losses") if self.at(n, step)]
+        self.datapoints += bool(variances or grads)
+        return hit
+
+    def _gradient_values(self, step: int) -> list[np.ndarray]:
+        """The job's gradient sample at ``step``; in a job saved before the sample existed, its
+        gradients in full."""
+        sample = [self.value(n, step).ravel() for n in self.names(GRADIENT_SAMPLE) if self.at(n, step)]
+        if sample or GRADIENT_SAMPLE in self.base_trial.collections():
+            return sample
+        full = (self.full_value(n, step) for n in self.names("gradients") if self.at(n, step))
+        return [v.ravel() for v in full if v is not None]
+
+    def _check_variances(self, variances: dict[str, float], mode_step: int) -> bool:
+        """The ReLU inputs' variances differ by more than ``threshold`` times across layers."""
+        if len(variances) < 2:
+            return False
+        self.checks["variance"] += 1
+        low, high = min(variances, key=variances.get), max(variances, key=variances.get)
+        if variances[high] == 0:
+            return self.found(Finding(f"all {len(variances)} activation inputs are constant "
+                                      "(zero variance)", mode_step, "TRAIN", "relu inputs", 0.0))
+        ratio = variances[high] / variances[low] if variances[low] else math.inf
+        if ratio > self.params["threshold"]:
+            return self.found(Finding(f"activation-input variance ratio {ratio:.3g} between "
+                                      f"{high} and {low} (limit {self.params['threshold']:g})",
+                                      mode_step, "TRAIN", f"{high} / {low}", ratio))
+        return False
+
+    def _check_gradients(self, grads: list[np.ndarray], mode_step: int) -> bool:
+        """The gradients span less than ``distribution_range`` (5th to 95th percentile)."""
+        if not grads:
+            return False
+        self.checks["gradients"] += 1
+        p5, p95 = np.percentile(np.concatenate(grads), [5, 95])
+        if p95 - p5 < self.params["distribution_range"]:
+            return self.found(Finding(f"gradients span only {p95 - p5:.3g} between their 5th "
+                                      f"and 95th percentiles (limit "
+                                      f"{self.params['distribution_range']:g})",
+                                      mode_step, "TRAIN", "all gradients", float(p95 - p5)))
+        return False
+
+    def finish(self) -> None:
+        absent = [k for k, v in self.checks.items() if not v]
+        if absent:
+            self.missing = f"no {' or '.join(absent)} saved in the first {self.params['steps']} steps"
+        for mode_step, loss, best in _stalls(sorted(self.losses), self.params["patience"]):
+            self.found(Finding(f"the loss did not improve on {best:.4g} for "
+                               f"{self.params['patience']} steps at the start", mode_step,
+                               "TRAIN", "losses", loss))
+
+
+class LossSeries(TrialRule):
+    """Collects the loss of every step, by mode and phase (a run of steps in one mode)."""
+
+    def __init__(self, trial: Any, **params: Any):
+        super().__init__(trial, **params)
+        self.phases: list[tuple[Any, list[tuple[int, float]]]] = []
+
+    def invoke_at_step(self, step: int) -> bool:
+        mode, mode_step = self.mode_of(step)
+        values = [float(self.value(n, step)) for n in self.names("losses") if self.at(n, step)]
+        if not values or mode not in (ModeKeys.TRAIN, ModeKeys.EVAL):
+            return False
+        if not self.phases or self.phases[-1][0] != mode:
+            self.phases.append((mode, []))
+        self.phases[-1][1].append((mode_step, values[0]))
+        return False
+
+    def means(self) -> list[tuple[Any, int, float]]:
+        """(mode, last step of the phase, mean loss) per phase."""
+        return [(m, pts[-1][0], float(np.mean([v for _, v in pts]))) for m, pts in self.phases]
+
+
+class Overfit(LossSeries):
+    NAME, DOC = "Overfit", "overfit.html"
+    CHECKS = ("each validation pass's mean loss against the mean loss of the training epoch "
+              "before it")
+    DEFAULTS = {"tensor_regex": None, "start_step": 0, "patience": 1, "ratio_threshold": 0.1}
+    ADVICE = ("Validation loss is well above training loss: keep augment=true, raise weight_decay "
+              "or label_smoothing, train fewer epochs (patience stops early), or add data. The "
+              "saved model is the best epoch in any case.")
+
+    def train_then_valid(self) -> Iterator[tuple[int, float, float]]:
+        """(step, training mean loss, validation mean loss) of each evaluation that follows a
+        training epoch, from ``start_step`` on."""
+        phases = self.means()
+        for (m1, _, train), (m2, step, valid) in zip(phases, phases[1:], strict=False):
+            if m1 == ModeKeys.TRAIN and m2 == ModeKeys.EVAL and step >= self.params["start_step"]:
+                yield step, train, valid
+
+    def finish(self) -> None:
+        streak = 0
+        for step, train, valid in self.train_then_valid():
+            self.datapoints += 1
+            ratio = (valid - train) / train if train else math.inf
+            streak = streak + 1 if ratio > self.params["ratio_threshold"] else 0
+            if streak >= self.params["patience"]:
+                self.found(Finding(f"validation loss {valid:.4g} is {100 * ratio:.0f}% above the "
+                                   f"training loss {train:.4g}", step, "EVAL", "losses", ratio))
+        if not self.datapoints:
+            self.missing = "needs training and evaluation losses"
+
+
+class Overtraining(LossSeries):
+    NAME, DOC = "Overtraining", "overtraining.html"
+    CHECKS = ("mean loss per training epoch and per validation pass: no improvement by `delta` "
+              "for `patience_*` of them")
+    DEFAULTS = {"patience_train": 5, "patience_validation": 10, "delta": 0.01}
+    ADVICE = ("The losses stopped improving: fewer epochs, or early stopping with a smaller "
+              "patience, save time and money.")
+
+    def finish(self) -> None:
+        for mode, patience in ((ModeKeys.TRAIN, self.params["patience_train"]),
+                               (ModeKeys.EVAL, self.params["patience_validation"])):
+            series = [(s, v) for m, s, v in self.means() if m == mode]
+            if len(series) <= patience:
+                continue
+            self.datapoints += len(series)
+            for step, value, _ in _stalls(series, patience, self.params["delta"]):
+                self.found(Finding(f"{mode.name.lower()} loss has not improved by "
+                                   f"{self.params['delta']} for {patience} epochs",
+                                   step, mode.name, "losses", value))
+        if not self.datapoints:
+            self.missing = (f"needs more than {self.params['patience_train']} epochs (or "
+                            f"{self.params['patience_validation']} evaluations)")
+
+
+class LossNotDecreasing(LossSeries):
+    NAME, DOC = "LossNotDecreasing", "loss-not-decreasing.html"
+    CHECKS = ("mean training loss over consecutive windows of `num_steps` steps: falls by less "
+              "than `diff_percent`%")
+    DEFAULTS = {"num_steps": 10, "diff_percent": 0.1, "increase_threshold_percent": 5,
+                "mode": "TRAIN"}
+    ADVICE = ("The training loss stalls: raise lr or shorten a plateau; check the labels. At the "
+              "end of a cosine schedule a flat loss is expected.")
+
+    def window_means(self, mode: Any) -> list[tuple[int, float]]:
+        """(last step, mean loss) of each window of ``num_steps`` steps in ``mode``."""
+        points = [p for m, pts in self.phases if m == mode for p in pts]
+        return [(w[-1][0], float(np.mean([v for _, v in w])))
+                for w in _windows(points, self.params["num_steps"])]
+
+    def describe(self, change: float) -> str:
+        """How the mean loss moved, ``change`` being its fall in percent."""
+        limit = self.params["increase_threshold_percent"]
+        if -change > limit:
+            return f"up {-change:.1f}%, more than the {limit}% allowed"
+        return f"up {-change:.2f}%" if change < 0 else f"down only {change:.2f}%"
+
+    def finish(self) -> None:
+        mode = getattr(ModeKeys, self.params["mode"])
+        n = self.params["num_steps"]
+        means = self.window_means(mode)
+        for (_, before), (step, after) in zip(means, means[1:], strict=False):
+            self.datapoints += 1
+            change = 100 * (before - after) / before if before else 0.0
+            if change < self.params["diff_percent"]:
+                self.found(Finding(f"mean loss over {n} steps went from {before:.4g} to {after:.4g} "
+                                   f"({self.describe(change)})", step, mode.name, "losses", after))
+        if not self.datapoints:
+            self.missing = f"needs at least {2 * n} training steps"
+
+
+RULES: dict[str, type[TrialRule]] = {cls.NAME: cls for cls in (
+    VanishingGradient, ExplodingTensor, PoorWeightInitialization, Overfit, Overtraining,
+    LossNotDecreasing)}
+
+
+# -- LowGPUUtilization: from the system profile -----------------------------------
+LOW_GPU_DOC = "debugger-built-in-profiler-rules.html"
+LOW_GPU_CHECKS = ("GPU utilisation in the system profile, per GPU over sliding windows of `window` "
+                  "samples: 95th percentile below `threshold_p95`% (underused) or 5th percentile "
+                  "below `threshold_p5`% (fluctuating), after `patience` samples")
+LOW_GPU_ADVICE = ("The GPU waits: if the profile's step time is mostly data wait, raise workers (or "
+                  "pick an instance with more CPUs per GPU); otherwise raise batch_size. Utilisation "
+                  "swinging between busy and idle points at input stalls.")
+
+
+def low_gpu_defaults() -> dict[str, Any]:
+    """SageMaker's defaults, read from smdebug_rulesconfig's own LowGPUUtilization class."""
+    sig = inspect.signature(LowGPUUtilization.__init__)
+    return {k: p.default for k, p in sig.parameters.items() if k != "self"}
+
+
+def gpu_series(profiler_dir: Path) -> dict[str, list[tuple[float, float]]]:
+    """GPUUtilization per (node, GPU) as (timestamp, percent), read with smdebug's own reader."""
+    if not (profiler_dir / "system").is_dir():
+        return {}
+    reader = LocalSystemMetricsReader(str(profiler_dir))  # it looks under system/ itself
+    series: dict[str, list[tuple[float, float]]] = {}
+    for e in reader.get_events(0, 2**62):
+        if e.dimension == "GPUUtilization":
+            series.setdefault(f"{e.node_id}/{e.name}", []).append((e.timestamp, float(e.value)))
+    return {k: sorted(v) for k, v in series.items()}
+
+
+def _gpu_window(gpu: str, window: Sequence[float], p: dict[str, Any]) -> Finding | None:
+    """The finding of one window of a GPU's utilisation, None when it is busy enough."""
+    p5, p95 = np.percentile(window, [5, 95])
+    if p95 < p["threshold_p95"]:
+        return Finding(f"{gpu}: 95th percentile of utilisation {p95:.0f}% < {p['threshold_p95']}% "
+                       "(underused)", None, None, gpu, float(p95))
+    if p5 < p["threshold_p5"]:
+        return Finding(f"{gpu}: utilisation swings from {p5:.0f}% (5th percentile) to {p95:.0f}% "
+                       "(fluctuating)", None, None, gpu, float(p5))
+    return None
+
+
+def low_gpu_utilization(profiler_dir: Path | None, **params: Any) -> RuleResult:
+    """SageMaker's LowGPUUtilization on the job's system profile."""
+    p = {**low_gpu_defaults(), **params}
+    p.pop("scan_interval_us", None)
+    result = RuleResult("LowGPUUtilization", NOT_ENOUGH, "", [], p, LOW_GPU_ADVICE, DOCS + LOW_GPU_DOC)
+    series = gpu_series(profiler_dir) if profiler_dir else {}
+    if not series:
+        result.summary = "no GPU utilisation in the system profile (a CPU run, or profiling off)"
+        return result
+    windows = [(gpu, w) for gpu, points in series.items()
+               for w in _windows([v for _, v in points][p["patience"]:], p["window"])]
+    findings = [f for gpu, w in windows if (f := _gpu_window(gpu, w, p))]
+    if not windows:
+        longest = max(len(v) for v in series.values())
+        result.summary = (f"{longest} samples per GPU; the rule needs more than {p['patience']} + "
+                          f"{p['window']}")
+    elif findings:
+        result.verdict, result.summary, result.evidence = ISSUES, findings[0].what, findings[:MAX_EVIDENCE]
+    else:
+        result.verdict, result.summary = NO_ISSUES, f"{len(windows)} window(s) of utilisation checked"
+    return result
+
+
+# -- the README's table -----------------------------------------------------------
+def _parameters(values: dict[str, Any]) -> str:
+    return ", ".join(f"`{k}={v}`" for k, v in values.items())
+
+
+def rules_table() -> str:
+    """The rules, what they check and their parameters, as a Markdown table (README)."""
+    rows = ["| rule | what it checks | parameters (SageMaker's defaults) |", "|---|---|---|"]
+    for name in RULE_NAMES:
+        cls = RULES.get(name)
+        doc, checks, defaults = ((cls.DOC, cls.CHECKS, cls.DEFAULTS) if cls else
+                                 (LOW_GPU_DOC, LOW_GPU_CHECKS, low_gpu_defaults()))
+        rows.append(f"| [{name}]({DOCS}{doc}) | {checks} | {_parameters(defaults)} |")
+    return "\n".join(rows) + "\n"
+
+
+# -- running them -----------------------------------------------------------------
+def evaluate_rules(job_folder: Path) -> list[RuleResult]:
+    """Every rule's verdict for a job folder (see :mod:`dogbreed.contract.jobdir`), saved in the job."""
+    job = JobDir.find(job_folder)
+    results = [_tensor_rule(name, cls, job.tensors) for name, cls in RULES.items()]
+    results.append(low_gpu_utilization(job.profiler))
+    order = {name: i for i, name in enumerate(RULE_NAMES)}
+    results.sort(key=lambda r: order[r.rule])
+    save_verdicts(job.output_data, results)
+    return results
+
+
+def _tensor_rule(name: str, cls: type[TrialRule], tensors: Path | None) -> RuleResult:
+    if tensors is None or not any(tensors.rglob("*.tfevents")):
+        return RuleResult(name, NOT_ENOUGH, "no tensors: the debugger was off for this job",
+                          parameters=dict(cls.DEFAULTS), advice=cls.ADVICE, doc=DOCS + cls.DOC)
+    trial = create_trial(str(tensors), name=name)
+    rule = cls(trial)
+    steps = trial.steps()
+    if steps:
+        invoke_rule(rule, start_step=steps[0], end_step=steps[-1] + 1, raise_eval_cond=False)
+    rule.finish()
+    return rule.result()

@@ -1,0 +1,1 @@
+"""``train``: SageMaker's training contract (``docker run IMAGE train``); ``python -m dogbreed.train``."""
