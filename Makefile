@@ -22,7 +22,7 @@ DEMO_PORT ?= 8080
 DEMO_TRIALS ?= 4
 DEMO_TUNE ?= --parallel 2 --tune lr,weight_decay --hp pretrained=false --hp epochs=1 --hp image_size=32 \
              --hp batch_size=64 --hp label_smoothing=0.1
-# Hyperparameters of `make demo`'s training as NAME=VALUE words (see README), over the tuned ones.
+# Hyperparameters of `make demo`'s training as NAME=VALUE words (see docs/reference.md), over the tuned ones.
 DEMO_HP ?= pretrained=false epochs=3 image_size=64 batch_size=64 label_smoothing=0.1
 
 # The image: `make build push`. IMAGE is the local name; REGISTRY=host[:port] pushes there instead
@@ -126,5 +126,5 @@ lock:  ## re-resolve requirements.in into requirements.txt (needs the package re
 clean:  ## remove the virtual environment and the work folder
 	rm -rf $(VENV) $(WORK)
 
-docs: install  ## regenerate README.md's generated sections (hyperparameters, metrics)
+docs: install  ## regenerate docs/reference.md's generated sections (hyperparameters, metrics, rules)
 	$(PY) -m orchestration.docs

@@ -1,4 +1,4 @@
-"""Sections of README.md generated from the code, so the documentation matches it.
+"""Sections of docs/reference.md generated from the code, so the documentation matches it.
 
     python -m orchestration.docs          rewrite the generated sections
     python -m orchestration.docs --check  exit 1 if they are out of date
@@ -13,7 +13,8 @@ from pathlib import Path
 from dogbreed.contract.hyperparameters import markdown_table
 from dogbreed.contract.metrics import METRIC_DEFINITIONS, METRICS, OBJECTIVE_METRIC
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = ROOT / "docs" / "reference.md"
 
 
 def metrics_table() -> str:
@@ -38,21 +39,21 @@ def render(text: str) -> str:
     for name, make in SECTIONS.items():
         pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
         if not pattern.search(text):
-            raise ValueError(f"README.md has no <!-- {name}:begin/end --> markers")
+            raise ValueError(f"{REFERENCE.name} has no <!-- {name}:begin/end --> markers")
         text = pattern.sub(lambda m, make=make: m.group(1) + make() + m.group(2), text)
     return text
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    current = README.read_text(encoding="utf-8")
+    current = REFERENCE.read_text(encoding="utf-8")
     wanted = render(current)
     if "--check" in argv:
         if wanted != current:
-            print("README.md's generated sections are out of date: run `make docs`", file=sys.stderr)
+            print("docs/reference.md's generated sections are out of date: run `make docs`", file=sys.stderr)
             return 1
         return 0
-    README.write_text(wanted, encoding="utf-8")
+    REFERENCE.write_text(wanted, encoding="utf-8")
     return 0
 
 
