@@ -146,7 +146,7 @@ def test_the_defaults_users_ask_about(parser):
     assert options(every["tune"])["--trials"].default == 20
     assert options(every["tune"])["--parallel"].default == 2
     assert options(every["train"])["--debugger"].default == "container"
-    from dogbreed.payloads import DEFAULT_TOP_K
+    from dogbreed.serve.payloads import DEFAULT_TOP_K
 
     assert DEFAULT_TOP_K == 5  # the server's default: reference.md and README say 5
     assert "server returns 5 breeds" in README and "**5**" in (ROOT / "docs" / "reference.md").read_text()
