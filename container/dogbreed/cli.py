@@ -10,7 +10,7 @@ from collections.abc import Callable
 USAGE = """usage: dogbreed COMMAND [ARGS]
 
 commands:
-  train             train on /opt/ml (or $OPT_ML), as SageMaker runs it
+  train             train on /opt/ml (or $SAGEMAKER_BASE_DIR), as SageMaker runs it
   serve             answer /ping and /invocations on port 8080, as SageMaker runs it
   hyperparameters   print the hyperparameter reference (Markdown)
   metrics           print SageMaker metric definitions (JSON)

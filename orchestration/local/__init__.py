@@ -17,9 +17,9 @@ from pathlib import Path
 import psutil
 
 from dogbreed.contract.artifact import ModelArtifact
+from dogbreed.contract.environment import FEATURE_CACHE as ENV_FEATURE_CACHE
 from dogbreed.contract.hyperparameters import describe_tune, parse
 from dogbreed.contract.jobdir import REPORT_FILE, TUNING_FILE
-from dogbreed.contract.opt_ml import ENV_FEATURE_CACHE
 from dogbreed.debugger.hook import save_interval
 from dogbreed.errors import UserError
 

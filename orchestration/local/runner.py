@@ -21,7 +21,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from dogbreed.contract.opt_ml import ENV_FEATURE_CACHE, OptML
+from dogbreed.contract.environment import FEATURE_CACHE as ENV_FEATURE_CACHE
+from dogbreed.contract.opt_ml import OptML
 from dogbreed.errors import UserError
 
 from ..registry import RegistryError, engine, local_image

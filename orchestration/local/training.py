@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from dogbreed.contract.artifact import ModelArtifact
+from dogbreed.contract.environment import BASE_DIR
 from dogbreed.contract.opt_ml import OptML
 
 from .runner import PROCESS, Runner
@@ -80,7 +81,7 @@ def run_training(run_dir: Path, channels: dict[str, Path], hyperparameters: dict
     with open(run_dir / "train.log", "a", encoding="utf-8") as log:
         proc = subprocess.Popen(
             runner.command(opt, channels, name=name, cpus=cpus, feature_cache=feature_cache),
-            env={**os.environ, **runner.environment(feature_cache), **(env or {}), "OPT_ML": str(opt.root),
+            env={**os.environ, **runner.environment(feature_cache), **(env or {}), BASE_DIR: str(opt.root),
                  "PYTHONUNBUFFERED": "1"},
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
             preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus and not runner.in_container else None,

@@ -103,7 +103,23 @@ def test_int8_without_an_int8_model_or_an_unknown_precision_is_explained(trained
     assert status == 503 and "has no int8 model" in body["error"]
     assert "int8_calibration_images" in body["error"]
     srv = Server(trained_model, env={"DOGBREED_PRECISION": "fp16"}, log=tmp_path / "fp16.log")
-    assert srv.proc.wait(60) != 0 and "DOGBREED_PRECISION='fp16' is not one of fp32, int8" in srv.log()
+    assert srv.proc.wait(60) != 0 and "DOGBREED_PRECISION='fp16': expected fp32 or int8" in srv.log()
+
+
+@pytest.mark.parametrize("name,value,accepts", [
+    ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "six", "a whole number of MB, 1 to 1024"),
+    ("SAGEMAKER_MODEL_SERVER_WORKERS", "0", "a whole number of processes, 1 to 1024"),
+    ("SAGEMAKER_MODEL_SERVER_TIMEOUT", "1m", "a whole number of seconds, 1 to 3600"),
+])
+def test_a_bad_setting_stops_serve_at_start_with_one_line_naming_it(trained_model, tmp_path, name, value,
+                                                                    accepts):
+    """One policy for every variable: serve refuses to start (it once served with 6 MB instead of a
+    bad SAGEMAKER_MAX_PAYLOAD_IN_MB), and says which variable and what it takes."""
+    setting = {"workers": value} if name == "SAGEMAKER_MODEL_SERVER_WORKERS" else {"env": {name: value}}
+    srv = Server(trained_model, log=tmp_path / "serve.log", **setting)
+    assert srv.proc.wait(60) != 0
+    assert f"serve: {name}={value!r}: expected {accepts}" in srv.log()
+    assert "Traceback" not in srv.log()
 
 
 @pytest.mark.parametrize("content_type,fmt", [

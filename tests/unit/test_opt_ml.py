@@ -107,6 +107,8 @@ def test_checkpoint_folder_follows_checkpointconfig(tmp_path):
     opt.config_dir.mkdir(parents=True)
     opt.checkpointconfig_file.write_text(json.dumps({"LocalPath": str(tmp_path / "ckpt"),
                                                      "S3Uri": "s3://bucket/checkpoints/job"}))
+    assert opt.checkpoint_dir == tmp_path / "opt_ml" / "checkpoints"  # read once, when first asked
+    opt = OptML(tmp_path / "opt_ml")
     assert opt.checkpoint_dir == tmp_path / "ckpt"
     opt.prepare_outputs()
     assert (tmp_path / "ckpt").is_dir()

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from dogbreed.serve.payloads import DEFAULT_TOP_K, MAX_BODY_BYTES, MAX_IMAGES, ClientError, body_limit, parse
+from dogbreed.serve.payloads import DEFAULT_TOP_K, MAX_IMAGES, RequestError, parse
 
 
 def records(mimetype, body, query=None, attrs=None, n=10):
@@ -60,14 +60,14 @@ def test_top_k_sources_and_precedence():
     ("application/json", b'{"a": ' * 50_000 + b"1" + b"}" * 50_000, {}, 400, "nested too deeply"),
 ])
 def test_errors(mimetype, body, query, status, fragment):
-    with pytest.raises(ClientError) as err:
+    with pytest.raises(RequestError) as err:
         call(mimetype, body, query=query)
     assert err.value.status == status and fragment in err.value.message
 
 
 def test_batch_limit():
     body = json.dumps({"images": [b64(b"a")] * (MAX_IMAGES + 1)}).encode()
-    with pytest.raises(ClientError) as err:
+    with pytest.raises(RequestError) as err:
         call("application/json", body)
     assert err.value.status == 413
 
@@ -87,12 +87,6 @@ def test_json_lines_are_one_record_per_line_in_order():
     (b'{"images": [' + b",".join([b'"YQ=="'] * (MAX_IMAGES + 1)) + b"]}\n", 413, "line 1: 65 images"),
 ])
 def test_json_lines_errors_name_the_line(body, status, fragment):
-    with pytest.raises(ClientError) as err:
+    with pytest.raises(RequestError) as err:
         records("application/jsonlines", body)
     assert err.value.status == status and fragment in err.value.message
-
-
-def test_the_body_limit_follows_batch_transform():
-    assert body_limit({}) == MAX_BODY_BYTES == 6 * 1024 * 1024
-    assert body_limit({"SAGEMAKER_MAX_PAYLOAD_IN_MB": "20"}) == 20 * 1024 * 1024
-    assert body_limit({"SAGEMAKER_MAX_PAYLOAD_IN_MB": "nonsense"}) == MAX_BODY_BYTES

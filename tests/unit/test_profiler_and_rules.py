@@ -11,7 +11,7 @@ import torch
 
 from dogbreed.contract.artifact import ModelArtifact, ModelMetadata, Preprocessing
 from dogbreed.contract.hyperparameters import DEFAULTS
-from dogbreed.debugger import rules
+from dogbreed.debugger import rules, system_rules
 from dogbreed.debugger.hook import (
     GRADIENT_SAMPLE,
     REDUCTIONS,
@@ -195,7 +195,7 @@ def write_gpu_metrics(folder: Path, values: list[float], start: float = 1_700_00
 
 
 def test_low_gpu_utilization_defaults_come_from_smdebug_rulesconfig():
-    assert rules.low_gpu_defaults() == {"threshold_p95": 70, "threshold_p5": 10, "window": 500,
+    assert system_rules.low_gpu_defaults() == {"threshold_p95": 70, "threshold_p5": 10, "window": 500,
                                         "patience": 1000, "scan_interval_us": 60_000_000}
 
 
@@ -207,12 +207,12 @@ def test_low_gpu_utilization_defaults_come_from_smdebug_rulesconfig():
 ])
 def test_low_gpu_utilization(tmp_path, values, verdict, fragment):
     write_gpu_metrics(tmp_path, values)
-    result = rules.low_gpu_utilization(tmp_path)
+    result = system_rules.low_gpu_utilization(tmp_path)
     assert result.verdict == verdict and fragment in result.summary
 
 
 def test_low_gpu_utilization_without_gpu(tmp_path):
-    result = rules.low_gpu_utilization(tmp_path)
+    result = system_rules.low_gpu_utilization(tmp_path)
     assert result.verdict == NOT_ENOUGH and "CPU run" in result.summary
 
 

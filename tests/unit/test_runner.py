@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dogbreed.contract.opt_ml import ENV_FEATURE_CACHE, OptML
+from dogbreed.contract.environment import FEATURE_CACHE as ENV_FEATURE_CACHE
+from dogbreed.contract.opt_ml import OptML
 from orchestration.local.runner import CONTAINER_FEATURE_CACHE, Runner
 
 
@@ -18,7 +19,7 @@ def test_the_cache_folder_reaches_train_as_a_process_and_in_a_container(tmp_path
     assert f"{ENV_FEATURE_CACHE}={CONTAINER_FEATURE_CACHE}" in cmd
     assert cmd.index("-e") < cmd.index("dogbreed:latest")  # an engine flag, not an argument of train
     assert container.environment(cache) == {}
-    monkeypatch.setenv(ENV_FEATURE_CACHE, str(cache))
-    assert opt.feature_cache_dir == cache
+    monkeypatch.setenv(ENV_FEATURE_CACHE, str(cache))  # what train, started with it, reads once
+    assert OptML(tmp_path / "opt_ml").feature_cache_dir == cache
     monkeypatch.setenv(ENV_FEATURE_CACHE, "")
-    assert opt.feature_cache_dir is None
+    assert OptML(tmp_path / "opt_ml").feature_cache_dir is None

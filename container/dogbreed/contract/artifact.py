@@ -18,8 +18,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from dogbreed.contract.opt_ml import atomic_write_bytes, read_json
+from dogbreed.contract.opt_ml import read_json
 from dogbreed.errors import UserError
+from dogbreed.files import atomic_write_bytes
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

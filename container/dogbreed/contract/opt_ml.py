@@ -1,8 +1,8 @@
 """SageMaker's /opt/ml contract for training containers, in one place.
 
 Everything the training program reads from or writes to /opt/ml goes through
-:class:`OptML`. The root can be moved with the ``OPT_ML`` environment variable,
-so that the same program runs outside a container (tests, local runs).
+:class:`OptML`. The root can be moved with ``SAGEMAKER_BASE_DIR`` (or ``OPT_ML``:
+:mod:`dogbreed.contract.environment`), so that the same program runs outside a container.
 
 Layout (SageMaker "How Amazon SageMaker AI provides training information"):
 
@@ -22,20 +22,16 @@ Layout (SageMaker "How Amazon SageMaker AI provides training information"):
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from dogbreed.contract.environment import base_dir, feature_cache
 from dogbreed.errors import UserError
+from dogbreed.files import atomic_write_bytes
 
-ENV_ROOT = "OPT_ML"
-DEFAULT_ROOT = "/opt/ml"
-# A folder outside /opt/ml where `train` keeps the frozen backbone's features (finetune=head) for
-# later runs (dogbreed.data.features); unset: they are kept for the run only.
-ENV_FEATURE_CACHE = "DOGBREED_FEATURE_CACHE"
 REQUIRED_CHANNELS = ("train", "valid")
 OPTIONAL_CHANNELS = ("test",)
 # Input modes that give the container a folder of files: File copies them before the job starts,
@@ -71,7 +67,9 @@ class ResourceConfig:
 class OptML:
     """Paths and configuration files of one /opt/ml tree."""
 
-    root: Path = field(default_factory=lambda: Path(os.environ.get(ENV_ROOT, DEFAULT_ROOT)))
+    root: Path = field(default_factory=base_dir)
+    # A folder outside /opt/ml for caches later runs share (DOGBREED_FEATURE_CACHE); None: none.
+    feature_cache_dir: Path | None = field(default_factory=feature_cache)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -89,7 +87,7 @@ class OptML:
     def model_dir(self) -> Path:
         return self.root / "model"
 
-    @property
+    @cached_property
     def checkpoint_dir(self) -> Path:
         """checkpointconfig.json's LocalPath when SageMaker wrote one (the SDK's
         ``checkpoint_local_path``), else ``checkpoints/``."""
@@ -132,13 +130,6 @@ class OptML:
     @property
     def profilerconfig_file(self) -> Path:
         return self.config_dir / "profilerconfig.json"
-
-    @property
-    def feature_cache_dir(self) -> Path | None:
-        """``$DOGBREED_FEATURE_CACHE``, the folder of cached backbone features (and of the header
-        scans' verdicts, :mod:`dogbreed.data.scancache`), if set."""
-        value = os.environ.get(ENV_FEATURE_CACHE, "").strip()
-        return Path(value) if value else None
 
     def channel(self, name: str) -> Path:
         return self.data_dir / name
@@ -287,14 +278,3 @@ def read_json(path: Path, error: type[Exception], default: Any = _REQUIRED) -> A
         raise error(f"{path} is missing") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise error(f"{path} is not valid JSON: {exc}") from exc
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary name in the same folder, fsync, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{socket.gethostname()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

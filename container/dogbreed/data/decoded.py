@@ -21,13 +21,11 @@ and the run decodes every epoch instead, when the disk would keep less than
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
 import shutil
-import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -41,6 +39,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from dogbreed.data.images import ImageError, decode
+from dogbreed.files import atomic_write, atomic_write_bytes
 from dogbreed.sources import source_digest
 
 log = logging.getLogger(__name__)
@@ -111,6 +110,14 @@ def _unbatched(item: _Decoded) -> _Decoded:
     return item
 
 
+class _DiskFull(Exception):
+    """The disk would keep too little free space: the entry is abandoned after ``done`` photos."""
+
+    def __init__(self, done: int):
+        super().__init__(done)
+        self.done = done
+
+
 class DecodedCache:
     """Entries in ``directory``; ``workers`` loader processes decode a missing one, which is
     given up when its disk would keep less than ``keep_free`` bytes free."""
@@ -146,9 +153,7 @@ class DecodedCache:
     def _build(self, name: str, stem: str, key: dict[str, Any], paths: list[str],
                side: int) -> DecodedImages | None:
         started = last = time.monotonic()
-        tag = f".{socket.gethostname()}.{os.getpid()}.tmp"
         meta, pixels = self.directory / f"{stem}.json", self.directory / f"{stem}.pixels"
-        tmp_meta, tmp_pixels = meta.with_name(meta.name + tag), pixels.with_name(pixels.name + tag)
         index = np.zeros((len(paths), 3), dtype=np.int64)
         bad: dict[int, str] = {}
         offset, checked = 0, -CHECK_BYTES
@@ -159,7 +164,7 @@ class DecodedCache:
             loader = DataLoader(_Decoding(paths, side), batch_size=None, num_workers=self.workers,
                                 collate_fn=_unbatched, prefetch_factor=8 if self.workers else None,
                                 generator=torch.Generator())
-            with open(tmp_pixels, "wb") as out:
+            with atomic_write(pixels) as out:
                 for done, item in enumerate(loader, 1):
                     if item.pixels is None:
                         bad[item.index] = item.reason or "could not be decoded"
@@ -171,29 +176,22 @@ class DecodedCache:
                     if offset - checked >= CHECK_BYTES:
                         checked = offset
                         if shutil.disk_usage(self.directory).free < self.keep_free:
-                            log.warning("decoded images: %s: stopped at %d of %d images: the disk under %s "
-                                        "would keep less than %.1f GiB free; decoding every epoch instead "
-                                        "(decode_cache=false skips this)", name, done, len(paths),
-                                        self.directory, self.keep_free / (1 << 30))
-                            return None
+                            raise _DiskFull(done)
                     if time.monotonic() - last > PROGRESS_SECONDS:
                         last = time.monotonic()
                         log.info("decoded images: %s: %d of %d decoded (%.0f%%), %.0f s", name, done,
                                  len(paths), 100 * done / len(paths), last - started)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp_pixels, pixels)
-            tmp_meta.write_text(json.dumps({"key": key, "bytes": offset, "index": index.tolist(),
-                                            "bad": {str(i): why for i, why in bad.items()}}))
-            os.replace(tmp_meta, meta)
+            atomic_write_bytes(meta, json.dumps({"key": key, "bytes": offset, "index": index.tolist(),
+                                                 "bad": {str(i): why for i, why in bad.items()}}).encode())
+        except _DiskFull as full:
+            log.warning("decoded images: %s: stopped at %d of %d images: the disk under %s would keep less "
+                        "than %.1f GiB free; decoding every epoch instead (decode_cache=false skips this)",
+                        name, full.done, len(paths), self.directory, self.keep_free / (1 << 30))
+            return None
         except OSError as exc:
             log.warning("decoded images: %s: could not write to %s (%s); decoding every epoch instead",
                         name, self.directory, exc)
             return None
-        finally:
-            for tmp in (tmp_pixels, tmp_meta):
-                with contextlib.suppress(OSError):
-                    tmp.unlink(missing_ok=True)
         log.info("decoded images: %s: %d images decoded once in %.1f s (%.0f MB in %s)", name, len(paths),
                  time.monotonic() - started, offset / 1e6, pixels)
         return DecodedImages(pixels, index, bad)

@@ -30,12 +30,9 @@ the space (about 2 KB an image and view).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -47,10 +44,11 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from dogbreed.contract.opt_ml import ENV_FEATURE_CACHE
+from dogbreed.contract.environment import FEATURE_CACHE
 from dogbreed.data.loader import Batch, ImageFolder
 from dogbreed.data.preprocess import torchvision_version
 from dogbreed.data.splits import Split
+from dogbreed.files import atomic_write
 from dogbreed.sources import source_digest
 
 log = logging.getLogger(__name__)
@@ -197,22 +195,15 @@ class FeatureCache:
         if self.directory is None:
             return None
         path = self.directory / name
-        tmp = path.with_name(f".{name}.{socket.gethostname()}.{os.getpid()}.tmp")
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._remove_stale(name)
-            with open(tmp, "wb") as fh:
+            with atomic_write(path) as fh:
                 torch.save(features.to_entry(key), fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
             return path
         except OSError as exc:
             log.warning("features: could not write %s (%s); they are kept for this run only", path, exc)
             return None
-        finally:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)  # what a failed (or interrupted) write left
 
     def _remove_stale(self, name: str) -> None:
         """Temporary files of this entry left by a writer that was killed."""
@@ -265,7 +256,7 @@ class FeatureStore:
             saved = self.cache.save(name, key, found) if self.writes else None
             where = (f"saved to {saved}" if saved else
                      "kept in memory for this run" + ("" if self.cache.directory else
-                                                      f" ({ENV_FEATURE_CACHE} would share them)"))
+                                                      f" ({FEATURE_CACHE} would share them)"))
             log.info("features: %s: cache miss: %d images through the backbone in %.1fs, %s",
                      what, len(found), seconds, where)
         self.memo[memo] = found

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import PIL
 
-from dogbreed.contract.opt_ml import atomic_write_bytes
+from dogbreed.files import atomic_write_bytes
 from dogbreed.sources import source_digest
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dogbreed.contract.opt_ml import atomic_write_bytes
+from dogbreed.files import atomic_write_bytes
 
 if TYPE_CHECKING:
     import torch
@@ -171,7 +171,6 @@ class DebugHook:
     def from_config(cls, config_file: Path) -> DebugHook:
         if not config_file.is_file():
             return cls()
-        os.environ.setdefault("SMDEBUG_LOG_LEVEL", "warning")
         # smdebug's framework profiler is not used (our profiler module times the steps).
         os.environ.setdefault("SMPROFILER_CONFIG_PATH", str(config_file.with_name("no-smdebug-profiler")))
         try:

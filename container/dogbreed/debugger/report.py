@@ -143,9 +143,6 @@ def tensor_losses(job: JobDir) -> list[tuple[int, float]] | None:
     """Training loss of every saved step, read from the debugger's tensors (None without them)."""
     if job.tensors is None or not any(job.tensors.rglob("*.tfevents")):
         return None
-    import os
-
-    os.environ.setdefault("SMDEBUG_LOG_LEVEL", "warning")
     from smdebug.core.modes import ModeKeys
     from smdebug.trials import create_trial
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from dogbreed.contract.artifact import ArtifactError
+from dogbreed.contract.environment import REQUIRE_GPU, ServingEnvironment
 from dogbreed.data.images import ImageError
 from dogbreed.model.hardware import nvidia_gpus
 from dogbreed.serve import payloads
@@ -24,8 +24,6 @@ from dogbreed.serve.predictor import Predictor
 from dogbreed.serve.threads import SharedThreads
 
 log = logging.getLogger("dogbreed.serve")
-REQUIRE_GPU_ENV = "DOGBREED_REQUIRE_GPU"  # true: a GPU that CUDA cannot use stops serve
-PRECISION_ENV = "DOGBREED_PRECISION"  # fp32 (default) or int8 (CPU)
 DRAIN_LIMIT = 64 * 1024 * 1024  # read and drop at most this much of a refused body
 
 
@@ -72,9 +70,9 @@ class ModelState:
         cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         reason = f"{gpus.cannot_use() if gpus else 'CUDA cannot start'} ({cause})"
         if require_gpu:
-            raise CudaUnusable(f"{reason}; {REQUIRE_GPU_ENV}=true: not serving on the CPU")
+            raise CudaUnusable(f"{reason}; {REQUIRE_GPU}=true: not serving on the CPU")
         log.warning("serve: %s; serving on the CPU instead (%s=true makes this fatal)",
-                    reason, REQUIRE_GPU_ENV)
+                    reason, REQUIRE_GPU)
         self.cpu_fallback = reason
         self.predictor = Predictor(self.model_dir, torch.device("cpu"), self.precision, self.threads)
 
@@ -84,34 +82,34 @@ def _error(status: int, message: str) -> tuple[Response, int]:
 
 
 def _refuse_if_declared_over(limit: int, hint: str = "") -> None:
-    """ClientError(413) when the declared length is past ``limit`` (the body drained, so the
+    """RequestError(413) when the declared length is past ``limit`` (the body drained, so the
     client reads the answer instead of a reset connection)."""
     length = request.content_length
     if length is not None and length > limit:
         _drain(min(length, DRAIN_LIMIT))
-        raise payloads.ClientError(413, f"request body is {length:,} bytes; the limit is {limit:,}{hint}")
+        raise payloads.RequestError(413, f"request body is {length:,} bytes; the limit is {limit:,}{hint}")
 
 
 def _read_body(limit: int) -> bytes:
-    """The whole body (a photo, or JSON), or ClientError(413) past ``limit`` or
+    """The whole body (a photo, or JSON), or RequestError(413) past ``limit`` or
     :data:`payloads.WHOLE_BODY_BYTES`, whichever is lower."""
     whole = min(limit, payloads.WHOLE_BODY_BYTES)
     hint = "" if whole == limit else " for a photo or a JSON body (send JSON Lines for more)"
     _refuse_if_declared_over(whole, hint)
     body = request.stream.read(whole + 1)
     if len(body) > whole:
-        raise payloads.ClientError(413, f"request body is over the limit of {whole:,} bytes{hint}")
+        raise payloads.RequestError(413, f"request body is over the limit of {whole:,} bytes{hint}")
     return body
 
 
 def _lines(limit: int) -> Iterator[bytes]:
-    """The body's lines as they arrive, ClientError(413) once past ``limit`` in all."""
+    """The body's lines as they arrive, RequestError(413) once past ``limit`` in all."""
     _refuse_if_declared_over(limit)
     left = limit + 1
     while line := request.stream.readline(left):
         left -= len(line)
         if left <= 0:
-            raise payloads.ClientError(413, f"request body is over the limit of {limit:,} bytes")
+            raise payloads.RequestError(413, f"request body is over the limit of {limit:,} bytes")
         yield line
 
 
@@ -127,7 +125,7 @@ def _predict(predictor: Predictor, record: payloads.Invocation,
             where = (([f"line {record.line}"] if record.line else [])
                      + ([f"image {i}"] if len(record.images) > 1 else []))
             prefix = ", ".join(where) + ": " if where else ""
-            raise payloads.ClientError(400, prefix + str(exc)) from None
+            raise payloads.RequestError(400, prefix + str(exc)) from None
     try:
         return predictor.predict(pixels, record.top_k, timeout=deadline.remaining())
     except TimeoutError:
@@ -142,17 +140,16 @@ def _drain(limit: int = DRAIN_LIMIT) -> None:
 
 
 def create_app(state: ModelState, admission: Admission | None = None, *, concurrency: int = 1,
-               environ: Mapping[str, str] | None = None) -> Flask:
+               settings: ServingEnvironment | None = None) -> Flask:
     """The app; ``admission`` bounds the work a worker takes on (default: 3 requests at once,
     60 s each); ``concurrency``: requests the whole server works on at once (batch transform's
-    MaxConcurrentTransforms); ``environ`` (default os.environ): SAGEMAKER_MAX_PAYLOAD_IN_MB and
-    SAGEMAKER_BATCH_STRATEGY."""
+    MaxConcurrentTransforms); ``settings``: serve's environment (the body limit and the batch
+    strategy; default: SageMaker's defaults)."""
     admission = admission or Admission(capacity=3, working=3, timeout=60)
-    environ = os.environ if environ is None else environ
-    limit = payloads.body_limit(environ)
-    execution = {"MaxConcurrentTransforms": concurrency,
-                 "BatchStrategy": environ.get("SAGEMAKER_BATCH_STRATEGY", "MULTI_RECORD"),
-                 "MaxPayloadInMB": limit // (1024 * 1024)}
+    settings = settings or ServingEnvironment()
+    limit = settings.max_payload_bytes
+    execution = {"MaxConcurrentTransforms": concurrency, "BatchStrategy": settings.batch_strategy,
+                 "MaxPayloadInMB": settings.max_payload_mb}
     app = Flask("dogbreed")
     app.json.sort_keys = False
 
@@ -205,8 +202,8 @@ def create_app(state: ModelState, admission: Admission | None = None, *, concurr
         response.headers["Retry-After"] = "1"
         return response, status
 
-    @app.errorhandler(payloads.ClientError)
-    def client_error(exc: payloads.ClientError) -> Any:
+    @app.errorhandler(payloads.RequestError)
+    def client_error(exc: payloads.RequestError) -> Any:
         _drain()  # a JSON Lines body refused part way: the rest, so the client reads the answer
         return _error(exc.status, exc.message)
 

@@ -27,11 +27,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker's real-time payload limit
+from dogbreed.contract.environment import DEFAULT_PAYLOAD_MB
+
+MAX_BODY_BYTES = DEFAULT_PAYLOAD_MB * 1024 * 1024  # SageMaker's real-time payload limit
 # A photo or a JSON body is read whole: past this (only reachable with SAGEMAKER_MAX_PAYLOAD_IN_MB,
 # e.g. an asynchronous endpoint's 1 GB) only JSON Lines, read a line at a time, is taken.
 WHOLE_BODY_BYTES = 100 * 1024 * 1024
-MAX_PAYLOAD_ENV = "SAGEMAKER_MAX_PAYLOAD_IN_MB"  # set by batch transform (MaxPayloadInMB)
 MAX_IMAGES = 64  # per request, or per JSON Lines record
 DEFAULT_TOP_K = 5
 RAW_TYPES = ("application/x-image", "application/octet-stream")
@@ -41,18 +42,8 @@ CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 ACCEPTED = "image/jpeg, image/png (any image/*), application/x-image, application/json, application/jsonlines"
 
 
-def body_limit(environ: Mapping[str, str]) -> int:
-    """Bytes a request body may have: ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` (batch transform), else 6 MB."""
-    raw = environ.get(MAX_PAYLOAD_ENV, "").strip()
-    try:
-        megabytes = int(raw) if raw else 0
-    except ValueError:
-        megabytes = 0
-    return megabytes * 1024 * 1024 if megabytes > 0 else MAX_BODY_BYTES
-
-
-class ClientError(Exception):
-    """A request the client must change; ``status`` is the HTTP status to answer with."""
+class RequestError(Exception):
+    """A request the client must change (never the server's fault): answered with ``status``, a 4xx."""
 
     def __init__(self, status: int, message: str):
         super().__init__(message)
@@ -79,9 +70,9 @@ def _top_k(value: Any, source: str, num_classes: int) -> int:
         if isinstance(value, float) and not value.is_integer():
             raise ValueError
     except (TypeError, ValueError, OverflowError):  # OverflowError: JSON's Infinity (or 1e400)
-        raise ClientError(400, f"{source} top_k must be a whole number, at least 1, got {value!r}") from None
+        raise RequestError(400, f"{source} top_k must be a whole number, at least 1, got {value!r}") from None
     if k < 1:
-        raise ClientError(400, f"{source} top_k must be at least 1, got {k}")
+        raise RequestError(400, f"{source} top_k must be at least 1, got {k}")
     return min(k, num_classes)  # "the best k" of fewer classes: all of them
 
 
@@ -95,15 +86,15 @@ def _attribute_top_k(custom_attributes: str | None) -> str | None:
 
 def _b64(item: Any, index: int) -> bytes:
     if not isinstance(item, str):
-        raise ClientError(400, f"image {index}: expected a base64 string, got {type(item).__name__}")
+        raise RequestError(400, f"image {index}: expected a base64 string, got {type(item).__name__}")
     if item.startswith("data:"):
         item = item.partition(",")[2]
     try:
         data = base64.b64decode(item, validate=True)
     except (binascii.Error, ValueError):
-        raise ClientError(400, f"image {index}: not valid base64") from None
+        raise RequestError(400, f"image {index}: not valid base64") from None
     if not data:
-        raise ClientError(400, f"image {index}: empty")
+        raise RequestError(400, f"image {index}: empty")
     return data
 
 
@@ -111,35 +102,35 @@ def _from_json(body: bytes) -> tuple[list[bytes], Any]:
     try:
         doc = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ClientError(400, f"invalid JSON: {exc}") from None
+        raise RequestError(400, f"invalid JSON: {exc}") from None
     except ValueError:  # Python's int() refuses a number of over 4300 digits
-        raise ClientError(400, "invalid JSON: a number too long (over 4300 digits)") from None
+        raise RequestError(400, "invalid JSON: a number too long (over 4300 digits)") from None
     except RecursionError:  # e.g. [[[[...]]]]: the decoder's depth limit
-        raise ClientError(400, "invalid JSON: nested too deeply") from None
+        raise RequestError(400, "invalid JSON: nested too deeply") from None
     if not isinstance(doc, dict) or ("images" in doc) == ("image" in doc):
-        raise ClientError(400, 'JSON body must be an object with "images": [base64, ...] '
+        raise RequestError(400, 'JSON body must be an object with "images": [base64, ...] '
                                'or "image": base64 (and optionally "top_k")')
     items = doc["images"] if "images" in doc else [doc["image"]]
     if not isinstance(items, list) or not items:
-        raise ClientError(400, '"images" must be a non-empty list of base64 strings')
+        raise RequestError(400, '"images" must be a non-empty list of base64 strings')
     if len(items) > MAX_IMAGES:
-        raise ClientError(413, f"{len(items)} images in one request; at most {MAX_IMAGES}")
+        raise RequestError(413, f"{len(items)} images in one request; at most {MAX_IMAGES}")
     return [_b64(item, i) for i, item in enumerate(items)], doc.get("top_k")
 
 
 def parse(mimetype: str, body: bytes, *, query: Mapping[str, str], custom_attributes: str | None,
           num_classes: int) -> list[Invocation]:
     """Turn a request into its records (one, or one per JSON Lines line): images and top_k each;
-    or raise :class:`ClientError`."""
+    or raise :class:`RequestError`."""
     if not mimetype:
-        raise ClientError(415, f"no Content-Type: send one of {ACCEPTED}")
+        raise RequestError(415, f"no Content-Type: send one of {ACCEPTED}")
     if mimetype not in (JSON_TYPE, JSONLINES_TYPE) and not is_raw(mimetype):
-        raise ClientError(415, f"unsupported Content-Type {mimetype!r}: send one of {ACCEPTED}")
+        raise RequestError(415, f"unsupported Content-Type {mimetype!r}: send one of {ACCEPTED}")
     if mimetype == JSONLINES_TYPE:
         return list(json_lines(body.splitlines(), query=query, custom_attributes=custom_attributes,
                                num_classes=num_classes))
     if not body:
-        raise ClientError(400, "empty request body: send a photo")
+        raise RequestError(400, "empty request body: send a photo")
     fallback = _fallback_top_k(query, custom_attributes)
     if mimetype == JSON_TYPE:
         return [_record(*_from_json(body), fallback, num_classes)]
@@ -149,7 +140,7 @@ def parse(mimetype: str, body: bytes, *, query: Mapping[str, str], custom_attrib
 def json_lines(lines: Iterable[bytes], *, query: Mapping[str, str], custom_attributes: str | None,
                num_classes: int) -> Iterator[Invocation]:
     """The records of a JSON Lines body, one per non-blank line, parsed as they are read (so a
-    body of any size is never whole in memory); :class:`ClientError` names the line."""
+    body of any size is never whole in memory); :class:`RequestError` names the line."""
     fallback = _fallback_top_k(query, custom_attributes)
     seen = False
     for number, line in enumerate(lines, 1):
@@ -157,12 +148,12 @@ def json_lines(lines: Iterable[bytes], *, query: Mapping[str, str], custom_attri
             seen = True
             try:
                 record = _record(*_from_json(line), fallback, num_classes)
-            except ClientError as exc:
-                raise ClientError(exc.status, f"line {number}: {exc.message}") from None
+            except RequestError as exc:
+                raise RequestError(exc.status, f"line {number}: {exc.message}") from None
             record.line = number
             yield record
     if not seen:
-        raise ClientError(400, "empty request body: send a photo")
+        raise RequestError(400, "empty request body: send a photo")
 
 
 def _fallback_top_k(query: Mapping[str, str], custom_attributes: str | None) -> tuple[Any, str] | None:

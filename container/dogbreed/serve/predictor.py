@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from dogbreed.contract.artifact import ArtifactError, ModelArtifact
+from dogbreed.contract.environment import PRECISIONS
 from dogbreed.data.images import decode
 from dogbreed.data.preprocess import eval_transform_for
 from dogbreed.model import quantize
@@ -19,7 +20,6 @@ from dogbreed.model.resnet import ResNet18
 from dogbreed.serve.batching import Batcher
 from dogbreed.serve.threads import SharedThreads
 
-PRECISIONS = ("fp32", "int8")
 # Most images in one forward pass: past 8, a CPU gains little per image and latency grows.
 MAX_BATCH = 8
 

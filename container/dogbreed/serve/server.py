@@ -1,9 +1,10 @@
 """``serve``: gunicorn + Flask on port 8080, what SageMaker runs as ``docker run IMAGE serve``.
 
 The master process imports the app (torch included) once; each worker loads the
-model from /opt/ml/model (or ``$OPT_ML/model``, or ``--model-dir``) right after
+model from /opt/ml/model (or ``$SAGEMAKER_BASE_DIR/model``, or ``--model-dir``) right after
 it is forked, before it takes any request. Settings come from the variables
-SageMaker and its SDK set:
+SageMaker and its SDK set, read once at start (dogbreed.contract.environment; a bad value stops
+serve with one line naming it):
 
     SAGEMAKER_BIND_TO_PORT           port (default 8080)
     SAGEMAKER_MODEL_SERVER_WORKERS   worker processes (default: 2 per GPU; on CPU, one per core,
@@ -36,17 +37,15 @@ from typing import Any
 # 14 with libgomp's default and 21 sleeping at once, OMP_WAIT_POLICY=PASSIVE).
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
-from dogbreed.contract.hyperparameters import TRUE_WORDS
+from dogbreed.contract import environment
+from dogbreed.contract.environment import ServingEnvironment, SettingError
 from dogbreed.contract.opt_ml import OptML
 from dogbreed.model.hardware import cpu_count, nvidia_gpus
 from dogbreed.serve.admission import Admission
-from dogbreed.serve.app import PRECISION_ENV, REQUIRE_GPU_ENV, CudaUnusable, ModelState, create_app
-from dogbreed.serve.predictor import MAX_BATCH, PRECISIONS
+from dogbreed.serve.app import CudaUnusable, ModelState, create_app
+from dogbreed.serve.predictor import MAX_BATCH
 from dogbreed.serve.threads import SharedThreads
 
-ENV_PORT = "SAGEMAKER_BIND_TO_PORT"
-ENV_WORKERS = "SAGEMAKER_MODEL_SERVER_WORKERS"
-ENV_TIMEOUT = "SAGEMAKER_MODEL_SERVER_TIMEOUT"
 # Per worker: WORKING requests decode or wait for the model at once (one batch in the forward
 # pass while the next one decodes); up to THREADS - 1 more wait their turn; one thread is always
 # left for /ping.
@@ -76,19 +75,6 @@ def default_workers(gpus: int, cpus: int, memory: int | None = None) -> int:
         return 2 * gpus
     memory = memory if memory is not None else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return max(1, min(cpus, memory // WORKER_MEMORY))
-
-
-def _env_int(name: str, default: int, low: int = 1) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SystemExit(f"serve: {name}={raw!r} is not an integer") from None
-    if value < low:
-        raise SystemExit(f"serve: {name}={value} must be at least {low}")
-    return value
 
 
 def gunicorn_options(state: ModelState, port: int, workers: int, timeout: int,
@@ -146,28 +132,29 @@ def main(argv: list[str] | None = None) -> int:
                                      epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", type=Path, default=None,
-                        help="model folder (default: /opt/ml/model, or $OPT_ML/model)")
-    parser.add_argument("--port", type=int, default=None, help=f"port (default: ${ENV_PORT} or 8080)")
-    parser.add_argument("--workers", type=int, default=None, help=f"workers (default: ${ENV_WORKERS})")
+                        help="model folder (default: /opt/ml/model, or $SAGEMAKER_BASE_DIR/model)")
+    parser.add_argument("--port", type=int, default=None, help=f"port (default: ${environment.PORT} or 8080)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help=f"workers (default: ${environment.WORKERS})")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, force=True,
                         format="%(asctime)s %(levelname)s [%(process)d] %(message)s")
     from gunicorn.app.base import BaseApplication
 
-    port = args.port or _env_int(ENV_PORT, 8080)
-    precision = os.environ.get(PRECISION_ENV, "").strip().lower() or "fp32"
-    if precision not in PRECISIONS:
-        raise SystemExit(f"serve: {PRECISION_ENV}={precision!r} is not one of {', '.join(PRECISIONS)}")
-    gpus = 0 if precision == "int8" else gpu_count()  # int8 kernels run on the CPU
-    workers = args.workers or _env_int(ENV_WORKERS, default_workers(gpus, cpu_count()))
-    timeout = _env_int(ENV_TIMEOUT, 60)
+    try:
+        settings = ServingEnvironment.read()
+    except SettingError as exc:
+        raise SystemExit(f"serve: {exc}") from None
+    port = args.port or settings.port
+    gpus = 0 if settings.precision == "int8" else gpu_count()  # int8 kernels run on the CPU
+    workers = args.workers or settings.workers or default_workers(gpus, cpu_count())
+    timeout = settings.timeout
     threads = SharedThreads(cpu_count(), slots=2 * workers)  # room for replacements of dead workers
-    state = ModelState(args.model_dir or OptML().model_dir, precision, threads)
+    state = ModelState(args.model_dir or OptML(settings.base_dir).model_dir, settings.precision, threads)
     wsgi = create_app(state, Admission(THREADS_PER_WORKER - 1, WORKING_PER_WORKER, timeout),
-                      concurrency=workers * WORKING_PER_WORKER)
-    require_gpu = os.environ.get(REQUIRE_GPU_ENV, "").strip().lower() in TRUE_WORDS
-    options = gunicorn_options(state, port, workers, timeout, gpus, require_gpu)
+                      concurrency=workers * WORKING_PER_WORKER, settings=settings)
+    options = gunicorn_options(state, port, workers, timeout, gpus, settings.require_gpu)
 
     class Server(BaseApplication):
         def load_config(self) -> None:

@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from dogbreed.contract.opt_ml import atomic_write_bytes
 from dogbreed.errors import UserError
+from dogbreed.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 PATTERN = re.compile(r"^epoch-(\d{4,})\.pt$")

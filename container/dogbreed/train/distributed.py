@@ -25,9 +25,6 @@ from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 from dogbreed.contract.opt_ml import ResourceConfig
 
 log = logging.getLogger(__name__)
-ENV_MASTER_PORT = "DOGBREED_MASTER_PORT"
-# Overrides the first host's name as rendezvous address (a cluster without SageMaker's DNS).
-ENV_MASTER_ADDR = "DOGBREED_MASTER_ADDR"
 DEFAULT_MASTER_PORT = 29500
 
 
@@ -82,14 +79,16 @@ def record_failure(reason: str, details: str) -> None:
         Path(path).write_text(json.dumps(data), encoding="utf-8")
 
 
-def launch(nproc: int, resources: ResourceConfig) -> None:
-    """Run ``nproc`` workers on this host, one node of a static rendezvous at the first host.
+def launch(nproc: int, resources: ResourceConfig, master_addr: str | None = None,
+           master_port: int | None = None) -> None:
+    """Run ``nproc`` workers on this host, one node of a static rendezvous at the first host
+    (``master_addr``/``master_port`` override it: DOGBREED_MASTER_ADDR, DOGBREED_MASTER_PORT).
 
     Raises WorkerFailed for the first worker that failed, SignalException on SIGTERM (after the
     agent has passed it on to the workers and waited for them)."""
     nodes = len(resources.hosts)
-    addr = os.environ.get(ENV_MASTER_ADDR) or ("127.0.0.1" if nodes == 1 else resources.master_host)
-    port = os.environ.get(ENV_MASTER_PORT) or str(get_free_port() if nodes == 1 else DEFAULT_MASTER_PORT)
+    addr = master_addr or ("127.0.0.1" if nodes == 1 else resources.master_host)
+    port = str(master_port or (get_free_port() if nodes == 1 else DEFAULT_MASTER_PORT))
     if resources.network_interface_name:
         os.environ.setdefault("NCCL_SOCKET_IFNAME", resources.network_interface_name)
         os.environ.setdefault("GLOO_SOCKET_IFNAME", resources.network_interface_name)

@@ -20,6 +20,8 @@ import torch
 import torch.distributed as dist
 from torch.distributed.elastic.multiprocessing import SignalException
 
+from dogbreed.contract import environment
+from dogbreed.contract.environment import TrainingEnvironment
 from dogbreed.contract.hyperparameters import Hyperparameters, parse
 from dogbreed.contract.opt_ml import OptML
 from dogbreed.errors import UserError
@@ -81,19 +83,19 @@ def _parse(opt: OptML, world: World) -> Hyperparameters:
     return params
 
 
-def _launch_or_train(opt: OptML) -> None:
+def _launch_or_train(opt: OptML, env: TrainingEnvironment) -> None:
     params = _parse(opt, World())
     resources = opt.resource_config()
     nproc = processes_per_host(params.processes_per_host)
     if nproc * len(resources.hosts) == 1:
         Trainer(opt, params, World()).run()
         return
-    launch(nproc, resources)
+    launch(nproc, resources, env.master_addr, env.master_port)
 
 
-def _user_program(opt: OptML) -> str | None:
+def _user_program(opt: OptML, env: TrainingEnvironment) -> str | None:
     try:
-        return user_program(opt)
+        return user_program(opt, env.program)
     except UserError:
         return None  # an unreadable hyperparameters.json: the built-in trainer reports it
 
@@ -104,19 +106,22 @@ def main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:]
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__.strip())
-        print(f"\nThe /opt/ml root is {OptML().root} (set OPT_ML to move it).")
+        print(f"\nThe /opt/ml root is {OptML().root} (set {environment.BASE_DIR}, or "
+              f"{environment.BASE_DIR_ALIAS}, to move it).")
         return 0
-    opt = OptML()
+    opt = OptML(environment.base_dir())  # where the failure file goes, whatever else is wrong
     world = worker_world()
     setup_logging(world)
     try:
-        if world is None and (program := _user_program(opt)):
+        env = TrainingEnvironment.read()  # the one read of the environment; a bad value fails here
+        opt = OptML(env.base_dir, env.feature_cache)
+        if world is None and (program := _user_program(opt, env)):
             hand_over(opt, program)  # the toolkit exits with the script's outcome
         with stop_on_sigterm():
             if world is None:
                 opt.clear_failure()
                 opt.prepare_outputs()
-                _launch_or_train(opt)
+                _launch_or_train(opt, env)
             else:
                 Trainer(opt, _parse(opt, world), world).run()
     except BaseException as exc:  # every failure is reported, then the code returned

@@ -18,26 +18,26 @@ import logging
 import os
 from typing import NoReturn
 
+from dogbreed.contract.environment import BASE_DIR
 from dogbreed.contract.opt_ml import OptML
 from dogbreed.errors import UserError
 
 log = logging.getLogger(__name__)
 PROGRAM = "sagemaker_program"  # the hyperparameter the SDK sets from entry_point
-PROGRAM_ENV = PROGRAM.upper()
-BASE_DIR_ENV = "SAGEMAKER_BASE_DIR"  # the toolkit's /opt/ml (ours: OPT_ML)
 
 
 class ToolkitMissing(UserError):
     """The job names its own script but the SageMaker training toolkit is not installed."""
 
 
-def user_program(opt: OptML) -> str | None:
-    """The user's script the job names, or None: the built-in trainer runs.
+def user_program(opt: OptML, program_env: str | None = None) -> str | None:
+    """The user's script the job names (its ``sagemaker_program`` hyperparameter, else the
+    ``SAGEMAKER_PROGRAM`` variable, ``program_env``), or None: the built-in trainer runs.
 
     The SDK JSON-encodes every hyperparameter value (``"\\"train.py\\""``); a plain string is
     accepted too.
     """
-    raw = opt.raw_hyperparameters().get(PROGRAM) or os.environ.get(PROGRAM_ENV)
+    raw = opt.raw_hyperparameters().get(PROGRAM) or program_env
     if not raw:
         return None
     try:
@@ -49,7 +49,7 @@ def user_program(opt: OptML) -> str | None:
 
 def hand_over(opt: OptML, program: str) -> NoReturn:
     """Run ``program`` through the toolkit's trainer; it exits with the script's outcome."""
-    os.environ.setdefault(BASE_DIR_ENV, str(opt.root))  # read when the toolkit is imported
+    os.environ.setdefault(BASE_DIR, str(opt.root))  # read when the toolkit is imported
     # SageMaker creates model/ and output/; elsewhere the toolkit, unable to write its failure
     # file, would exit 0 after a failed script.
     opt.prepare_outputs()

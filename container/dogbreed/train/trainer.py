@@ -21,8 +21,9 @@ from typing import Any
 import torch
 
 from dogbreed.contract import metrics
+from dogbreed.contract.environment import FEATURE_CACHE
 from dogbreed.contract.hyperparameters import Hyperparameters
-from dogbreed.contract.opt_ml import ENV_FEATURE_CACHE, OptML
+from dogbreed.contract.opt_ml import OptML
 from dogbreed.data.splits import Split, check_same_classes, scan_split
 from dogbreed.debugger import hook as debugger
 from dogbreed.debugger.profiler import ProfilerSettings, StepTimer, SystemMonitor
@@ -180,7 +181,7 @@ class Trainer:
         if self.on_features:
             views = (f"{params.feature_views} augmented view(s) of each training image" if params.augment
                      else "one unaugmented view of each image")
-            where = self.opt.feature_cache_dir or f"this run only ({ENV_FEATURE_CACHE} unset)"
+            where = self.opt.feature_cache_dir or f"this run only ({FEATURE_CACHE} unset)"
             log.info("finetune=head: the head trains on the frozen backbone's features, computed once (%s); "
                      "feature cache: %s", views, where)
 
