@@ -27,31 +27,26 @@ in :mod:`dogbreed.debugger.verdicts`. This module imports smdebug: import it onl
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from smdebug.core.modes import ModeKeys
-from smdebug.exceptions import TensorUnavailableForStep
-from smdebug.rules import Rule, invoke_rule
+from smdebug.rules import invoke_rule
 from smdebug.trials import create_trial
 
 from dogbreed.contract.jobdir import JobDir
 from dogbreed.debugger.hook import GRADIENT_SAMPLE
+from dogbreed.debugger.loss_rules import LossNotDecreasing, Overfit, Overtraining
 from dogbreed.debugger.system_rules import (
     DOCS,
     LOW_GPU_CHECKS,
     LOW_GPU_DOC,
-    MAX_EVIDENCE,
     low_gpu_defaults,
     low_gpu_utilization,
-    sliding_windows,
 )
+from dogbreed.debugger.trial_rule import TrialRule, stalls
 from dogbreed.debugger.verdicts import (
-    ISSUES,
-    NO_ISSUES,
     NOT_ENOUGH,
     RULE_NAMES,
     Finding,
@@ -60,89 +55,7 @@ from dogbreed.debugger.verdicts import (
 )
 
 
-def _stalls(series: Iterable[tuple[int, float]], patience: int,
-            delta: float = 0.0) -> Iterator[tuple[int, float, float]]:
-    """(step, value, best so far) where ``series`` has not improved on its best by more than
-    ``delta`` for ``patience`` points in a row."""
-    best, stale = math.inf, 0
-    for step, value in series:
-        if value < best - delta:
-            best, stale = value, 0
-            continue
-        stale += 1
-        if stale == patience:
-            yield step, value, best
-
-
 # -- rules on the job's tensors -----------------------------------------------------
-class TrialRule(Rule):
-    """An smdebug rule with SageMaker's parameters, that collects findings and counts data points."""
-
-    NAME: ClassVar[str] = ""
-    CHECKS: ClassVar[str] = ""  # what the rule looks at, for the documentation
-    DEFAULTS: ClassVar[dict[str, Any]] = {}
-    DOC: ClassVar[str] = ""
-    ADVICE: ClassVar[str] = ""
-
-    def __init__(self, trial: Any, **params: Any):
-        super().__init__(trial, action_str="")
-        unknown = set(params) - set(self.DEFAULTS)
-        if unknown:
-            raise ValueError(f"{self.NAME}: unknown parameters {sorted(unknown)}")
-        self.params = {**self.DEFAULTS, **params}
-        self.findings: list[Finding] = []
-        self.datapoints = 0
-        self.missing = ""
-        self._steps: dict[str, set[int]] = {}
-
-    def found(self, finding: Finding) -> bool:
-        self.findings.append(finding)
-        return True
-
-    def finish(self) -> None:
-        """Checks that need the whole run (after every step was seen)."""
-
-    def result(self) -> RuleResult:
-        if self.findings:
-            more = len(self.findings) - 1
-            verdict, summary = ISSUES, self.findings[0].what + (f" (and {more} more)" if more else "")
-        elif self.datapoints == 0 or self.missing:
-            verdict, summary = NOT_ENOUGH, self.missing or "no data for this rule in the job"
-        else:
-            verdict, summary = NO_ISSUES, f"{self.datapoints} data point(s) checked"
-        return RuleResult(self.NAME, verdict, summary, self.findings[:MAX_EVIDENCE], self.params,
-                          self.ADVICE, DOCS + self.DOC)
-
-    def mode_of(self, step: int) -> tuple[Any, int]:
-        return self.base_trial.mode(step), self.base_trial.mode_step(step)
-
-    def names(self, collection: str | None = None, regex: str | None = None) -> list[str]:
-        if collection and collection not in self.base_trial.collections():
-            return []  # e.g. the gradient sample in a job saved before it existed
-        names = (self.base_trial.tensor_names(collection=collection) if collection
-                 else self.base_trial.tensor_names())
-        return [n for n in names if regex is None or re.match(regex, n)]
-
-    def at(self, name: str, step: int) -> bool:
-        if name not in self._steps:
-            self._steps[name] = set(self.base_trial.tensor(name).steps())
-        return step in self._steps[name]
-
-    def value(self, name: str, step: int) -> np.ndarray:
-        return np.asarray(self.base_trial.tensor(name).value(step), dtype=np.float64)
-
-    def reduction(self, name: str, step: int, reduction: str, abs: bool = False) -> float:
-        """A saved reduction of a tensor (or, for a tensor saved in full, computed from it)."""
-        return float(self.base_trial.tensor(name).reduction_value(step, reduction, abs=abs))
-
-    def full_value(self, name: str, step: int) -> np.ndarray | None:
-        """The tensor's values, None when only its reductions were saved."""
-        try:
-            return self.value(name, step)
-        except TensorUnavailableForStep:
-            return None
-
-
 class VanishingGradient(TrialRule):
     NAME, DOC = "VanishingGradient", "vanishing-gradient.html"
     CHECKS = "mean absolute value of each gradient tensor, at every saved step"
@@ -269,122 +182,10 @@ class PoorWeightInitialization(TrialRule):
         absent = [k for k, v in self.checks.items() if not v]
         if absent:
             self.missing = f"no {' or '.join(absent)} saved in the first {self.params['steps']} steps"
-        for mode_step, loss, best in _stalls(sorted(self.losses), self.params["patience"]):
+        for mode_step, loss, best in stalls(sorted(self.losses), self.params["patience"]):
             self.found(Finding(f"the loss did not improve on {best:.4g} for "
                                f"{self.params['patience']} steps at the start", mode_step,
                                "TRAIN", "losses", loss))
-
-
-class LossSeries(TrialRule):
-    """Collects the loss of every step, by mode and phase (a run of steps in one mode)."""
-
-    def __init__(self, trial: Any, **params: Any):
-        super().__init__(trial, **params)
-        self.phases: list[tuple[Any, list[tuple[int, float]]]] = []
-
-    def invoke_at_step(self, step: int) -> bool:
-        mode, mode_step = self.mode_of(step)
-        values = [float(self.value(n, step)) for n in self.names("losses") if self.at(n, step)]
-        if not values or mode not in (ModeKeys.TRAIN, ModeKeys.EVAL):
-            return False
-        if not self.phases or self.phases[-1][0] != mode:
-            self.phases.append((mode, []))
-        self.phases[-1][1].append((mode_step, values[0]))
-        return False
-
-    def means(self) -> list[tuple[Any, int, float]]:
-        """(mode, last step of the phase, mean loss) per phase."""
-        return [(m, pts[-1][0], float(np.mean([v for _, v in pts]))) for m, pts in self.phases]
-
-
-class Overfit(LossSeries):
-    NAME, DOC = "Overfit", "overfit.html"
-    CHECKS = ("each validation pass's mean loss against the mean loss of the training epoch "
-              "before it")
-    DEFAULTS = {"tensor_regex": None, "start_step": 0, "patience": 1, "ratio_threshold": 0.1}
-    ADVICE = ("Validation loss is well above training loss: keep augment=true, raise weight_decay "
-              "or label_smoothing, train fewer epochs (patience stops early), or add data. The "
-              "saved model is the best epoch in any case.")
-
-    def train_then_valid(self) -> Iterator[tuple[int, float, float]]:
-        """(step, training mean loss, validation mean loss) of each evaluation that follows a
-        training epoch, from ``start_step`` on."""
-        phases = self.means()
-        for (m1, _, train), (m2, step, valid) in zip(phases, phases[1:], strict=False):
-            if m1 == ModeKeys.TRAIN and m2 == ModeKeys.EVAL and step >= self.params["start_step"]:
-                yield step, train, valid
-
-    def finish(self) -> None:
-        streak = 0
-        for step, train, valid in self.train_then_valid():
-            self.datapoints += 1
-            ratio = (valid - train) / train if train else math.inf
-            streak = streak + 1 if ratio > self.params["ratio_threshold"] else 0
-            if streak >= self.params["patience"]:
-                self.found(Finding(f"validation loss {valid:.4g} is {100 * ratio:.0f}% above the "
-                                   f"training loss {train:.4g}", step, "EVAL", "losses", ratio))
-        if not self.datapoints:
-            self.missing = "needs training and evaluation losses"
-
-
-class Overtraining(LossSeries):
-    NAME, DOC = "Overtraining", "overtraining.html"
-    CHECKS = ("mean loss per training epoch and per validation pass: no improvement by `delta` "
-              "for `patience_*` of them")
-    DEFAULTS = {"patience_train": 5, "patience_validation": 10, "delta": 0.01}
-    ADVICE = ("The losses stopped improving: fewer epochs, or early stopping with a smaller "
-              "patience, save time and money.")
-
-    def finish(self) -> None:
-        for mode, patience in ((ModeKeys.TRAIN, self.params["patience_train"]),
-                               (ModeKeys.EVAL, self.params["patience_validation"])):
-            series = [(s, v) for m, s, v in self.means() if m == mode]
-            if len(series) <= patience:
-                continue
-            self.datapoints += len(series)
-            for step, value, _ in _stalls(series, patience, self.params["delta"]):
-                self.found(Finding(f"{mode.name.lower()} loss has not improved by "
-                                   f"{self.params['delta']} for {patience} epochs",
-                                   step, mode.name, "losses", value))
-        if not self.datapoints:
-            self.missing = (f"needs more than {self.params['patience_train']} epochs (or "
-                            f"{self.params['patience_validation']} evaluations)")
-
-
-class LossNotDecreasing(LossSeries):
-    NAME, DOC = "LossNotDecreasing", "loss-not-decreasing.html"
-    CHECKS = ("mean training loss over consecutive windows of `num_steps` steps: falls by less "
-              "than `diff_percent`%")
-    DEFAULTS = {"num_steps": 10, "diff_percent": 0.1, "increase_threshold_percent": 5,
-                "mode": "TRAIN"}
-    ADVICE = ("The training loss stalls: raise lr or shorten a plateau; check the labels. At the "
-              "end of a cosine schedule a flat loss is expected.")
-
-    def window_means(self, mode: Any) -> list[tuple[int, float]]:
-        """(last step, mean loss) of each window of ``num_steps`` steps in ``mode``."""
-        points = [p for m, pts in self.phases if m == mode for p in pts]
-        return [(w[-1][0], float(np.mean([v for _, v in w])))
-                for w in sliding_windows(points, self.params["num_steps"])]
-
-    def describe(self, change: float) -> str:
-        """How the mean loss moved, ``change`` being its fall in percent."""
-        limit = self.params["increase_threshold_percent"]
-        if -change > limit:
-            return f"up {-change:.1f}%, more than the {limit}% allowed"
-        return f"up {-change:.2f}%" if change < 0 else f"down only {change:.2f}%"
-
-    def finish(self) -> None:
-        mode = getattr(ModeKeys, self.params["mode"])
-        n = self.params["num_steps"]
-        means = self.window_means(mode)
-        for (_, before), (step, after) in zip(means, means[1:], strict=False):
-            self.datapoints += 1
-            change = 100 * (before - after) / before if before else 0.0
-            if change < self.params["diff_percent"]:
-                self.found(Finding(f"mean loss over {n} steps went from {before:.4g} to {after:.4g} "
-                                   f"({self.describe(change)})", step, mode.name, "losses", after))
-        if not self.datapoints:
-            self.missing = f"needs at least {2 * n} training steps"
 
 
 RULES: dict[str, type[TrialRule]] = {cls.NAME: cls for cls in (
