@@ -170,30 +170,42 @@ def create_app(state: ModelState, admission: Admission | None = None, *, concurr
 
     @app.post("/invocations")
     def invocations() -> Any:
-        predictor = state.predictor
-        if predictor is None:
-            _drain()
-            return _error(503, state.error or "model not loaded")
-        answer_type = request.accept_mimetypes.best_match([payloads.JSON_TYPE, payloads.JSONLINES_TYPE])
-        if request.headers.get("Accept") and answer_type is None:
-            _drain()  # unread, a body of megabytes would reset the connection before the answer
-            return _error(406, "responses are application/json or application/jsonlines; Accept was "
-                               f"{request.headers['Accept']!r}")
-        attributes = request.headers.get(payloads.CUSTOM_ATTRIBUTES)
-        with admission.request() as deadline:
-            if request.mimetype == payloads.JSONLINES_TYPE:  # any size: read as it is answered
-                records: Iterable[payloads.Invocation] = payloads.json_lines(
-                    _lines(limit), query=request.args, custom_attributes=attributes,
-                    num_classes=predictor.num_classes)
-            else:
-                records = payloads.parse(request.mimetype, _read_body(limit), query=request.args,
-                                         custom_attributes=attributes, num_classes=predictor.num_classes)
-            with admission.work(deadline):
-                answers = [_predict(predictor, record, deadline) for record in records]
-        if answer_type == payloads.JSONLINES_TYPE:
-            lines = "".join(json.dumps({"predictions": a}, separators=(",", ":")) + "\n" for a in answers)
-            return Response(lines, mimetype=payloads.JSONLINES_TYPE)
-        return jsonify({"predictions": [photo for answer in answers for photo in answer]})
+        return _invocations(state, admission, limit)
+
+    _error_handlers(app)
+    return app
+
+
+def _invocations(state: ModelState, admission: Admission, limit: int) -> Any:
+    """POST /invocations: the photos of the request in, their breeds out."""
+    predictor = state.predictor
+    if predictor is None:
+        _drain()
+        return _error(503, state.error or "model not loaded")
+    answer_type = request.accept_mimetypes.best_match([payloads.JSON_TYPE, payloads.JSONLINES_TYPE])
+    if request.headers.get("Accept") and answer_type is None:
+        _drain()  # unread, a body of megabytes would reset the connection before the answer
+        return _error(406, "responses are application/json or application/jsonlines; Accept was "
+                           f"{request.headers['Accept']!r}")
+    attributes = request.headers.get(payloads.CUSTOM_ATTRIBUTES)
+    with admission.request() as deadline:
+        if request.mimetype == payloads.JSONLINES_TYPE:  # any size: read as it is answered
+            records: Iterable[payloads.Invocation] = payloads.json_lines(
+                _lines(limit), query=request.args, custom_attributes=attributes,
+                num_classes=predictor.num_classes)
+        else:
+            records = payloads.parse(request.mimetype, _read_body(limit), query=request.args,
+                                     custom_attributes=attributes, num_classes=predictor.num_classes)
+        with admission.work(deadline):
+            answers = [_predict(predictor, record, deadline) for record in records]
+    if answer_type == payloads.JSONLINES_TYPE:
+        lines = "".join(json.dumps({"predictions": a}, separators=(",", ":")) + "\n" for a in answers)
+        return Response(lines, mimetype=payloads.JSONLINES_TYPE)
+    return jsonify({"predictions": [photo for answer in answers for photo in answer]})
+
+
+def _error_handlers(app: Flask) -> None:
+    """Every failure as a JSON error with its status: 4xx for the client's, 503 when busy."""
 
     @app.errorhandler(Busy)
     def busy(exc: Busy) -> Any:
@@ -215,5 +227,3 @@ def create_app(state: ModelState, admission: Admission | None = None, *, concurr
     def internal_error(exc: Exception) -> Any:
         log.exception("internal error on %s %s", request.method, request.path)
         return _error(500, f"internal error: {type(exc).__name__}")
-
-    return app

@@ -100,6 +100,24 @@ def _user_program(opt: OptML, env: TrainingEnvironment) -> str | None:
         return None  # an unreadable hyperparameters.json: the built-in trainer reports it
 
 
+def report_failure(exc: BaseException, opt: OptML, world: World | None) -> int:
+    """Write the failure file (or, in a worker, the error file its launcher reads), log the
+    reason, and return the exit code: 143 after SIGTERM, else 1."""
+    if isinstance(exc, (KeyboardInterrupt, SignalException)):
+        exc = TrainingStopped()
+    reason = describe_failure(exc)
+    details = exc.details if isinstance(exc, WorkerFailed) else traceback.format_exc()
+    if world is None:
+        opt.write_failure(reason, details)
+    else:  # the launcher reads it and writes the failure file
+        record_failure(reason, details)
+    if isinstance(exc, EXPLAINED + (TrainingStopped,)):
+        log.error("training failed: %s", reason)
+    else:
+        log.error("training failed: %s\n%s", reason, details)
+    return 143 if isinstance(exc, TrainingStopped) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``train`` (SageMaker passes no arguments)."""
     if argv is None:
@@ -127,19 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as exc:  # every failure is reported, then the code returned
         if isinstance(exc, SystemExit):  # the toolkit's outcome, already reported
             raise
-        if isinstance(exc, (KeyboardInterrupt, SignalException)):
-            exc = TrainingStopped()
-        reason = describe_failure(exc)
-        details = exc.details if isinstance(exc, WorkerFailed) else traceback.format_exc()
-        if world is None:
-            opt.write_failure(reason, details)
-        else:  # the launcher reads it and writes the failure file
-            record_failure(reason, details)
-        if isinstance(exc, EXPLAINED + (TrainingStopped,)):
-            log.error("training failed: %s", reason)
-        else:
-            log.error("training failed: %s\n%s", reason, details)
-        return 143 if isinstance(exc, TrainingStopped) else 1
+        return report_failure(exc, opt, world)
     finally:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
