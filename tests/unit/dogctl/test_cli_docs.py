@@ -14,7 +14,7 @@ import pytest
 
 from orchestration import cli
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 README = (ROOT / "README.md").read_text()
 USAGE = (ROOT / "docs" / "usage.md").read_text()
 COMMON = "Options of the `--sagemaker` verbs"
