@@ -1,22 +1,26 @@
 # Dog-breed classifier: SageMaker bring-your-own-container algorithm.
 # `make help` lists the targets.
+#
+# Variables that name a path or a resource are set here with `=`, never `?=`: make takes them from
+# its command line (`make demo WORK=/data/run`), never from an environment variable that happens to
+# share the name (many systems set $WORK or $TAG). `make clean` removes only paths inside this checkout.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 .DEFAULT_GOAL := help
 
-PYTHON ?= python3
-VENV ?= .venv
+PYTHON = python3
+VENV = .venv
 PY := $(VENV)/bin/python
 # This machine's pip configuration names local index folders that may not exist: drop that noise.
 QUIET_PIP := 2>&1 | { grep -v "^WARNING: Location 'file://" || true; }
 # Data for `make demo`: a zip, a folder or a URL in the dogImages layout.
 # Empty: the Udacity dogImages.zip (1.1 GB download).
-DATA ?= $(wildcard ../shared/data/dogs120-90px.zip)
-WORK ?= work
+DATA = $(wildcard ../shared/data/dogs120-90px.zip)
+WORK = work
 # Photos `make demo` sends to its endpoint, and the port it serves on.
-DEMO_PHOTOS ?= $(wildcard ../shared/data/sample-images/*.jpg)
-DEMO_PORT ?= 8080
+DEMO_PHOTOS = $(wildcard ../shared/data/sample-images/*.jpg)
+DEMO_PORT = 8080
 # `make demo`'s short tuning: a few one-epoch trials at 32 px over lr and weight_decay (the study
 # resumes: a second `make demo` reuses it). DEMO_TRIALS=0 skips it.
 DEMO_TRIALS ?= 4
@@ -28,10 +32,10 @@ DEMO_HP ?= pretrained=false epochs=3 image_size=64 batch_size=64 label_smoothing
 # The image: `make build push`. IMAGE is the local name; REGISTRY=host[:port] pushes there instead
 # of Amazon ECR. Build arguments (see docker/Dockerfile) pass through when given: BASE_IMAGE,
 # CUDA_COMPAT, PRETRAINED_WEIGHTS; BUILD_FLAGS adds engine flags (e.g. --isolation chroot).
-IMAGE ?= dogbreed:latest
-REPOSITORY ?= dogbreed
-TAG ?= latest
-REGISTRY ?=
+IMAGE = dogbreed:latest
+REPOSITORY = dogbreed
+TAG = latest
+REGISTRY =
 export BASE_IMAGE CUDA_COMPAT PRETRAINED_WEIGHTS BUILD_FLAGS RUN_FLAGS ENGINE
 
 .PHONY: help install test check test-unit test-e2e test-container lint demo serve predict lock clean docs \
@@ -123,8 +127,13 @@ lock:  ## re-resolve requirements.in into requirements.txt (needs the package re
 	  .lock-venv/bin/pip freeze; } > requirements.txt
 	rm -rf .lock-venv
 
-clean:  ## remove the virtual environment and the work folder
-	rm -rf $(VENV) $(WORK)
+clean:  ## remove the virtual environment and the work folder (only inside this checkout)
+	@for path in $(VENV) $(WORK); do \
+	  case "$$(realpath -m "$$path")/" in \
+	    "$(CURDIR)"/?*/) echo "rm -rf $$path"; rm -rf "$$path" ;; \
+	    *) echo "clean: $$path is not inside $(CURDIR): left alone" >&2 ;; \
+	  esac; \
+	done
 
 docs: install  ## regenerate docs/reference.md's generated sections (hyperparameters, metrics, rules)
 	$(PY) -m orchestration.docs

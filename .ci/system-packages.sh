@@ -8,6 +8,8 @@ command -v gcc >/dev/null || need+=(gcc)
 command -v make >/dev/null || need+=(make)
 command -v curl >/dev/null || need+=(curl)
 command -v file >/dev/null || need+=(file)
+# Debian splits `python3 -m venv` (ensurepip) into python3-venv; a minimal install lacks it.
+python3 -c "import ensurepip" 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   echo "missing system packages: ${need[*]} (install them, or run as root)" >&2

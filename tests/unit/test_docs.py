@@ -41,7 +41,7 @@ def test_the_two_commands_are_the_ones_ci_and_make_run():
     block = re.search(r"## On a fresh machine: two commands\n\n```bash\n(.*?)```", README, re.S).group(1)
     commands = [line.split("#")[0].strip() for line in block.splitlines()]
     assert commands == ["make demo", "make test"]
-    assert (ROOT / ".ci" / "run").read_text().strip().endswith("exec make test")
+    assert re.search(r"^exec make test\b", (ROOT / ".ci" / "run").read_text(), re.M)
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^demo: ", makefile, re.M) and re.search(r"^test: ", makefile, re.M)
 
