@@ -71,6 +71,20 @@ def make_dataset(root: Path, *, classes: int = 3, per_class: int = 8, size: int 
     return root
 
 
+def make_class_folders(root: Path, per_class: dict[str, int]) -> Path:
+    """Photos as people keep them: one folder per class, messy names, mixed formats and junk."""
+    for i, (name, count) in enumerate(per_class.items()):
+        folder = root / name
+        folder.mkdir(parents=True)
+        for n in range(count):
+            ext = (".JPG", ".png", ".webp", ".jpeg")[n % 4]
+            fmt = {".JPG": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"}[ext]
+            Image.new("RGB", (24, 24), (40 * i, 10 * n, 90)).save(folder / f"Photo {n} é{ext}", fmt)
+        (folder / ".DS_Store").write_bytes(b"\0")
+    (root / list(per_class)[0] / "notes.txt").write_text("not a photo")
+    return root
+
+
 def write_opt_ml(root: Path, dataset: Path, hyperparameters: dict[str, str] | None = None, *,
                  hosts: tuple[str, ...] = ("algo-1",), current_host: str = "algo-1",
                  copy: bool = False, debug_interval: int | None = None,

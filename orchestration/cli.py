@@ -95,7 +95,8 @@ def hyperparameters_from(args: argparse.Namespace) -> dict[str, str]:
 def cmd_data(args: argparse.Namespace) -> int:
     source = args.source or dataset.DOGIMAGES_URL
     print(f"data: preparing {source}", flush=True)
-    prepared = dataset.prepare(source, args.workdir, test_fraction=args.test_from_valid)
+    prepared = dataset.prepare(source, args.workdir, test_fraction=args.test_from_valid,
+                               fractions=(args.valid_fraction, args.test_fraction))
     print(f"data: {prepared.classes} classes")
     for split, path in prepared.channels.items():
         skipped = prepared.skipped.get(split, 0)
@@ -263,6 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-from-valid", type=float, default=0.5, metavar="FRACTION",
                    help="if the dataset has no test split, move this fraction of each valid "
                         "class into one (default 0.5; 0: none)")
+    p.add_argument("--valid-fraction", type=float, default=0.15, metavar="FRACTION",
+                   help="a folder of class folders (no train/valid split): this fraction of each "
+                        "class to valid (default 0.15)")
+    p.add_argument("--test-fraction", type=float, default=0.15, metavar="FRACTION",
+                   help="... and this fraction to test (default 0.15; --test-from-valid 0: none)")
     p.add_argument("--sagemaker", action="store_true",
                    help="also upload the channels to S3 (s3://BUCKET/PREFIX/data/<split>/), skipping "
                         "unchanged files, for SageMaker jobs")

@@ -155,16 +155,69 @@ def safe_extract(archive: Path, dest: Path) -> Path:
 
 
 # -- layout ----------------------------------------------------------------
-def find_splits(root: Path) -> dict[str, Path]:
-    """The split folders under ``root`` (at its top or one or two levels down)."""
+def find_splits(root: Path) -> dict[str, Path] | None:
+    """The split folders under ``root`` (at its top or one or two levels down); None if there are
+    none (:func:`find_class_folders` may find classes without a split)."""
     for candidate in [root, *sorted(p for p in root.iterdir() if p.is_dir()),
                       *sorted(p for p in root.glob("*/*") if p.is_dir())]:
         if (candidate / "train").is_dir() and (candidate / "valid").is_dir():
             return {s: candidate / s for s in SPLITS if (candidate / s).is_dir()}
-    raise DatasetError(
-        f"no train/ and valid/ folders found in {root}: expected the dogImages layout "
-        "(train/, valid/ and optionally test/, each with one folder per breed)"
-    )
+    return None
+
+
+def _visible_dirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "__")))
+
+
+def find_class_folders(root: Path) -> Path | None:
+    """The folder holding one folder of photos per class, with no train/valid split: ``root`` or
+    its only subfolder (an archive's top folder); None if neither looks like that."""
+    for candidate in (root, *(_visible_dirs(root)[:1] if len(_visible_dirs(root)) == 1 else [])):
+        classes = _visible_dirs(candidate)
+        if len(classes) >= 2 and all(any(f.is_file() for f in c.iterdir()) for c in classes):
+            return candidate
+    return None
+
+
+def no_layout(root: Path) -> DatasetError:
+    return DatasetError(
+        f"no photos found in {root} in a layout dogctl knows: either one folder per class (split "
+        "by dogctl), or the dogImages layout (train/, valid/ and optionally test/, each with one "
+        "folder per class)")
+
+
+def _fraction_of(name: str) -> float:
+    """Where ``name`` falls in [0, 1), from its SHA-256: the same file always goes the same way."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") / 2**32
+
+
+def split_classes(classes_root: Path, out: Path, valid_fraction: float, test_fraction: float) -> None:
+    """``out/{train,valid,test}/<class>/`` made of links (or copies) to the photos of each class
+    folder under ``classes_root``, by file-name hash: about ``test_fraction`` to test and
+    ``valid_fraction`` to valid, the rest to train; each class keeps at least one photo in train,
+    and one in valid (and test, when asked) when it has enough. ``classes_root`` is not changed.
+    Hidden files are left out; anything else goes through, for train's scan to report."""
+    for class_dir in _visible_dirs(classes_root):
+        files = sorted((p for p in class_dir.iterdir() if p.is_file() and not p.name.startswith(".")),
+                       key=lambda f: (_fraction_of(f.name), f.name))
+        wanted = [("test", test_fraction), ("valid", valid_fraction)]
+        groups: dict[str, list[Path]] = {"test": [], "valid": [], "train": []}
+        for f in files:
+            where = _fraction_of(f.name)
+            groups["test" if where < test_fraction else "valid" if where < test_fraction + valid_fraction
+                   else "train"].append(f)
+        for split, fraction in wanted:  # a small class still gets one of each split asked for
+            if fraction > 0 and not groups[split] and len(groups["train"]) > 1:
+                groups[split].append(groups["train"].pop())
+        if not groups["train"]:
+            donor = groups["valid"] or groups["test"]
+            groups["train"].append(donor.pop())
+        for split, group in groups.items():
+            if split != "train" and not dict(wanted)[split]:
+                continue
+            (out / split / class_dir.name).mkdir(parents=True, exist_ok=True)
+            for f in group:
+                _link_or_copy(f, out / split / class_dir.name / f.name)
 
 
 def _in_test(name: str, fraction: float) -> bool:
@@ -219,8 +272,32 @@ def _dataset_name(source: str) -> str:
     return base[:-4] if base.lower().endswith(".zip") else base or "dataset"
 
 
-def prepare(source: str, workdir: Path, test_fraction: float = 0.5) -> Prepared:
-    """Fetch, extract and check ``source``; carve a test split from valid if it has none."""
+def _split_class_folders(root: Path, out: Path, valid_fraction: float,
+                         test_fraction: float) -> dict[str, Path]:
+    """Channels for a folder of class folders: split once into ``out`` (made again when the fractions
+    change), the photos themselves left where they are."""
+    classes_root = find_class_folders(root)
+    if classes_root is None:
+        raise no_layout(root)
+    signature = json.dumps({"source": str(classes_root.resolve()), "valid": valid_fraction,
+                            "test": test_fraction})
+    marker = out / ".split"
+    if not marker.is_file() or marker.read_text() != signature:
+        shutil.rmtree(out, ignore_errors=True)
+        tmp = out.with_name(f".{out.name}-splitting")
+        shutil.rmtree(tmp, ignore_errors=True)
+        split_classes(classes_root, tmp, valid_fraction, test_fraction)
+        os.replace(tmp, out)
+        marker.write_text(signature)
+    return {split: out / split for split in SPLITS if (out / split).is_dir()}
+
+
+def prepare(source: str, workdir: Path, test_fraction: float = 0.5,
+            fractions: tuple[float, float] = (0.15, 0.15)) -> Prepared:
+    """Fetch, extract and check ``source``. The dogImages layout is used as it is, with a test
+    split carved from valid (``test_fraction`` of it, 0: none) if it has none; a folder of class
+    folders is split by file-name hash, ``fractions`` (valid, test) of each class (no test split
+    when ``test_fraction`` is 0)."""
     name = _dataset_name(source)
     data_dir = workdir / "data"
     if source.startswith(("http://", "https://")):
@@ -234,7 +311,8 @@ def prepare(source: str, workdir: Path, test_fraction: float = 0.5) -> Prepared:
         root = safe_extract(local, data_dir / name)
     else:
         root = local
-    channels = find_splits(root)
+    channels = find_splits(root) or _split_class_folders(
+        root, data_dir / f"{name}-split", fractions[0], fractions[1] if test_fraction > 0 else 0.0)
     if "test" not in channels and test_fraction > 0:
         # An extracted copy is ours to rearrange; a user's folder is left as it is.
         out = channels["valid"].parent if owned else data_dir / f"{name}-split"

@@ -4,8 +4,8 @@ import subprocess
 
 import pytest
 
-from local_test.testdata import make_dataset
-from tests.helpers import BIN, zip_folder
+from local_test.testdata import make_class_folders, make_dataset
+from tests.helpers import BIN, free_port, zip_folder
 
 pytestmark = pytest.mark.e2e
 DOGCTL = str(BIN / "dogctl")
@@ -78,3 +78,28 @@ def test_a_failed_training_run_points_at_its_log(tmp_path, train_env):
     assert out.returncode == 1 and "debugger on" not in out.stdout
     assert "train: failed after" in out.stderr and "weights are not here" in out.stderr
     assert "train.log" in out.stderr
+
+
+@pytest.mark.slow
+def test_a_folder_of_class_folders_trains_and_serves(tmp_path, train_env):
+    """Photos as people keep them (one folder per class, no split, messy names and formats) go
+    through dogctl data, train, deploy and invoke."""
+    source = make_class_folders(tmp_path / "My Dogs", {"Golden retriever": 12, "pug": 12, "Ça va": 12})
+    work = tmp_path / "work"
+    out = dogctl("--workdir", str(work), "data", "--source", str(source), env=train_env)
+    assert out.returncode == 0, out.stderr
+    assert "data: 3 classes" in out.stdout
+    out = dogctl("--workdir", str(work), "train", "--name", "own", "--hp", "epochs=1",
+                 "--hp", "image_size=32", "--hp", "batch_size=8", "--hp", "pretrained=false",
+                 "--no-debugger", "--runner", "process", env=train_env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    port = str(free_port())
+    up = dogctl("--workdir", str(work), "deploy", "--port", port, env=train_env)
+    assert up.returncode == 0, up.stderr
+    try:
+        photo = next((source / "pug").glob("*.png"))
+        answer = dogctl("--workdir", str(work), "invoke", str(photo), "--top-k", "3", env=train_env)
+        assert answer.returncode == 0, answer.stderr
+        assert all(breed in answer.stdout for breed in ("Golden retriever", "pug", "Ça va"))
+    finally:
+        assert dogctl("--workdir", str(work), "teardown", env=train_env).returncode == 0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from local_test.testdata import make_dataset
+from local_test.testdata import make_class_folders, make_dataset
 from orchestration import dataset as D
 from tests.helpers import file_server, zip_folder
 
@@ -96,7 +96,7 @@ def test_not_a_zip_and_missing_source(tmp_path):
 
 def test_wrong_layout_is_explained(tmp_path):
     (tmp_path / "flat" / "001.A").mkdir(parents=True)
-    with pytest.raises(D.DatasetError, match="no train/ and valid/ folders"):
+    with pytest.raises(D.DatasetError, match="one folder per class.*or the dogImages layout"):
         D.prepare(str(tmp_path / "flat"), tmp_path / "work")
 
 
@@ -132,3 +132,32 @@ def test_progress_lines_in_a_log(capsys):
         bar.update(50)
     lines = stream.getvalue().splitlines()
     assert lines[-1].startswith("copy: [####################] 100.0% 100 B of 100 B")
+
+
+def test_a_folder_of_class_folders_is_split_once_by_name_and_left_untouched(tmp_path):
+    source = make_class_folders(tmp_path / "My Dogs", {"Golden retriever": 20, "pug": 20, "Ça va": 3})
+    before = sorted(p.relative_to(source) for p in source.rglob("*"))
+    prepared = D.prepare(str(source), tmp_path / "work", fractions=(0.2, 0.1))
+    assert sorted(p.relative_to(source) for p in source.rglob("*")) == before
+    assert set(prepared.channels) == {"train", "valid", "test"} and prepared.classes == 3
+    files = {split: {p.relative_to(path) for p in path.rglob("*") if p.is_file()}
+             for split, path in prepared.channels.items()}
+    train, valid, test = files["train"], files["valid"], files["test"]
+    assert not (train & valid or train & test or valid & test)
+    every = {p.relative_to(source) for p in source.rglob("*") if p.is_file() and not p.name.startswith(".")}
+    assert files["train"] | files["valid"] | files["test"] == every
+    for split in ("train", "valid", "test"):  # even the class of 3 has one photo in each split
+        assert {p.parts[0] for p in files[split]} == {"Golden retriever", "pug", "Ça va"}
+    assert prepared.skipped["train"] + prepared.skipped["valid"] + prepared.skipped["test"] == 1  # notes.txt
+    assert 0.5 < prepared.counts["train"] / 43 < 0.9
+    again = D.prepare(str(source), tmp_path / "work", fractions=(0.2, 0.1))
+    assert again.counts == prepared.counts
+    other = D.prepare(str(source), tmp_path / "work", fractions=(0.3, 0.0), test_fraction=0)
+    assert set(other.channels) == {"train", "valid"} and other.counts["valid"] > prepared.counts["valid"]
+
+
+def test_a_folder_in_no_known_layout_is_refused_in_one_line(tmp_path):
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "a.jpg").write_bytes(b"x")
+    with pytest.raises(D.DatasetError, match="one folder per class"):
+        D.prepare(str(tmp_path / "flat"), tmp_path / "work")
