@@ -13,13 +13,10 @@ import json
 import os
 import shutil
 import stat
-import urllib.error
-import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from dogbreed.data.splits import DataError, check_same_classes, scan_split
 from dogbreed.errors import UserError
 
 from .progress import Progress
@@ -58,6 +55,9 @@ class Prepared:
 # -- download --------------------------------------------------------------
 def download(url: str, dest: Path, expected_size: int | None = None) -> Path:
     """Fetch ``url`` to ``dest``, resuming a partial ``.part`` file; check the size."""
+    import urllib.error  # lazily: `dogctl --help` never needs the HTTP client
+    import urllib.request
+
     expected_size = expected_size or KNOWN_SIZES.get(url)
     if dest.is_file() and (expected_size is None or dest.stat().st_size == expected_size):
         return dest
@@ -255,6 +255,7 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 def check_layout(channels: dict[str, Path]) -> tuple[int, dict[str, int], dict[str, int]]:
     """Scan every split (headers read), require the same classes; (classes, counts, skipped)."""
+    from dogbreed.data.splits import DataError, check_same_classes, scan_split  # PIL: only here
     try:
         scans = {name: scan_split(name, path) for name, path in channels.items()}
         for name in ("valid", "test"):

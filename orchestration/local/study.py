@@ -58,20 +58,16 @@ class _Pruned(Exception):
     pass
 
 
-def run_study(workdir: Path, channels: dict[str, Path], setup: TuningSetup, *,
-              runner: Runner = PROCESS, emit: Callable[[str], None] = print,
-              feature_cache: Path | None = None) -> dict[str, Any]:
-    """Run (or resume) the study; write the best hyperparameters and tuning.json; return the summary.
-    ``feature_cache``: the folder where trials share the frozen backbone's features."""
+def _open_study(folder: Path, setup: TuningSetup, emit: Callable[[str], None]) -> tuple[Any, int]:
+    """The study in ``folder`` (created, or resumed), and how many trials it still needs."""
     import optuna
     from optuna.trial import TrialState
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    folder = workdir / "tuning" / setup.name
     folder.mkdir(parents=True, exist_ok=True)
-    storage = f"sqlite:///{folder / 'study.db'}"
     study = optuna.create_study(
-        study_name=setup.name, storage=storage, load_if_exists=True, direction="maximize",
+        study_name=setup.name, storage=f"sqlite:///{folder / 'study.db'}", load_if_exists=True,
+        direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=setup.seed, n_startup_trials=min(5, setup.trials)),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
     )
@@ -82,9 +78,20 @@ def run_study(workdir: Path, channels: dict[str, Path], setup: TuningSetup, *,
         study.tell(stale.number, state=TrialState.FAIL)
         emit(f"tune: trial-{stale.number:03d} was left running by a stopped dogctl: counted as failed")
     done = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    remaining = setup.trials - len(done)
     if study.trials:
         emit(f"tune: resuming study {setup.name!r}: {len(done)} of {setup.trials} trials done")
+    return study, setup.trials - len(done)
+
+
+def run_study(workdir: Path, channels: dict[str, Path], setup: TuningSetup, *,
+              runner: Runner = PROCESS, emit: Callable[[str], None] = print,
+              feature_cache: Path | None = None) -> dict[str, Any]:
+    """Run (or resume) the study; write the best hyperparameters and tuning.json; return the summary.
+    ``feature_cache``: the folder where trials share the frozen backbone's features."""
+    import optuna
+
+    folder = workdir / "tuning" / setup.name
+    study, remaining = _open_study(folder, setup, emit)
     space = setup.space()
     slots = cpu_slots(setup.parallel)
     lock = threading.Lock()

@@ -16,6 +16,7 @@ from dogbreed.contract.artifact import ModelArtifact
 from dogbreed.contract.environment import BASE_DIR
 from dogbreed.contract.opt_ml import OptML
 
+from .. import interrupts
 from .runner import PROCESS, Runner
 
 _active: dict[int, tuple[Runner, subprocess.Popen, str]] = {}  # pid -> (runner, process, name)
@@ -31,6 +32,9 @@ def stop_all() -> int:
     for runner, proc, name in runs:
         runner.stop(proc, name, wait=False)  # their readers wait for them
     return len(runs)
+
+
+interrupts.on_interrupt(stop_all)
 
 
 @dataclass

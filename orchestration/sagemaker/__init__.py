@@ -27,6 +27,23 @@ def job_name(prefix: str) -> str:
     return datetime.now(UTC).strftime(f"{prefix}-%y%m%d-%H%M%S")
 
 
+def print_job_verdicts(dest: Path) -> None:
+    """The verdicts the job's own rules wrote to its output (the in-container Debugger)."""
+    from dogbreed.contract.jobdir import JobDir, JobDirError
+    from dogbreed.debugger.verdicts import load_verdicts, verdict_lines
+
+    try:
+        verdicts = load_verdicts(JobDir.find(dest))
+    except JobDirError:
+        verdicts = None
+    if not verdicts:
+        print("train: rule verdicts from the job: none (the debugger was off, or the job wrote no model)")
+        return
+    print("train: rule verdicts from the job:")
+    for line in verdict_lines(verdicts):
+        print(line)
+
+
 class SageMakerBackend:
     """The workflow's verbs on SageMaker; ``args`` are the parsed command line."""
 
@@ -89,25 +106,8 @@ class SageMakerBackend:
                   f"{rule.get('StatusDetails', '')}".rstrip())
         dest = self.workdir / "runs" / name
         self._download(job, dest)
-        self._print_job_verdicts(dest)
+        print_job_verdicts(dest)
         return 0 if status == "Completed" else 1
-
-    @staticmethod
-    def _print_job_verdicts(dest: Path) -> None:
-        """The verdicts the job's own rules wrote to its output (the in-container Debugger)."""
-        from dogbreed.contract.jobdir import JobDir, JobDirError
-        from dogbreed.debugger.verdicts import load_verdicts, verdict_lines
-
-        try:
-            verdicts = load_verdicts(JobDir.find(dest))
-        except JobDirError:
-            verdicts = None
-        if not verdicts:
-            print("train: rule verdicts from the job: none (the debugger was off, or the job wrote no model)")
-            return
-        print("train: rule verdicts from the job:")
-        for line in verdict_lines(verdicts):
-            print(line)
 
     def _submit_training(self, args: argparse.Namespace, hyperparameters: dict[str, str], name: str) -> None:
         from .training import estimator

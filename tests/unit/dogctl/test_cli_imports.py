@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-HEAVY = ("torch", "sagemaker", "smdebug", "matplotlib", "optuna")
+HEAVY = ("torch", "sagemaker", "smdebug", "matplotlib", "optuna", "PIL")
 
 
 @pytest.mark.parametrize("modules", [
