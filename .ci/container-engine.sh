@@ -8,17 +8,22 @@
 # Plus debootstrap (the stand-in base image), Debian's docker-registry (a real local registry),
 # docker-compose and the dnsname CNI plugin (the sagemaker SDK's local mode: compose talks to
 # `podman system service`; dnsname lets algo-2 resolve algo-1 on the compose network).
-# Does nothing when a docker daemon answers. Idempotent.
+# When a docker daemon answers, podman is left out, but the tools the tests need beside the engine
+# (debootstrap, docker-registry, docker-compose) are still installed: without them the tests of
+# the registry and of the SDK's local mode would be skipped, or fail in CI. Idempotent.
 set -euo pipefail
-if command -v docker >/dev/null && timeout 20 docker info >/dev/null 2>&1; then exit 0; fi
+docker_answers=false
+if command -v docker >/dev/null && timeout 20 docker info >/dev/null 2>&1; then docker_answers=true; fi
 need=()
-command -v podman >/dev/null || need+=(podman)
-command -v runc >/dev/null || need+=(runc)
+if ! $docker_answers; then
+  command -v podman >/dev/null || need+=(podman)
+  command -v runc >/dev/null || need+=(runc)
+  [ -x /usr/lib/cni/dnsname ] || need+=(golang-github-containernetworking-plugin-dnsname)
+fi
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v curl >/dev/null || need+=(curl)
 command -v docker-compose >/dev/null || need+=(docker-compose)
-[ -x /usr/lib/cni/dnsname ] || need+=(golang-github-containernetworking-plugin-dnsname)
 if [ ${#need[@]} -gt 0 ]; then
   [ "$(id -u)" = 0 ] || { echo "container-engine: missing ${need[*]} (install them, or run as root)" >&2; exit 1; }
   echo "container-engine: installing ${need[*]}"
@@ -27,6 +32,7 @@ if [ ${#need[@]} -gt 0 ]; then
   # Debian starts the registry's own service where it can; the tests start their own.
   systemctl disable --now docker-registry >/dev/null 2>&1 || true
 fi
+if $docker_answers; then echo "container-engine: docker answers: using it"; exit 0; fi
 [ "$(id -u)" = 0 ] || exit 0
 mkdir -p /etc/containers/registries.conf.d
 conf=/etc/containers/containers.conf

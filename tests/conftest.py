@@ -118,6 +118,8 @@ def aws(moto, monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    # Every test starts from an empty account: what an earlier test on this worker created is gone.
+    urllib.request.urlopen(urllib.request.Request(f"{moto}/moto-api/reset", method="POST"), timeout=30)
     return monkeypatch
 
 

@@ -151,10 +151,40 @@ def zip_folder(folder: Path, archive: Path, prefix: str = "dogImages") -> Path:
     return archive
 
 
+# Ports for the servers tests start: each pytest-xdist worker takes its own block below the
+# kernel's ephemeral range (32768-60999 on Linux), so a port one worker picked, then freed for a
+# server to bind, is never handed to another worker (or to a client socket) meanwhile.
+PORT_BLOCK = 1000
+PORT_BASE = 20000
+_next_port = [0]
+_port_lock = threading.Lock()
+
+
+def wait_until(condition, timeout: float, what: str) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout:.0f} s for {what}")
+        time.sleep(0.02)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port nothing listens on, from this xdist worker's own block, never the same
+    twice in one worker (a server started on it does not race another test for it)."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    start = PORT_BASE + (worker % 12) * PORT_BLOCK
+    with _port_lock:
+        for _ in range(PORT_BLOCK):
+            port = start + _next_port[0] % PORT_BLOCK
+            _next_port[0] += 1
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError(f"no free port in {start}-{start + PORT_BLOCK - 1}")
 
 
 class Server:

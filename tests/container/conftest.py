@@ -12,12 +12,22 @@ import os
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
 from tests.container.support import ROOT, need, sh
 
 IMAGE = f"localhost/dogbreed-test:{uuid.uuid4().hex[:8]}"
+# The first test builds the stand-in base and the image (each up to 30 minutes: sh's timeouts).
+CONTAINER_TIMEOUT = 3600
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A longer bound than the suite's 300 s for the tests of this folder."""
+    for item in items:
+        if item.path.is_relative_to(Path(__file__).parent):
+            item.add_marker(pytest.mark.timeout(CONTAINER_TIMEOUT))
 
 
 @pytest.fixture(scope="session")

@@ -70,3 +70,14 @@ def test_settings_file_and_clear_errors(aws, tmp_path):
     assert unknown.returncode == 2 and "unknown setting(s) colour" in unknown.stderr
     for result in (no_bucket, no_creds, missing, unknown):
         assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("name", ["dogbreed-reset-a", "dogbreed-reset-b"])
+def test_every_test_starts_from_an_empty_account(aws, name):
+    """moto's state is reset before each test: what another test created on this worker is gone
+    (both cases create a bucket; neither sees the other's, nor the jobs bucket of other tests)."""
+    use_credentials(aws)
+    s3 = boto3.client("s3")
+    assert s3.list_buckets()["Buckets"] == []
+    s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == [name]

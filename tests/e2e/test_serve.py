@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from local_test.testdata import draw_image
-from tests.helpers import Server, encode, png_bomb, post, with_old_driver
+from tests.helpers import Server, encode, png_bomb, post, wait_until, with_old_driver
 
 pytestmark = pytest.mark.e2e
 
@@ -377,9 +377,16 @@ def test_sigterm_drains_in_flight_requests(trained_model, tmp_path, sample_photo
     conn.putheader("Content-Length", str(len(body)))
     conn.endheaders()
     conn.send(body[:-1000])
-    time.sleep(0.5)  # the worker has the request and is reading its body
+    client = conn.sock.getsockname()
+    workers = psutil.Process(srv.proc.pid).children()
+
+    def accepted() -> bool:  # a worker holds our connection: the request is in flight
+        return any(c.raddr and tuple(c.raddr) == client for w in workers for c in w.net_connections("tcp"))
+
+    wait_until(accepted, 30, "a worker accepting the connection")
     srv.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
+    wait_until(lambda: "Handling signal: term" in (tmp_path / "serve.log").read_text(), 30,
+               "the server taking SIGTERM")
     conn.send(body[-1000:])  # the rest arrives after SIGTERM: the request is in flight by construction
     resp = conn.getresponse()
     answer = json.loads(resp.read())

@@ -119,8 +119,15 @@ def test_unreachable_url_says_what_to_do(tmp_path):
         D.download("http://127.0.0.1:9/dogImages.zip", tmp_path / "x.zip")
 
 
-def test_the_known_size_of_dogimages():
-    assert D.KNOWN_SIZES[D.DOGIMAGES_URL] == 1_132_023_110
+def test_a_known_url_is_checked_against_its_known_size(tmp_path, small, monkeypatch):
+    """The real dogImages download is checked against its recorded size (it once compared that
+    constant with itself): a server on loopback stands in for the URL, serving a short file."""
+    payload = zip_folder(small, tmp_path / "dogs.zip").read_bytes()
+    with file_server(payload) as server:
+        monkeypatch.setitem(D.KNOWN_SIZES, server.url, D.KNOWN_SIZES[D.DOGIMAGES_URL])
+        with pytest.raises(D.DatasetError, match=f"is {len(payload):,} bytes, expected 1,132,023,110"):
+            D.download(server.url, tmp_path / "dl.zip")
+    assert not (tmp_path / "dl.zip").exists()
 
 
 def test_progress_lines_in_a_log(capsys):

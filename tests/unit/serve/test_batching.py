@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -36,7 +37,9 @@ def test_requests_that_wait_together_share_a_forward_pass_and_get_their_own_rows
         first = pool.submit(batcher.run, inputs[0], 10)
         assert gate.entered.wait(10)  # the first is in its forward pass; the others queue up
         rest = [pool.submit(batcher.run, x, 10) for x in inputs[1:]]
-        while batcher._queue.qsize() < 8:
+        deadline = time.monotonic() + 10
+        while batcher._queue.qsize() < 8:  # all eight queued behind the first: none is batched yet
+            assert time.monotonic() < deadline, f"only {batcher._queue.qsize()} of 8 requests queued in 10 s"
             threading.Event().wait(0.01)
         gate.open.set()
         answers = [first.result(), *(f.result() for f in rest)]
