@@ -21,13 +21,11 @@ WORK = work
 # Photos `make demo` sends to its endpoint, and the port it serves on.
 DEMO_PHOTOS = $(wildcard ../shared/data/sample-images/*.jpg)
 DEMO_PORT = 8080
-# `make demo`'s short tuning: a few one-epoch trials at 32 px over lr and weight_decay (the study
-# resumes: a second `make demo` reuses it). DEMO_TRIALS=0 skips it.
+# `make demo` (orchestration/demo.py): with ImageNet weights, head-only tuning and training on the
+# frozen backbone's cached 224 px features; without them, from scratch at small sizes. DEMO_TRIALS=0
+# skips the tuning; DEMO_HP adds NAME=VALUE hyperparameters over the workflow's own.
 DEMO_TRIALS ?= 4
-DEMO_TUNE ?= --parallel 2 --tune lr,weight_decay --hp pretrained=false --hp epochs=1 --hp image_size=32 \
-             --hp batch_size=64 --hp label_smoothing=0.1
-# Hyperparameters of `make demo`'s training as NAME=VALUE words (see docs/reference.md), over the tuned ones.
-DEMO_HP ?= pretrained=false epochs=3 image_size=64 batch_size=64 label_smoothing=0.1
+DEMO_HP ?=
 
 # The image: `make build push`. IMAGE is the local name; REGISTRY=host[:port] pushes there instead
 # of Amazon ECR. Build arguments (see docker/Dockerfile) pass through when given: BASE_IMAGE,
@@ -101,18 +99,9 @@ local-train: install  ## train in the image on the generated local_test/test_dir
 local-serve:  ## serve local_test/test_dir's model from the image on port 8080 (docker run -p 8080:8080 ... serve)
 	local_test/serve_local.sh $(IMAGE)
 
-demo: install  ## the main job, locally: data, short tuning, training with the debugger, report, endpoint (DATA=...)
-	$(VENV)/bin/dogctl --workdir $(WORK) data $(if $(DATA),--source "$(DATA)")
-	$(if $(filter-out 0,$(DEMO_TRIALS)),$(VENV)/bin/dogctl --workdir $(WORK) tune --local --name demo \
-	    --local-image $(IMAGE) --trials $(DEMO_TRIALS) $(DEMO_TUNE))
-	$(VENV)/bin/dogctl --workdir $(WORK) train --local --local-image $(IMAGE) $(addprefix --hp ,$(DEMO_HP)) \
-	    $(if $(filter-out 0,$(DEMO_TRIALS)),--hyperparameters $(WORK)/tuning/demo/best-hyperparameters.json,--hp lr=0.002)
-	$(VENV)/bin/dogctl --workdir $(WORK) deploy --port $(DEMO_PORT)
-	status=0; \
-	$(if $(DEMO_PHOTOS),$(VENV)/bin/dogctl --workdir $(WORK) invoke $(DEMO_PHOTOS) || status=$$?;) \
-	$(VENV)/bin/dogctl --workdir $(WORK) evaluate || status=$$?; \
-	$(VENV)/bin/dogctl --workdir $(WORK) teardown; \
-	$(VENV)/bin/dogctl --workdir $(WORK) summary || status=$$?; exit $$status
+demo: install  ## the main job, locally: data, tuning, training with the debugger, report, endpoint (DATA=...)
+	$(PY) -m orchestration.demo --workdir $(WORK) $(if $(DATA),--data "$(DATA)") --trials $(DEMO_TRIALS) \
+	    --port $(DEMO_PORT) --image $(IMAGE) $(addprefix --hp ,$(DEMO_HP)) $(if $(DEMO_PHOTOS),--photos $(DEMO_PHOTOS))
 
 serve: install  ## serve a model on port 8080 (MODEL=folder; default: the newest under work/runs)
 	local_test/serve_model.sh $(MODEL)
