@@ -314,7 +314,11 @@ def saturate(srv: Server, body: bytes, clients: int, seconds: float) -> tuple[fl
 
     def hammer() -> None:
         while time.monotonic() < stop:
-            status, answer = invoke(srv, body, "application/json", timeout=120)
+            try:
+                status, answer = invoke(srv, body, "application/json", timeout=120)
+            except (OSError, ValueError) as exc:  # no answer, or not JSON: raised in this thread,
+                answers.append((0, repr(exc)))  # it would end the thread unseen by the test
+                return
             answers.append((status, answer.get("error", "")))
 
     threads = [threading.Thread(target=hammer) for _ in range(clients)]
@@ -330,6 +334,8 @@ def saturate(srv: Server, body: bytes, clients: int, seconds: float) -> tuple[fl
         time.sleep(0.1)
     for t in threads:
         t.join()
+    unanswered = [error for status, error in answers if not status]
+    assert not unanswered, f"{len(unanswered)} request(s) got no answer: {unanswered[:3]}"
     return worst, answers
 
 

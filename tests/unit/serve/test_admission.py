@@ -32,7 +32,7 @@ def test_a_request_waits_its_turn_until_its_deadline():
 
     thread = threading.Thread(target=worker)
     thread.start()
-    holding.wait(5)
+    assert holding.wait(5), "the first request never got its working slot"
     started = time.monotonic()
     waited = r"waited 0.3s \(SAGEMAKER_MODEL_SERVER_TIMEOUT\) without its turn"
     with pytest.raises(Busy, match=waited), admission.request() as deadline, admission.work(deadline):
