@@ -169,7 +169,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     """What the local workflow has produced so far, in a few lines (the end of `make demo`)."""
     from dogbreed.contract.jobdir import REPORT_FILE, TUNING_FILE, JobDir
 
-    from .local.endpoint import newest_model
+    from .local.hosting import newest_model
     from .tuning import BEST_FILE
 
     prepared = dataset.load_prepared(args.workdir)

@@ -114,7 +114,7 @@ def finish(work: Path, mode: str) -> int:
     """The demo's last lines: which workflow ran, its accuracy, the report, the next command."""
     from dogbreed.contract.jobdir import REPORT_FILE, JobDir
 
-    from .local.endpoint import newest_model
+    from .local.hosting import newest_model
 
     job = JobDir.find(newest_model(work).parent)
     scores = job.artifact().metadata.scores

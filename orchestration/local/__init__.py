@@ -1,6 +1,7 @@
 """The local backend: every verb on this machine, no AWS. `train` runs in the image when a
-container engine has it, as a process otherwise (:mod:`.runner`); tuning is an Optuna study
-(:mod:`.study`); the endpoint is the real `serve` on a local port (:mod:`.endpoint`)."""
+container engine has it, as a process otherwise (:mod:`.runner`, :mod:`.training`); tuning is an
+Optuna study (:mod:`.tuning`); the endpoint is the real `serve` on a local port (:mod:`.hosting`),
+and a batch transform goes through it (:mod:`.transform`)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from dogbreed.errors import UserError
 from .. import dataset
 from ..invocation import Send
 from ..tuning import TuningSetup
-from . import endpoint, runner, study, training
+from . import hosting, runner, training, tuning
 
 PID_FILE = "dogctl.pid"  # in a run or study folder while dogctl works on it: `dogctl stop` reads it
 FEATURE_CACHE = "feature-cache"  # under the workdir: the backbone features runs share (finetune=head)
@@ -141,17 +142,17 @@ class LocalBackend:
         folder = self.workdir / "tuning" / setup.name
         _refuse_if_running(folder, f"study {setup.name!r}")
         with _claimed(folder):
-            summary = study.run_study(self.workdir, prepared.channels, setup, runner=where,
+            summary = tuning.run_study(self.workdir, prepared.channels, setup, runner=where,
                                       emit=lambda line: print(line, flush=True),
                                       feature_cache=self.feature_cache(dict(setup.fixed), "tune"))
         summary["headline"] = f"study {setup.name!r}: {len(summary['trials'])} trials"
         return summary
 
     def deploy(self, args: argparse.Namespace) -> int:
-        model = endpoint.model_folder(args.model) if args.model else endpoint.newest_model(self.workdir)
-        name = args.name or endpoint.DEFAULT_NAME
+        model = hosting.model_folder(args.model) if args.model else hosting.newest_model(self.workdir)
+        name = args.name or hosting.DEFAULT_NAME
         print(f"deploy: starting serve on {model} (port {args.port})", flush=True)
-        ep = endpoint.deploy(self.workdir, model, name=name, port=args.port, workers=args.workers,
+        ep = hosting.deploy(self.workdir, model, name=name, port=args.port, workers=args.workers,
                              environment=dict(args.env))
         print(f"deploy: endpoint {ep.name!r} ready at {ep.url} (log {ep.log}); `dogctl teardown` stops it")
         return 0
@@ -162,7 +163,7 @@ class LocalBackend:
         from ..transform import format_summary, photos, summarise
         from . import transform as batch
 
-        model = endpoint.model_folder(args.model) if args.model else endpoint.newest_model(self.workdir)
+        model = hosting.model_folder(args.model) if args.model else hosting.newest_model(self.workdir)
         data = args.data or dataset.load_prepared(self.workdir).channels.get(args.split)
         if data is None:
             raise UserError(f"the prepared dataset has no {args.split!r} split: pass --data FOLDER")
@@ -183,12 +184,12 @@ class LocalBackend:
         return 1 if summary.failed else 0
 
     def sender(self, args: argparse.Namespace) -> tuple[Send, str, list[str] | None]:
-        ep = endpoint.ready(endpoint.Endpoint.load(self.workdir, args.name or endpoint.DEFAULT_NAME))
-        return endpoint.http_send(ep.url), ep.url, ModelArtifact.read(Path(ep.model_dir)).classes
+        ep = hosting.ready(hosting.Endpoint.load(self.workdir, args.name or hosting.DEFAULT_NAME))
+        return hosting.http_send(ep.url), ep.url, ModelArtifact.read(Path(ep.model_dir)).classes
 
     def teardown(self, args: argparse.Namespace) -> int:
-        name = args.name or endpoint.DEFAULT_NAME
-        stopped = endpoint.teardown(self.workdir, name)
+        name = args.name or hosting.DEFAULT_NAME
+        stopped = hosting.teardown(self.workdir, name)
         print(f"teardown: endpoint {name!r} " + ("stopped" if stopped else "was not running"))
         return 0
 

@@ -17,7 +17,7 @@ from urllib.request import urlopen
 
 from ..invocation import EndpointError
 from ..transform import OUT_SUFFIX, RAW_CONTENT_TYPE
-from . import endpoint
+from . import hosting
 
 
 def _free_port() -> int:
@@ -34,12 +34,12 @@ def run(workdir: Path, model_dir: Path, data_dir: Path, inputs: list[str], outpu
     failed, with the server's reason (SageMaker would fail the whole job; here the rest go on)."""
     env = {"SAGEMAKER_BATCH_STRATEGY": "SINGLE_RECORD", "SAGEMAKER_MAX_PAYLOAD_IN_MB": str(max_payload_mb),
            **(environment or {})}
-    ep = endpoint.deploy(workdir, model_dir, name=f"transform-{name}", port=_free_port(), environment=env)
+    ep = hosting.deploy(workdir, model_dir, name=f"transform-{name}", port=_free_port(), environment=env)
     try:
         with urlopen(ep.url + "/execution-parameters", timeout=10) as resp:
             concurrency = int(json.load(resp)["MaxConcurrentTransforms"])
         emit(f"transform: serve on {ep.url} ({model_dir}), {concurrency} requests in flight")
-        send = endpoint.http_send(ep.url)
+        send = hosting.http_send(ep.url)
         failures: dict[str, str] = {}
 
         def one(rel: str) -> None:
@@ -58,4 +58,4 @@ def run(workdir: Path, model_dir: Path, data_dir: Path, inputs: list[str], outpu
                     progress(done, len(inputs))
         return failures
     finally:
-        endpoint.teardown(workdir, ep.name)
+        hosting.teardown(workdir, ep.name)

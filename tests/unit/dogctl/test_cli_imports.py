@@ -10,7 +10,7 @@ HEAVY = ("torch", "sagemaker", "smdebug", "matplotlib", "optuna", "PIL")
 
 @pytest.mark.parametrize("modules", [
     ["orchestration.cli"],  # dogctl --help, and every command's parsing
-    ["orchestration.cli", "orchestration.local.endpoint", "dogbreed.contract.jobdir",
+    ["orchestration.cli", "orchestration.local.hosting", "dogbreed.contract.jobdir",
      "orchestration.tuning"],  # summary
     ["orchestration.cli", "orchestration.local", "orchestration.sagemaker"],  # choosing a backend
 ])
