@@ -1,4 +1,6 @@
-"""``dogctl``: the verbs' code; the command line itself is :mod:`orchestration.parser`.
+"""``dogctl``: each verb's options made a typed request to the chosen backend
+(:mod:`orchestration.backend`), its result printed, its exit code returned. The command line
+itself is :mod:`orchestration.parser`.
 
 Every command prints progress, and a one-line error instead of a traceback.
 """
@@ -10,33 +12,47 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dogbreed.contract.hyperparameters import parse
 from dogbreed.errors import UserError
 
 from . import dataset, interrupts
+from .backend import (
+    Backend,
+    DataRequest,
+    DeployRequest,
+    DeployResult,
+    EndpointRequest,
+    StopRequest,
+    StopResult,
+    TeardownResult,
+    TrainRequest,
+    TrainResult,
+    TransformRequest,
+    TransformResult,
+    TuneRequest,
+    TuneResult,
+)
 from .parser import build_parser
 from .progress import Progress
 from .tuning import TuningSetup, parse_range, trials_table
 
-if TYPE_CHECKING:
-    from .local import LocalBackend
-    from .sagemaker import SageMakerBackend
-
-    Backend = LocalBackend | SageMakerBackend
+__all__ = ["COMMANDS", "build_parser", "choose_backend", "main"]
 
 
-
-def backend(args: argparse.Namespace) -> Backend:
+def choose_backend(args: argparse.Namespace) -> Backend:
     """The one place that chooses where a command runs: SageMaker with --sagemaker, else here."""
     if getattr(args, "sagemaker", False):
-        from .sagemaker import SageMakerBackend
+        from .sagemaker import SageMakerBackend, Settings
 
-        return SageMakerBackend(args)
+        names = ("bucket", "prefix", "region", "role", "image")
+        options = {name: getattr(args, name, None) for name in names}
+        options["train_instance_type"] = getattr(args, "instance_type", None)
+        return SageMakerBackend(args.workdir, Settings.load(options, getattr(args, "config", None)))
     from .local import LocalBackend
 
-    return LocalBackend(args)
+    where = {k: getattr(args, k) for k in ("runner", "local_image") if hasattr(args, k)}  # train, tune
+    return LocalBackend(args.workdir, **where)
 
 
 def _parse_assignments(items: list[str]) -> dict[str, str]:
@@ -74,44 +90,113 @@ def cmd_data(args: argparse.Namespace) -> int:
         skipped = prepared.skipped.get(split, 0)
         note = f" ({skipped} unusable file(s) skipped)" if skipped else ""
         print(f"  {split:<5} {prepared.counts[split]:>6} images  {path}{note}")
-    return backend(args).data(args, prepared)
+    result = choose_backend(args).data(DataRequest(prepared.channels))
+    for split, up in result.uploads.items():
+        print(f"data: {split} -> {up.uri} ({up.uploaded} uploaded, {up.unchanged} unchanged)")
+    if result.uploads:
+        print("data: channels: " + json.dumps(dict(result.channels)))
+    return 0
+
+
+def train_request(args: argparse.Namespace) -> TrainRequest:
+    """`dogctl train`'s options as the request a backend takes (the hyperparameters checked)."""
+    return TrainRequest(hyperparameters_from(args), name=args.name,
+                        hyperparameters_file=Path(args.hyperparameters) if args.hyperparameters else None,
+                        debugger=args.debugger, debug_interval=args.debug_interval, spot=args.spot,
+                        wait=args.wait, attach=args.attach)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    return backend(args).train(args, hyperparameters_from(args))
+    chosen = choose_backend(args)
+    return print_train(chosen.train(train_request(args)))
+
+
+def print_train(result: TrainResult) -> int:
+    if not result.waited:
+        print(f"train: not waiting; `dogctl train --sagemaker --attach {result.job}` follows it to the end")
+        return 0
+    if result.status is not None:  # a SageMaker job
+        return _print_training_job(result)
+    if not result.ok:
+        print(f"train: failed after {result.seconds:.0f}s: {result.failure}", file=sys.stderr)
+        print(f"train: full log in {result.log}", file=sys.stderr)
+        return 1
+    scores = ", ".join(f"{k} {v:.4f}" for k, v in result.scores.items())
+    print(f"train: done in {result.seconds:.0f}s; epoch {result.selected_epoch} kept: {scores}")
+    print(f"train: model in {result.model_dir}")
+    if result.report:
+        print(f"train: report in {result.report}")
+    return 0
+
+
+def _print_training_job(result: TrainResult) -> int:
+    from dogbreed.debugger.verdicts import verdict_lines
+
+    print(f"train: job {result.job} {result.status}" + (f": {result.failure}" if result.failure else ""))
+    if result.metrics:
+        print("train: final metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(result.metrics.items())))
+    if result.rules:
+        print("train: SageMaker Debugger's rule verdicts:")
+    for rule in result.rules:
+        print(f"  {rule.name:<28} {rule.status:<14} {rule.details}".rstrip())
+    for part, uri in result.downloads.items():
+        print(f"  {part:<16} {uri}")
+    if result.report:
+        print(f"train: report in {result.report}")
+    print(f"train: outputs in {result.outputs}")
+    if not result.verdicts:
+        print("train: rule verdicts from the job: none (the debugger was off, or the job wrote no model)")
+    else:
+        print("train: rule verdicts from the job:")
+        for line in verdict_lines(list(result.verdicts)):
+            print(line)
+    return 0 if result.ok else 1
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
     fixed = hyperparameters_from(args)
     ranges = tuple(parse_range(r) for r in args.range or [])
     tuned = tuple(n.strip() for n in args.tune.split(",") if n.strip())
-    chosen = backend(args)
-    if args.name:
-        name = args.name
-    elif args.sagemaker:
-        from .sagemaker import job_name
-
-        name = job_name("dogbreed-tune")
-    else:
-        name = "tune"
-    setup = TuningSetup(name, args.trials, args.parallel, tuned, tuple(fixed.items()), args.seed, ranges)
+    chosen = choose_backend(args)
+    setup = TuningSetup(args.name or "", args.trials, args.parallel, tuned, tuple(fixed.items()), args.seed,
+                        ranges)
     setup.space()  # checks the names before anything starts
-    summary = chosen.tune(args, setup)
-    if summary is None:  # submitted, not waited for
+    result = chosen.tune(TuneRequest(setup, wait=args.wait, attach=args.attach))
+    return print_tune(result, list(setup.space()))
+
+
+def print_tune(result: TuneResult, space_names: list[str]) -> int:
+    if not result.waited:
+        print(f"tune: not waiting; `dogctl tune --sagemaker --attach {result.name}` waits and writes "
+              "the results")
         return 0
-    print(f"tune: {summary['headline']}")
-    print(trials_table(summary, list(setup.space())))
-    if not summary["best"]:
+    print(f"tune: {result.headline}")
+    print(trials_table(result.trials, result.objective, space_names))
+    if not result.best:
         print("tune: no trial completed", file=sys.stderr)
         return 1
-    print(f"tune: best {summary['best']['name']} valid_acc={summary['best']['objective']:.4f}; "
-          f"hyperparameters in {summary['best_file']}")
-    print(f"tune: next: dogctl train --hyperparameters {summary['best_file']}")
+    print(f"tune: best {result.best['name']} valid_acc={result.best['objective']:.4f}; "
+          f"hyperparameters in {result.best_file}")
+    print(f"tune: next: dogctl train --hyperparameters {result.best_file}")
     return 0
 
 
+STOPPED = {  # StopResult.state -> what stop says
+    "gone": "{job!r} was not running any more (its dogctl, pid {pid}, is gone)",
+    "stopped": "{job!r} stopped; its checkpoints are kept (the same command resumes it)",
+    "stopping": "{kind} {job!r}: stopping (SageMaker sends SIGTERM; the checkpoints stay in S3)",
+    "ended": "{kind} {job!r}: already {status}; nothing to stop",
+}
+
+
 def cmd_stop(args: argparse.Namespace) -> int:
-    return backend(args).stop(args)
+    return print_stop(choose_backend(args).stop(StopRequest(args.job)))
+
+
+def print_stop(result: StopResult) -> int:
+    print("stop: " + STOPPED[result.state].format(job=result.job, pid=result.pid, kind=result.kind,
+                                                  status=result.status))
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -127,7 +212,20 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    return backend(args).deploy(args)
+    request = DeployRequest(
+        args.name, model=args.model, port=args.port, workers=args.workers, environment=dict(args.env),
+        job=args.job, model_data=args.model_data, instance_type=args.instance_type,
+        instance_count=args.instance_count, ami_version=args.ami_version,
+        serverless_memory=args.serverless_memory, use_async=args.use_async,
+        max_concurrency=args.max_concurrency)
+    result: DeployResult = choose_backend(args).deploy(request)
+    if result.url:  # a local endpoint
+        print(f"deploy: endpoint {result.name!r} ready at {result.url} (log {result.log}); "
+              "`dogctl teardown` stops it")
+    else:
+        print(f"deploy: endpoint {result.name!r} in service; `dogctl invoke --sagemaker PHOTO` to use it, "
+              f"`dogctl teardown --sagemaker` to stop paying for it")
+    return 0
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
@@ -136,9 +234,9 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     for photo in args.photos:
         if not photo.is_file():
             raise UserError(f"{photo}: no such file")
-    send, _, _ = backend(args).sender(args)
+    sender = choose_backend(args).sender(EndpointRequest(args.name))
     for photo in args.photos:
-        top = invoke(send, photo, args.top_k)
+        top = invoke(sender.send, photo, args.top_k)
         print(f"{photo}: " + ", ".join(f"{p['breed']} {100 * p['probability']:.1f}%" for p in top))
     return 0
 
@@ -149,20 +247,46 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     split_dir = args.data or dataset.load_prepared(args.workdir).channels.get(args.split)
     if split_dir is None:
         raise UserError(f"the prepared dataset has no {args.split!r} split: pass --data FOLDER")
-    send, where, classes = backend(args).sender(args)
-    print(f"evaluate: {split_dir} through {where}", flush=True)
+    sender = choose_backend(args).sender(EndpointRequest(args.name))
+    print(f"evaluate: {split_dir} through {sender.where}", flush=True)
     with Progress("evaluate", None, unit="images", stream=sys.stdout) as bar:
-        result = evaluate(send, Path(split_dir), classes, bar.advance_to)
+        result = evaluate(sender.send, Path(split_dir), sender.classes, bar.advance_to)
     print(format_evaluation(result))
     return 0
 
 
 def cmd_transform(args: argparse.Namespace) -> int:
-    return backend(args).transform(args)
+    from .transform import format_summary
+
+    request = TransformRequest(
+        args.name, data=args.data, split=args.split, model=args.model, max_payload=args.max_payload,
+        environment=dict(args.env), input=args.input, job=args.job, model_data=args.model_data,
+        instance_type=args.instance_type, instance_count=args.instance_count, wait=args.wait,
+        attach=args.attach)
+    result: TransformResult = choose_backend(args).transform(request)
+    if not result.waited:
+        print(f"transform: not waiting; `dogctl transform --sagemaker --attach {result.name}` follows it")
+        return 0
+    if result.status not in (None, "Completed"):
+        print(f"transform: job {result.name} {result.status}: {result.reason}", file=sys.stderr)
+    assert result.summary is not None and result.output is not None
+    print(format_summary(result.summary, result.output))
+    return 0 if result.ok else 1
 
 
 def cmd_teardown(args: argparse.Namespace) -> int:
-    return backend(args).teardown(args)
+    chosen = choose_backend(args)
+    return print_teardown(chosen.teardown(EndpointRequest(args.name)), chosen.name)
+
+
+def print_teardown(result: TeardownResult, where: str) -> int:
+    if where == "local":
+        print(f"teardown: endpoint {result.name!r} " + ("stopped" if result.deleted else "was not running"))
+    elif result.deleted:
+        print(f"teardown: deleted {', '.join(result.deleted)}")
+    else:
+        print(f"teardown: nothing named {result.name!r} to delete")
+    return 0
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -192,6 +316,11 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+COMMANDS = {"data": cmd_data, "train": cmd_train, "tune": cmd_tune, "stop": cmd_stop, "report": cmd_report,
+            "deploy": cmd_deploy, "invoke": cmd_invoke, "evaluate": cmd_evaluate, "transform": cmd_transform,
+            "teardown": cmd_teardown, "summary": cmd_summary}
+
+
 class Terminated(BaseException):
     """SIGTERM: stop as Ctrl-C does (what the command started is stopped, checkpoints kept)."""
 
@@ -199,11 +328,6 @@ class Terminated(BaseException):
 def _on_signal(signum: int, frame: object) -> None:
     interrupts.interrupt_all()  # what was started stops (trials in threads do not see the signal)
     raise KeyboardInterrupt if signum == signal.SIGINT else Terminated
-
-
-COMMANDS = {"data": cmd_data, "train": cmd_train, "tune": cmd_tune, "stop": cmd_stop, "report": cmd_report,
-            "deploy": cmd_deploy, "invoke": cmd_invoke, "evaluate": cmd_evaluate, "transform": cmd_transform,
-            "teardown": cmd_teardown, "summary": cmd_summary}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,11 +67,11 @@ def write_results(folder: Path, summary: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def trials_table(summary: dict[str, Any], space_names: list[str]) -> str:
-    """Every trial, best first."""
-    rows = sorted(summary["trials"], key=lambda t: -(t["objective"] if t["objective"] is not None else -1))
+def trials_table(trials: Sequence[Mapping[str, Any]], objective: str, space_names: list[str]) -> str:
+    """Every trial (tuning.json's rows), best first."""
+    rows = sorted(trials, key=lambda t: -(t["objective"] if t["objective"] is not None else -1))
     names = " ".join(f"{n:>12}" for n in space_names)
-    lines = [f"{'trial':<10} {'status':<9} {summary['objective']:>9} {names}"]
+    lines = [f"{'trial':<10} {'status':<9} {objective:>9} {names}"]
     for t in rows:
         value = f"{t['objective']:.4f}" if t["objective"] is not None else "-"
         params = " ".join(f"{t['hyperparameters'].get(n, ''):>12}" for n in space_names)

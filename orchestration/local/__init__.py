@@ -5,14 +5,13 @@ and a batch transform goes through it (:mod:`.transform`)."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -25,8 +24,25 @@ from dogbreed.debugger.hook import save_interval
 from dogbreed.errors import UserError
 
 from .. import dataset
-from ..invocation import Send
-from ..tuning import TuningSetup
+from ..backend import (
+    Backend,
+    DataRequest,
+    DataResult,
+    DeployRequest,
+    DeployResult,
+    EndpointRequest,
+    Reporter,
+    Sender,
+    StopRequest,
+    StopResult,
+    TeardownResult,
+    TrainRequest,
+    TrainResult,
+    TransformRequest,
+    TransformResult,
+    TuneRequest,
+    TuneResult,
+)
 from . import hosting, runner, training, tuning
 
 PID_FILE = "dogctl.pid"  # in a run or study folder while dogctl works on it: `dogctl stop` reads it
@@ -64,16 +80,43 @@ def _alive(pid: int) -> bool:
         return False
 
 
-class LocalBackend:
-    """The workflow's verbs on this machine; ``args`` are the parsed command line."""
+
+def _debugger(request: TrainRequest, hyperparameters: dict[str, str], train_images: int,
+              report: Reporter) -> dict[str, str]:
+    """The hyperparameters that turn the in-job Debugger on (what --sagemaker sends too)."""
+    params = parse({**hyperparameters, "debugger": "true"})
+    steps = params.steps(train_images)
+    interval = save_interval(steps, request.debug_interval or params.debug_interval)
+    report.line(f"train: debugger on: tensors at steps 0-9 and every {interval} steps "
+                f"(of {steps}), losses at every step")
+    return {"debugger": "true", "debug_interval": str(interval)}
+
+
+def _copy_trials(hyperparameters_file: Path | None, run_dir: Path) -> None:
+    """Hyperparameters from a tuning study: its trials go into this run's report."""
+    if hyperparameters_file is None:
+        return
+    trials = Path(hyperparameters_file).with_name(TUNING_FILE)
+    if trials.is_file():
+        out = run_dir / "opt_ml" / "output" / "data"
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(trials, out / TUNING_FILE)
+
+
+class LocalBackend(Backend):
+    """The workflow's verbs on this machine. ``runner`` and ``local_image``: where `train` runs
+    (:func:`.runner.choose`); ``reporter``: where progress goes."""
 
     name = "local"
 
-    def __init__(self, args: argparse.Namespace):
-        self.workdir: Path = args.workdir
+    def __init__(self, workdir: Path, *, runner: str = "auto", local_image: str = runner.DEFAULT_IMAGE,
+                 reporter: Reporter | None = None):
+        self.workdir = Path(workdir)
+        self.runner_kind, self.local_image = runner, local_image
+        self.report = reporter or Reporter()
 
-    def _runner(self, args: argparse.Namespace) -> runner.Runner:
-        return runner.choose(args.runner, args.local_image)
+    def _runner(self) -> runner.Runner:
+        return runner.choose(self.runner_kind, self.local_image)
 
     def feature_cache(self, hyperparameters: dict[str, str], verb: str) -> Path:
         """Where every run and trial keeps the frozen backbone's features: $DOGBREED_FEATURE_CACHE,
@@ -81,139 +124,121 @@ class LocalBackend:
         folder = Path(os.environ.get(ENV_FEATURE_CACHE) or self.workdir / FEATURE_CACHE)
         params = parse(hyperparameters)
         if params.finetune == "head" and params.feature_views:
-            print(f"{verb}: the frozen backbone's features are cached in {folder}, shared by every run",
-                  flush=True)
+            self.report.line(f"{verb}: the frozen backbone's features are cached in {folder}, shared by "
+                             "every run")
         return folder
 
-    def data(self, args: argparse.Namespace, prepared: dataset.Prepared) -> int:
-        return 0  # the prepared folders are the channels
+    def data(self, request: DataRequest) -> DataResult:
+        return DataResult({split: str(path) for split, path in request.channels.items()})  # as they are
 
-    def train(self, args: argparse.Namespace, hyperparameters: dict[str, str]) -> int:
-        where = self._runner(args)
+    def train(self, request: TrainRequest) -> TrainResult:
+        where = self._runner()
         prepared = dataset.load_prepared(self.workdir)
-        run_dir = training.new_run_dir(self.workdir, "train", args.name)
-        print(f"train: local run in {run_dir} on {prepared.name} "
-              f"({prepared.counts['train']} training images)", flush=True)
-        if args.hyperparameters:  # from a tuning study: its trials go into this run's report
-            trials = Path(args.hyperparameters).with_name(TUNING_FILE)
-            if trials.is_file():
-                out = run_dir / "opt_ml" / "output" / "data"
-                out.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(trials, out / TUNING_FILE)
+        run_dir = training.new_run_dir(self.workdir, "train", request.name)
+        self.report.line(f"train: local run in {run_dir} on {prepared.name} "
+                         f"({prepared.counts['train']} training images)")
+        _copy_trials(request.hyperparameters_file, run_dir)
+        hyperparameters = dict(request.hyperparameters)
         # The analysis runs in the job, as on SageMaker by default ("managed" means the same here).
-        if args.debugger != "off":
-            hyperparameters = {**self._debugger(args, hyperparameters, prepared), **hyperparameters}
-        print(f"train: running {where.describe()}", flush=True)
+        if request.debugger != "off":
+            on = _debugger(request, hyperparameters, prepared.counts["train"], self.report)
+            hyperparameters = {**on, **hyperparameters}
+        self.report.line(f"train: running {where.describe()}")
         with _claimed(run_dir):
             result = training.run_training(run_dir, prepared.channels, hyperparameters, runner=where,
+                                           on_line=self.report.line,
                                            feature_cache=self.feature_cache(hyperparameters, "train"))
         if not result.ok:
-            print(f"train: failed after {result.seconds:.0f}s: {result.failure()}", file=sys.stderr)
-            print(f"train: full log in {run_dir / 'train.log'}", file=sys.stderr)
-            return 1
+            return TrainResult(run_dir.name, ok=False, failure=result.failure(), seconds=result.seconds,
+                               log=run_dir / "train.log")
         meta = result.artifact().metadata
-        summary = ", ".join(f"{k} {v:.4f}" for k, v in meta.scores.items())
-        print(f"train: done in {result.seconds:.0f}s; epoch {meta.selected_epoch} kept: {summary}")
-        print(f"train: model in {result.opt_ml.model_dir}")
         report = result.opt_ml.output_data_dir / REPORT_FILE
-        if report.is_file():
-            print(f"train: report in {report}")
-        return 0
+        return TrainResult(run_dir.name, seconds=result.seconds, model_dir=result.opt_ml.model_dir,
+                           selected_epoch=meta.selected_epoch, scores=dict(meta.scores),
+                           report=report if report.is_file() else None, log=run_dir / "train.log")
 
-    @staticmethod
-    def _debugger(args: argparse.Namespace, hyperparameters: dict[str, str],
-                  prepared: dataset.Prepared) -> dict[str, str]:
-        """The hyperparameters that turn the in-job Debugger on (what --sagemaker sends too)."""
-        params = parse({**hyperparameters, "debugger": "true"})
-        steps = params.steps(prepared.counts["train"])
-        interval = save_interval(steps, args.debug_interval or params.debug_interval)
-        print(f"train: debugger on: tensors at steps 0-9 and every {interval} steps "
-              f"(of {steps}), losses at every step", flush=True)
-        return {"debugger": "true", "debug_interval": str(interval)}
-
-    def tune(self, args: argparse.Namespace, setup: TuningSetup) -> dict:
-        where = self._runner(args)
+    def tune(self, request: TuneRequest) -> TuneResult:
+        where = self._runner()
         prepared = dataset.load_prepared(self.workdir)
-        print(f"tune: study {setup.name!r}: {setup.trials} trials, {setup.parallel} in parallel, TPE "
-              f"sampler with median pruning, objective valid_acc, on {prepared.name}", flush=True)
+        setup = replace(request.setup, name=request.setup.name or "tune")
+        self.report.line(f"tune: study {setup.name!r}: {setup.trials} trials, {setup.parallel} in parallel, "
+                         f"TPE sampler with median pruning, objective valid_acc, on {prepared.name}")
         for param, tune in setup.space().items():
-            print(f"  {param}: {describe_tune(tune)}")
-        print(f"tune: trials run {where.describe()}", flush=True)
+            self.report.line(f"  {param}: {describe_tune(tune)}")
+        self.report.line(f"tune: trials run {where.describe()}")
         folder = self.workdir / "tuning" / setup.name
         _refuse_if_running(folder, f"study {setup.name!r}")
         with _claimed(folder):
             summary = tuning.run_study(self.workdir, prepared.channels, setup, runner=where,
-                                      emit=lambda line: print(line, flush=True),
-                                      feature_cache=self.feature_cache(dict(setup.fixed), "tune"))
-        summary["headline"] = f"study {setup.name!r}: {len(summary['trials'])} trials"
-        return summary
+                                       emit=self.report.line,
+                                       feature_cache=self.feature_cache(dict(setup.fixed), "tune"))
+        return TuneResult(setup.name, headline=f"study {setup.name!r}: {len(summary['trials'])} trials",
+                          objective=summary["objective"], trials=tuple(summary["trials"]),
+                          best=summary["best"], best_file=summary["best_file"] and Path(summary["best_file"]))
 
-    def deploy(self, args: argparse.Namespace) -> int:
-        model = hosting.model_folder(args.model) if args.model else hosting.newest_model(self.workdir)
-        name = args.name or hosting.DEFAULT_NAME
-        print(f"deploy: starting serve on {model} (port {args.port})", flush=True)
-        ep = hosting.deploy(self.workdir, model, name=name, port=args.port, workers=args.workers,
-                             environment=dict(args.env))
-        print(f"deploy: endpoint {ep.name!r} ready at {ep.url} (log {ep.log}); `dogctl teardown` stops it")
-        return 0
+    def _model(self, model: Path | None) -> Path:
+        return hosting.model_folder(model) if model else hosting.newest_model(self.workdir)
 
-    def transform(self, args: argparse.Namespace) -> int:
+    def deploy(self, request: DeployRequest) -> DeployResult:
+        model = self._model(request.model)
+        name = request.name or hosting.DEFAULT_NAME
+        self.report.line(f"deploy: starting serve on {model} (port {request.port})")
+        ep = hosting.deploy(self.workdir, model, name=name, port=request.port, workers=request.workers,
+                            environment=dict(request.environment))
+        return DeployResult(ep.name, str(model), url=ep.url, log=Path(ep.log))
+
+    def transform(self, request: TransformRequest) -> TransformResult:
         """What a SageMaker transform job does, through the real `serve` on this machine."""
-        from ..progress import Progress
-        from ..transform import format_summary, photos, summarise
+        from ..transform import photos, summarise
         from . import transform as batch
 
-        model = hosting.model_folder(args.model) if args.model else hosting.newest_model(self.workdir)
-        data = args.data or dataset.load_prepared(self.workdir).channels.get(args.split)
+        model = self._model(request.model)
+        data = request.data or dataset.load_prepared(self.workdir).channels.get(request.split)
         if data is None:
-            raise UserError(f"the prepared dataset has no {args.split!r} split: pass --data FOLDER")
-        name = args.name or time.strftime("transform-%Y%m%d-%H%M%S")
+            raise UserError(f"the prepared dataset has no {request.split!r} split: pass --data FOLDER")
+        name = request.name or time.strftime("transform-%Y%m%d-%H%M%S")
         folder = self.workdir / "transforms" / name
         if folder.exists():
             raise UserError(f"{folder} exists already: pick another --name")
         inputs = photos(Path(data))
         output = folder / "output"
         output.mkdir(parents=True)
-        print(f"transform: {len(inputs)} photos from {data} through {model}", flush=True)
-        with Progress("transform", len(inputs), unit="photos", stream=sys.stdout) as bar:
+        self.report.line(f"transform: {len(inputs)} photos from {data} through {model}")
+        with self.report.bar("transform", len(inputs), unit="photos") as bar:
             failures = batch.run(self.workdir, model, Path(data), inputs, output, name=name,
-                                 max_payload_mb=args.max_payload, environment=dict(args.env),
-                                 progress=bar.advance_to, emit=lambda line: print(line, flush=True))
-        summary = summarise(inputs, output, failures)
-        print(format_summary(summary, output))
-        return 1 if summary.failed else 0
+                                 max_payload_mb=request.max_payload, environment=dict(request.environment),
+                                 progress=bar.advance_to, emit=self.report.line)
+        return TransformResult(name, summary=summarise(inputs, output, failures), output=output)
 
-    def sender(self, args: argparse.Namespace) -> tuple[Send, str, list[str] | None]:
-        ep = hosting.ready(hosting.Endpoint.load(self.workdir, args.name or hosting.DEFAULT_NAME))
-        return hosting.http_send(ep.url), ep.url, ModelArtifact.read(Path(ep.model_dir)).classes
+    def sender(self, request: EndpointRequest) -> Sender:
+        ep = hosting.ready(hosting.Endpoint.load(self.workdir, request.name or hosting.DEFAULT_NAME))
+        return Sender(hosting.http_send(ep.url), ep.url, ModelArtifact.read(Path(ep.model_dir)).classes)
 
-    def teardown(self, args: argparse.Namespace) -> int:
-        name = args.name or hosting.DEFAULT_NAME
+    def teardown(self, request: EndpointRequest) -> TeardownResult:
+        name = request.name or hosting.DEFAULT_NAME
         stopped = hosting.teardown(self.workdir, name)
-        print(f"teardown: endpoint {name!r} " + ("stopped" if stopped else "was not running"))
-        return 0
+        return TeardownResult(name, (f"endpoint {name}",) if stopped else ())
 
-    def stop(self, args: argparse.Namespace) -> int:
-        """SIGTERM to the dogctl that runs training run or study ``args.job``: it stops its
+    def stop(self, request: StopRequest) -> StopResult:
+        """SIGTERM to the dogctl that runs training run or study ``request.job``: it stops its
         `train` runs (checkpoints kept) and exits; wait for that."""
-        folders = [self.workdir / "runs" / args.job, self.workdir / "tuning" / args.job]
+        job = request.job
+        folders = [self.workdir / "runs" / job, self.workdir / "tuning" / job]
         claimed = [f / PID_FILE for f in folders if (f / PID_FILE).is_file()]
         if not claimed:
             known = sorted(p.parent.name for f in ("runs", "tuning")
                            for p in (self.workdir / f).glob(f"*/{PID_FILE}"))
-            raise UserError(f"nothing named {args.job!r} is running under {self.workdir}"
+            raise UserError(f"nothing named {job!r} is running under {self.workdir}"
                             + (f"; running: {', '.join(known)}" if known else ""))
         pid = int(claimed[0].read_text().split()[0])
         if not _alive(pid):
             claimed[0].unlink(missing_ok=True)
-            print(f"stop: {args.job!r} was not running any more (its dogctl, pid {pid}, is gone)")
-            return 0
+            return StopResult(job, "gone", pid=pid)
         os.kill(pid, signal.SIGTERM)
-        print(f"stop: asked {args.job!r} to stop (SIGTERM to dogctl pid {pid}); waiting", flush=True)
+        self.report.line(f"stop: asked {job!r} to stop (SIGTERM to dogctl pid {pid}); waiting")
         deadline = time.monotonic() + STOP_WAIT_SECONDS
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
         if _alive(pid):
-            raise UserError(f"{args.job!r} (pid {pid}) still runs after {STOP_WAIT_SECONDS}s")
-        print(f"stop: {args.job!r} stopped; its checkpoints are kept (the same command resumes it)")
-        return 0
+            raise UserError(f"{job!r} (pid {pid}) still runs after {STOP_WAIT_SECONDS}s")
+        return StopResult(job, "stopped", pid=pid)

@@ -38,7 +38,9 @@ interrupts.on_interrupt(stop_all)
 
 
 @dataclass
-class TrainResult:
+class RunResult:
+    """One `train` run that ended: its folder, exit code and time."""
+
     run_dir: Path
     opt_ml: OptML
     returncode: int
@@ -68,7 +70,7 @@ def run_training(run_dir: Path, channels: dict[str, Path], hyperparameters: dict
                  on_line: Callable[[str], None] | None = None,
                  env: dict[str, str] | None = None,
                  cpus: set[int] | None = None,
-                 feature_cache: Path | None = None) -> TrainResult:
+                 feature_cache: Path | None = None) -> RunResult:
     """Lay out ``run_dir/opt_ml`` and run ``train`` there with ``runner``; every output line goes
     to ``run_dir/train.log`` and to ``on_line`` (default: stdout). ``cpus`` pins the run to those
     cores (train sizes its threads to them). ``feature_cache``: a folder where runs share the
@@ -106,4 +108,4 @@ def run_training(run_dir: Path, channels: dict[str, Path], hyperparameters: dict
             with _active_lock:
                 _active.pop(proc.pid, None)
             runner.remove(name)
-    return TrainResult(run_dir, opt, proc.returncode, time.monotonic() - started)
+    return RunResult(run_dir, opt, proc.returncode, time.monotonic() - started)

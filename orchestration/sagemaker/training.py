@@ -10,6 +10,7 @@ built by hand, from the project's single sources of truth.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -21,6 +22,7 @@ from dogbreed.contract.hyperparameters import parse
 from dogbreed.contract.metrics import METRIC_DEFINITIONS
 from dogbreed.debugger.hook import collections
 
+from ..backend import Reporter, RuleStatus, TrainResult
 from .polling import RUNNING, poll
 from .s3 import download_prefix, download_tar
 from .settings import AwsError, Settings
@@ -146,6 +148,17 @@ def _estimator_class() -> type:
     return NoProfilerEstimator
 
 
+def submit(settings: Settings, session: Any, name: str, hyperparameters: dict[str, str],
+           channels: dict[str, str], *, spot: bool, debugger: str, report: Reporter) -> None:
+    """Start the training job ``name`` on ``channels`` (not waiting for it)."""
+    job = estimator(settings, hyperparameters, session=session, job_name=name, spot=spot, debugger=debugger)
+    job.fit(channels, wait=False, job_name=name)
+    report.line(f"train: SageMaker training job {name} submitted ({settings.train_instance_type}"
+                f"{', spot' if spot else ''}); channels {json.dumps(channels)}")
+    report.line(f"train: https://{session.boto_region_name}.console.aws.amazon.com/sagemaker/home"
+                f"#/jobs/{name}")
+
+
 def describe_training(client: Any, name: str) -> dict[str, Any]:
     from botocore.exceptions import ClientError
 
@@ -190,6 +203,36 @@ def wait_training(client: Any, name: str, emit: Callable[[str], None], poll_ever
                 what=f"training job {name!r}", every=poll_every)
 
 
+def collect(session: Any, job: dict[str, Any], dest: Path, report: Reporter) -> TrainResult:
+    """A job that ended: its outputs downloaded to ``dest``, its report written there, its verdicts."""
+    from dogbreed.debugger.report import write_report
+
+    status = job["TrainingJobStatus"]
+    with report.bar("train: downloading outputs", unit="parts"):
+        found = download(session, job, dest)
+    rules = tuple(RuleStatus(r["RuleConfigurationName"], r.get("RuleEvaluationStatus", "?"),
+                             r.get("StatusDetails", "")) for r in rule_statuses(job))
+    return TrainResult(
+        job["TrainingJobName"], ok=status == "Completed", status=status,
+        failure=str(job.get("FailureReason")) if status == "Failed" else None,
+        model_dir=dest / "model" if "model" in found else None,
+        report=write_report(dest) if "model" in found else None,
+        metrics={m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList", [])},
+        rules=rules, downloads=found, outputs=dest, verdicts=job_verdicts(dest))
+
+
+def job_verdicts(dest: Path) -> tuple[Any, ...]:
+    """The verdicts the job's own rules wrote to its output (the in-container Debugger); none when
+    the debugger was off, or the job wrote no model."""
+    from dogbreed.contract.jobdir import JobDir, JobDirError
+    from dogbreed.debugger.verdicts import load_verdicts
+
+    try:
+        return tuple(load_verdicts(JobDir.find(dest)) or ())
+    except JobDirError:
+        return ()
+
+
 def download(session: Any, job: dict[str, Any], dest: Path) -> dict[str, str]:
     """A finished job's model, output data, Debugger tensors, profiler and rule outputs, in the
     layout `dogctl report` reads; what was found, by part."""
@@ -213,8 +256,9 @@ def download(session: Any, job: dict[str, Any], dest: Path) -> dict[str, str]:
     return found
 
 
-def stop(client: Any, name: str) -> tuple[str, str]:
-    """Stop the training job, or else the tuning job, named ``name``: (which kind, what happened)."""
+def stop(client: Any, name: str) -> tuple[str, str | None]:
+    """Stop the training job, or else the tuning job, named ``name``: (which kind, the status it
+    had ended with already, or None when it is stopping now)."""
     from botocore.exceptions import ClientError
 
     calls = (("training job", "TrainingJobStatus", lambda: client.describe_training_job(TrainingJobName=name),
@@ -228,10 +272,10 @@ def stop(client: Any, name: str) -> tuple[str, str]:
         except ClientError:
             continue  # not a job of this kind
         if status not in RUNNING:
-            return kind, f"already {status}; nothing to stop"
+            return kind, status
         try:
             stop_call()
         except ClientError as exc:
             raise AwsError(f"SageMaker refused to stop {kind} {name!r}: {exc}") from exc
-        return kind, "stopping (SageMaker sends SIGTERM; the checkpoints stay in S3)"
+        return kind, None
     raise AwsError(f"no training or tuning job named {name!r} in this account and region")

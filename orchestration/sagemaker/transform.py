@@ -11,11 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from ..transform import RAW_CONTENT_TYPE
+from dogbreed.errors import UserError
+
+from .. import dataset
+from ..backend import Reporter, TransformRequest, TransformResult
+from ..transform import RAW_CONTENT_TYPE, summarise
 from .hosting import GPU_FAMILIES, VOLTA
 from .polling import poll
+from .s3 import download_prefix, list_prefix, upload_channel
 from .settings import AwsError, Settings
 
 DEFAULT_INSTANCE = "ml.m5.xlarge"  # CPU: the default GPU transform host's driver cannot run CUDA 13
@@ -101,3 +107,43 @@ def delete_model(client: Any, name: str) -> bool:
     return True
 
 
+
+
+def input_uri(settings: Settings, workdir: Path, request: TransformRequest, name: str,
+              report: Reporter) -> str:
+    """The S3 prefix of photos: --input, or --data uploaded, or the prepared --split's channel."""
+    if request.input:
+        if not request.input.startswith("s3://"):
+            raise UserError(f"--input takes an S3 prefix (s3://bucket/photos/), got {request.input!r}")
+        return request.input
+    if request.data:
+        with report.bar("transform: uploading photos") as bar:
+            uploaded = upload_channel(settings.session(), request.data,
+                                      settings.s3_uri("transform", name, "input"),
+                                      lambda done, total: bar.advance_to(done, total))
+        return uploaded.uri
+    channels = dataset.load_s3_channels(workdir)
+    if request.split not in channels:
+        raise UserError(f"no {request.split!r} channel in S3 (there are {', '.join(channels)}): "
+                        "pass --split, --data FOLDER or --input S3_URI")
+    return channels[request.split]
+
+
+def report_submitted(job: TransformJob, report: Reporter) -> None:
+    ami = transform_ami(job.instance_type)
+    report.line(f"transform: SageMaker transform job {job.name} submitted: {job.input_uri} -> "
+                f"{job.output_uri} ({job.instance_count} x {job.instance_type}"
+                f"{f', AMI {ami}' if ami else ''}, one request per photo, up to {job.max_payload_mb} MB)")
+
+
+def collect(s3: Any, name: str, described: dict[str, Any], output: Path, report: Reporter) -> TransformResult:
+    """A transform job that ended: its outputs downloaded to ``output`` and summarised."""
+    status = described["TransformJobStatus"]
+    source = described["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
+    inputs = [p.as_posix() for p in list_prefix(s3, source)]
+    output.mkdir(parents=True, exist_ok=True)
+    with report.bar("transform: downloading outputs"):
+        download_prefix(s3, described["TransformOutput"]["S3OutputPath"], output)
+    return TransformResult(name, status=status,
+                           reason=described.get("FailureReason", "no reason given"),
+                           summary=summarise(inputs, output), output=output)

@@ -12,9 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dogbreed.contract.hyperparameters import Tune, format_value, value_type
+from dogbreed.contract.hyperparameters import Tune, describe_tune, format_value, value_type
 from dogbreed.contract.metrics import METRIC_DEFINITIONS, OBJECTIVE_METRIC, OBJECTIVE_TYPE
 
+from ..backend import Reporter, TuneResult
 from ..tuning import TuningSetup, write_results
 from .polling import RUNNING, poll
 from .settings import AwsError, Settings
@@ -58,6 +59,28 @@ def tuner(settings: Settings, setup: TuningSetup, *, session: Any) -> Any:
         max_parallel_jobs=setup.parallel,
         early_stopping_type=EARLY_STOPPING,
     )
+
+
+def submit(settings: Settings, session: Any, setup: TuningSetup, name: str, channels: dict[str, str],
+           report: Reporter) -> None:
+    """Start the tuning job ``name`` (not waiting); its trials train on train and valid, not test."""
+    job = tuner(settings, setup, session=session)
+    job.fit({k: v for k, v in channels.items() if k != "test"}, job_name=name, wait=False)
+    report.line(f"tune: SageMaker tuning job {name} submitted: {setup.trials} jobs, {setup.parallel} in "
+                f"parallel, {STRATEGY} search, early stopping {EARLY_STOPPING}, objective valid_acc, on "
+                f"{settings.train_instance_type}")
+    for param, tune in setup.space().items():
+        report.line(f"  {param}: {describe_tune(tune)}")
+
+
+def collect(client: Any, name: str, static: dict[str, str], folder: Path, report: Reporter) -> TuneResult:
+    """Wait for the tuning job to end, then write its results (tuning.json, the best file)."""
+    with report.bar("tune", unit="jobs") as bar:
+        job = wait(client, name, lambda done, total, text: bar.advance_to(done, total))
+    summary = summarize(job, trials(client, name), static, folder)
+    return TuneResult(name, headline=f"SageMaker tuning job {name} {summary['status']}",
+                      objective=summary["objective"], trials=tuple(summary["trials"]), best=summary["best"],
+                      best_file=Path(summary["best_file"]) if summary["best_file"] else None)
 
 
 def describe(client: Any, name: str) -> dict[str, Any]:
