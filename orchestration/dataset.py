@@ -12,21 +12,18 @@ import hashlib
 import json
 import os
 import shutil
-import stat
-import zipfile
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from dogbreed.errors import UserError
 
+from .archives import extract_zip
 from .progress import Progress
 
 DOGIMAGES_URL = "https://s3-us-west-1.amazonaws.com/udacity-aind/dog-project/dogImages.zip"
 DOGIMAGES_SIZE = 1_132_023_110
 KNOWN_SIZES = {DOGIMAGES_URL: DOGIMAGES_SIZE}
 SPLITS = ("train", "valid", "test")
-MAX_UNCOMPRESSED = 50 * 10**9  # bytes; no real image dataset here comes near
-MAX_RATIO = 200  # uncompressed/compressed for the whole archive (JPEGs are about 1)
 STATE_FILE = "channels.json"
 
 
@@ -101,55 +98,15 @@ def download(url: str, dest: Path, expected_size: int | None = None) -> Path:
 
 
 # -- extraction ------------------------------------------------------------
-def _member_path(info: zipfile.ZipInfo) -> PurePosixPath | None:
-    """The safe relative path of a member, None to skip it; raise on anything dangerous."""
-    name = info.filename
-    mode = info.external_attr >> 16
-    if stat.S_ISLNK(mode):
-        raise DatasetError(f"archive member {name!r} is a symbolic link: refused")
-    if "\\" in name or name.startswith("/") or "\0" in name:
-        raise DatasetError(f"archive member {name!r} has an unsafe path: refused")
-    path = PurePosixPath(name)
-    if ".." in path.parts or (path.parts and ":" in path.parts[0]):
-        raise DatasetError(f"archive member {name!r} points outside the folder: refused")
-    if info.is_dir() or not path.parts or path.parts[0] == "__MACOSX":
-        return None
-    return path
-
-
 def safe_extract(archive: Path, dest: Path) -> Path:
-    """Extract into ``dest`` (through a temporary folder): no path traversal, no links,
-    no decompression bombs. An existing complete extraction is reused."""
+    """Extract the zip into ``dest`` with :func:`orchestration.archives.extract_zip`'s checks
+    (no traversal, links or bombs); an existing complete extraction is reused."""
     marker = dest / ".extracted"
     signature = f"{archive.resolve()} {archive.stat().st_size} {archive.stat().st_mtime_ns}"
     if marker.is_file() and marker.read_text() == signature:
         return dest
-    try:
-        zf = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise DatasetError(f"{archive} is not a readable zip file: {exc}") from exc
-    with zf:
-        members = [(info, _member_path(info)) for info in zf.infolist()]
-        members = [(i, p) for i, p in members if p is not None]
-        total = sum(i.file_size for i, _ in members)
-        if total > MAX_UNCOMPRESSED or total > MAX_RATIO * max(1, archive.stat().st_size):
-            raise DatasetError(
-                f"{archive} would expand to {total:,} bytes from {archive.stat().st_size:,}: "
-                "refused as a decompression bomb"
-            )
-        tmp = dest.with_name(dest.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        with Progress(f"extract {archive.name}", total) as bar:
-            for info, rel in members:
-                target = tmp.joinpath(*rel.parts)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(target, "wb") as out:
-                    while chunk := src.read(1 << 20):
-                        out.write(chunk)
-                        bar.update(len(chunk))
-    shutil.rmtree(dest, ignore_errors=True)
-    os.replace(tmp, dest)
+    with Progress(f"extract {archive.name}", None) as bar:
+        extract_zip(archive, dest, progress=bar.advance_to)
     marker.write_text(signature)
     return dest
 

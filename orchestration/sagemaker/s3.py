@@ -1,16 +1,16 @@
 """S3 for the SageMaker backend: channels up (skipping unchanged files), job outputs down
-(archives extracted safely, keys confined to their folder)."""
+(archives extracted by :mod:`orchestration.archives`, keys confined to their folder)."""
 
 from __future__ import annotations
 
 import hashlib
-import tarfile
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ..archives import extract_tar
 from .settings import AwsError
 
 
@@ -104,7 +104,5 @@ def download_tar(s3: Any, uri: str, dest: Path) -> bool:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
                 return False  # the job wrote none (e.g. no output data)
             raise AwsError(f"cannot download {uri}: {exc}") from exc
-        dest.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(archive) as tar:
-            tar.extractall(dest, filter="data")  # no absolute paths, no links out, no devices
+        extract_tar(archive, dest)  # our checks, not tarfile's filter: see orchestration.archives
     return True

@@ -10,6 +10,7 @@ import pytest
 
 from local_test.testdata import make_class_folders, make_dataset
 from orchestration import dataset as D
+from orchestration.archives import ArchiveError
 from tests.helpers import file_server, zip_folder
 
 
@@ -66,12 +67,12 @@ def unsafe_zip(path: Path, name: str, *, symlink: bool = False) -> Path:
     ("dogImages/../../evil.txt", False, "points outside"),
     ("/tmp/evil.txt", False, "unsafe path"),
     ("dogImages\\..\\evil.txt", False, "unsafe path"),
-    ("dogImages/train/001.A/link.jpg", True, "symbolic link"),
+    ("dogImages/train/001.A/link.jpg", True, "link, device or pipe"),
 ])
 def test_unsafe_archives_are_refused_before_anything_is_written(tmp_path, name, symlink, fragment):
     archive = unsafe_zip(tmp_path / "bad.zip", name, symlink=symlink)
     work = tmp_path / "work"
-    with pytest.raises(D.DatasetError, match=fragment):
+    with pytest.raises(ArchiveError, match=fragment):
         D.prepare(str(archive), work)
     assert not (tmp_path / "evil.txt").exists()
     assert not (work / "data" / "bad").exists()
@@ -82,13 +83,13 @@ def test_decompression_bomb_is_refused(tmp_path):
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("dogImages/train/001.A/big.jpg", b"\0" * 50_000_000)
     assert archive.stat().st_size < 200_000
-    with pytest.raises(D.DatasetError, match="decompression bomb"):
+    with pytest.raises(ArchiveError, match="decompression bomb"):
         D.prepare(str(archive), tmp_path / "work")
 
 
 def test_not_a_zip_and_missing_source(tmp_path):
     (tmp_path / "x.zip").write_text("not a zip")
-    with pytest.raises(D.DatasetError, match="not a readable zip"):
+    with pytest.raises(ArchiveError, match="not a readable zip"):
         D.prepare(str(tmp_path / "x.zip"), tmp_path / "work")
     with pytest.raises(D.DatasetError, match="does not exist"):
         D.prepare(str(tmp_path / "nothing.zip"), tmp_path / "work")
