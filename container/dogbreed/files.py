@@ -42,3 +42,23 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_write(path) as fh:
         fh.write(data)
+
+
+def plain_name(name: object) -> bool:
+    """Whether ``name`` (read from a file that came from elsewhere) is a bare file name: a
+    non-empty string with no folder part, not ``.`` or ``..``, no NUL."""
+    return (isinstance(name, str) and name not in ("", ".", "..") and "/" not in name
+            and "\\" not in name and "\0" not in name)
+
+
+def inside(folder: Path, *names: object) -> Path | None:
+    """``folder/names...`` when every name is a :func:`plain_name` and the path, links resolved,
+    stays in ``folder``; None otherwise (file names from outside are never trusted as paths)."""
+    if not names or not all(plain_name(n) for n in names):
+        return None
+    path = folder.joinpath(*names)  # type: ignore[arg-type]  # checked: every name is a str
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except (ValueError, OSError):
+        return None
+    return path

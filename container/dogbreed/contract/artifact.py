@@ -20,7 +20,7 @@ from typing import Any
 
 from dogbreed.contract.opt_ml import read_json
 from dogbreed.errors import UserError
-from dogbreed.files import atomic_write_bytes
+from dogbreed.files import atomic_write_bytes, plain_name
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -111,6 +111,10 @@ class ModelMetadata:
             meta = cls(**values)
         except (KeyError, TypeError) as exc:
             raise ArtifactError(f"{source} is not a model's metadata ({type(exc).__name__}: {exc})") from exc
+        for key in ("weights_file", "classes_file"):
+            if not plain_name(getattr(meta, key)):
+                raise ArtifactError(f"{source}: {key} must be a file name in the model folder, "
+                                    f"got {getattr(meta, key)!r}")
         return meta
 
 

@@ -21,6 +21,8 @@ from dogbreed.errors import UserError
 
 # Files a job leaves in output/data beside the rules' verdicts and the evaluation.
 REPORT_FILE = "report.html"
+EVALUATION_FILE = "evaluation.json"  # per-breed accuracy and confusions (train writes it)
+EXAMPLES_DIR = "examples"  # its thumbnails, in output/data; the report embeds only these
 TUNING_FILE = "tuning.json"  # a tuning study's trials, copied in by `dogctl train --hyperparameters`
 STEP_LOSSES_FILE = "step-losses.json"  # the training loss per step: the report's curve without tensors
 

@@ -23,8 +23,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dogbreed.contract.hyperparameters import DEFAULTS, Hyperparameters, format_value
-from dogbreed.contract.jobdir import REPORT_FILE, STEP_LOSSES_FILE, TUNING_FILE, JobDir, JobDirError
+from dogbreed.contract.jobdir import (
+    EVALUATION_FILE,
+    EXAMPLES_DIR,
+    REPORT_FILE,
+    STEP_LOSSES_FILE,
+    TUNING_FILE,
+    JobDir,
+    JobDirError,
+)
 from dogbreed.debugger.verdicts import ISSUES, NO_ISSUES, RuleResult, load_verdicts
+from dogbreed.files import inside
 
 if TYPE_CHECKING:
     import jinja2
@@ -226,9 +235,12 @@ def _template() -> jinja2.Template:
     return env.get_template(TEMPLATE)
 
 
-def _thumbnail(job: JobDir, relative: str) -> dict[str, str] | None:
-    path = job.output_data / relative
-    if not path.is_file():
+def _thumbnail(job: JobDir, relative: object) -> dict[str, str] | None:
+    """An example photo the job saved (``examples/NAME``, nothing else: evaluation.json comes
+    from the job, and a path there must not put another file of this machine in the page)."""
+    folder, _, name = relative.partition("/") if isinstance(relative, str) else ("", "", "")
+    path = inside(job.output_data, folder, name) if folder == EXAMPLES_DIR else None
+    if path is None or not path.is_file():
         return None
     return {"src": "data:image/jpeg;base64," + base64.b64encode(path.read_bytes()).decode(),
             "alt": path.name}
@@ -247,7 +259,7 @@ def _profile(job: JobDir, results: list[RuleResult] | None) -> dict[str, Any]:
 
 def _breeds(job: JobDir) -> dict[str, Any] | None:
     """Per-breed accuracy and confusions of the test split when there is one, else of valid."""
-    details = job.read_json("evaluation.json") or {}
+    details = job.read_json(EVALUATION_FILE) or {}
     split = next((s for s in ("test", "valid") if details.get(s)), None)
     if split is None:
         return None

@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from dogbreed.contract.artifact import display_name
+from dogbreed.contract.jobdir import EVALUATION_FILE, EXAMPLES_DIR
 from dogbreed.data.images import ImageError, decode
 
 log = logging.getLogger(__name__)
-EVALUATION_FILE = "evaluation.json"
-EXAMPLES_DIR = "examples"
 TOP_PAIRS = 10
 THUMBNAILS_PER_PAIR = 2
 THUMBNAIL_PX = 112
