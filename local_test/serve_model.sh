@@ -15,4 +15,4 @@ fi
 serve="$root/.venv/bin/serve"
 [ -x "$serve" ] || { echo "serve_model.sh: $serve missing: run 'make install'" >&2; exit 2; }
 echo "serving $model_dir on port ${PORT:-8080}"
-SAGEMAKER_BIND_TO_PORT="${PORT:-8080}" exec "$serve" --model-dir "$model_dir"
+DOGBREED_BIND_HOST="${BIND_HOST:-127.0.0.1}" SAGEMAKER_BIND_TO_PORT="${PORT:-8080}" exec "$serve" --model-dir "$model_dir"

@@ -13,7 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
-from dogbreed.contract.hyperparameters import parse
+from dogbreed.contract.hyperparameters import RESERVED_PREFIXES, parse
 from dogbreed.errors import UserError
 
 from . import dataset, interrupts
@@ -76,6 +76,12 @@ def hyperparameters_from(args: argparse.Namespace) -> dict[str, str]:
             raise UserError(f"cannot read hyperparameters from {path}: {exc}") from exc
         values.update({k: str(v) for k, v in loaded.items()})
     values.update(_parse_assignments(args.hp or []))
+    reserved = sorted(k for k in values if k.startswith(RESERVED_PREFIXES))
+    if reserved:  # sagemaker_program would hand the job over to any script path
+        raise UserError(f"{', '.join(reserved)}: SageMaker's own keys (starting with "
+                        f"{' or '.join(RESERVED_PREFIXES)}), not this trainer's hyperparameters; to run "
+                        "your own script, give an Estimator entry_point (README: Bringing your own "
+                        "training script)")
     parse(values)  # fail now, not minutes later inside the job
     return values
 

@@ -15,10 +15,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from dogbreed.contract.artifact import METADATA_FILE, ArtifactError, ModelArtifact
+from dogbreed.contract.environment import BIND_HOST, PORT, WORKERS
 from dogbreed.serve.payloads import JSON_TYPE
 
 from ..invocation import EndpointError, Send
@@ -87,11 +89,23 @@ def _ping(url: str) -> tuple[int, str]:
         return 0, str(exc)
 
 
+SECRET_PREFIXES = ("AWS_",)  # keys, tokens, profiles: serve needs none of them
+SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD", "CREDENTIAL")
+
+
+def server_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """The caller's environment less what a model server has no use for and must not hold:
+    AWS credentials and anything named like a secret (a local endpoint runs a model, not AWS)."""
+    return {k: v for k, v in env.items()
+            if not k.upper().startswith(SECRET_PREFIXES) and not any(w in k.upper() for w in SECRET_WORDS)}
+
+
 def deploy(workdir: Path, model_dir: Path, *, name: str = DEFAULT_NAME, port: int = 8080,
            workers: int | None = None, environment: dict[str, str] | None = None,
            timeout: float = 120) -> Endpoint:
-    """Start ``serve`` on ``model_dir`` in the background (``environment`` added to its own) and
-    wait until /ping says it is ready."""
+    """Start ``serve`` on ``model_dir`` in the background, listening on 127.0.0.1 (``environment``,
+    e.g. ``DOGBREED_BIND_HOST``, added to the caller's, whose secrets it never gets), and wait until
+    /ping says it is ready."""
     path = Endpoint.state_file(workdir, name)
     if path.is_file():
         old = Endpoint.load(workdir, name)
@@ -103,9 +117,10 @@ def deploy(workdir: Path, model_dir: Path, *, name: str = DEFAULT_NAME, port: in
         raise EndpointError(f"port {port} is taken (something answers at {url}): pass --port")
     log = path.parent / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **(environment or {}), "SAGEMAKER_BIND_TO_PORT": str(port), "PYTHONUNBUFFERED": "1"}
+    env = {**server_environment(os.environ), BIND_HOST: "127.0.0.1", **(environment or {}),
+           PORT: str(port), "PYTHONUNBUFFERED": "1"}
     if workers:
-        env["SAGEMAKER_MODEL_SERVER_WORKERS"] = str(workers)
+        env[WORKERS] = str(workers)
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "dogbreed.serve", "--model-dir", str(model_dir)],
                                 env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

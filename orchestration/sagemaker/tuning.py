@@ -98,7 +98,7 @@ def wait(client: Any, name: str, progress: Callable[[int, int, str], None],
 
     def report(job: dict[str, Any], _seconds: float) -> None:
         counters = job.get("TrainingJobStatusCounters", {})
-        finished = sum(counters.get(k, 0) for k in ("Completed", "NonRetryableErrors", "Stopped"))
+        finished = sum(counters.get(k, 0) for k in ("Completed", "NonRetryableError", "Stopped"))  # API keys
         total = job["HyperParameterTuningJobConfig"]["ResourceLimits"]["MaxNumberOfTrainingJobs"]
         progress(finished, total, ", ".join(f"{k} {v}" for k, v in counters.items() if v))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -14,21 +15,41 @@ from tests.helpers import BIN, free_port
 pytestmark = pytest.mark.e2e
 
 
-def dogctl(work, *args, timeout=180):
+def dogctl(work, *args, timeout=180, env=None):
     return subprocess.run([str(BIN / "dogctl"), "--workdir", str(work), *args], capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, env=env)
+
+
+def listening(port: int) -> set[str]:
+    """The local addresses (hex, as /proc/net/tcp writes them) with a socket listening on ``port``."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, _, hex_port = local.partition(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                found.add(address)
+    return found
 
 
 def test_deploy_invoke_evaluate_teardown(tmp_path, trained_model, trained_data, sample_photos):
     work = tmp_path / "work"
     port = str(free_port())
+    secrets = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "example-secret",
+               "GITHUB_TOKEN": "example-token"}
     up = dogctl(work, "deploy", "--model", str(trained_model.parent), "--port", port,
-                "--env", "SAGEMAKER_MODEL_SERVER_WORKERS=2")
+                "--env", "SAGEMAKER_MODEL_SERVER_WORKERS=2", env={**os.environ, **secrets})
     assert up.returncode == 0, up.stderr
     assert f"ready at http://127.0.0.1:{port}" in up.stdout
     log = re.search(r"\(log (.+)\)", up.stdout).group(1)
     assert "2 worker(s)" in Path(log).read_text()  # --env reached the server
     try:
+        # Loopback only, and none of the caller's secrets in the server's environment.
+        assert listening(int(port)) == {"0100007F"}, "serve listens beyond 127.0.0.1"
+        pid = json.loads(next((work / "endpoints").glob("*.json")).read_text())["pid"]
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert b"DOGBREED_BIND_HOST=127.0.0.1" in environ
+        assert not [v for v in environ if any(s.encode() in v for s in secrets.values())]
         again = dogctl(work, "deploy", "--model", str(trained_model), "--port", port)
         assert again.returncode == 2 and "is already up" in again.stderr
 

@@ -177,6 +177,9 @@ def test_tune_on_sagemaker_sends_the_schema_waits_and_writes_the_best(sagemaker,
 
     assert "SageMaker tuning job dogbreed-tune-t1 submitted: 4 jobs, 2 in parallel" in out.stdout
     lines = out.stdout.splitlines()
+    # The progress bar's last line: the failed (NonRetryableError) trial counts as finished.
+    bar = [line for line in lines if line.startswith("tune: [")]
+    assert bar and " 100.0% " in bar[-1], bar
     header = next(i for i, line in enumerate(lines) if line.startswith("trial "))
     table = [row.split()[:3] for row in lines[header + 1:header + 5]]
     assert table == [["t-002-bbb", "completed", "0.5500"], ["t-001-aaa", "completed", "0.4100"],

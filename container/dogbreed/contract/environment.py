@@ -12,6 +12,7 @@ moves the /opt/ml root; ``OPT_ML``, this project's older name, is still read whe
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -38,6 +39,7 @@ MASTER_PORT = "DOGBREED_MASTER_PORT"
 PROGRAM = "SAGEMAKER_PROGRAM"  # a user's own script (dogbreed.train.toolkit)
 # -- serving ----------------------------------------------------------------
 PORT = "SAGEMAKER_BIND_TO_PORT"
+BIND_HOST = "DOGBREED_BIND_HOST"  # the address serve listens on: 0.0.0.0 in SageMaker, 127.0.0.1 locally
 WORKERS = "SAGEMAKER_MODEL_SERVER_WORKERS"
 TIMEOUT = "SAGEMAKER_MODEL_SERVER_TIMEOUT"
 MAX_PAYLOAD_IN_MB = "SAGEMAKER_MAX_PAYLOAD_IN_MB"  # batch transform's MaxPayloadInMB; async up to 1 GB
@@ -94,6 +96,10 @@ def _bool(raw: str) -> bool:
     raise ValueError(raw)
 
 
+def _ip_address(raw: str) -> str:
+    return str(ipaddress.ip_address(raw))  # ValueError for anything else (a name, a port)
+
+
 def _sha256(raw: str) -> str:
     if not re.fullmatch(r"[0-9a-fA-F]{64}", raw):
         raise ValueError(raw)
@@ -143,6 +149,7 @@ class ServingEnvironment:
 
     base_dir: Path = Path(DEFAULT_BASE_DIR)
     port: int = 8080
+    bind_host: str = "0.0.0.0"  # what SageMaker's contract needs in the container
     workers: int | None = None  # None: serve's default for the host
     timeout: int = 60
     max_payload_mb: int = DEFAULT_PAYLOAD_MB
@@ -160,6 +167,7 @@ class ServingEnvironment:
         return cls(
             base_dir=base_dir(env),
             port=_get(env, PORT, _whole(1, 65535), "a port number, 1 to 65535", 8080),
+            bind_host=_get(env, BIND_HOST, _ip_address, "an IP address, e.g. 127.0.0.1", "0.0.0.0"),
             workers=_get(env, WORKERS, _whole(1, 1024), "a whole number of processes, 1 to 1024", None),
             timeout=_get(env, TIMEOUT, _whole(1, 3600), "a whole number of seconds, 1 to 3600", 60),
             max_payload_mb=_get(env, MAX_PAYLOAD_IN_MB, _whole(1, MAX_PAYLOAD_MB),

@@ -7,6 +7,7 @@ SageMaker and its SDK set, read once at start (dogbreed.contract.environment; a 
 serve with one line naming it):
 
     SAGEMAKER_BIND_TO_PORT           port (default 8080)
+    DOGBREED_BIND_HOST               address to listen on (default 0.0.0.0; dogctl's local ones: 127.0.0.1)
     SAGEMAKER_MODEL_SERVER_WORKERS   worker processes (default: 2 per GPU; on CPU, one per core,
                                      at most one per GiB of memory)
     SAGEMAKER_MODEL_SERVER_TIMEOUT   seconds a request may take (default 60)
@@ -77,7 +78,7 @@ def default_workers(gpus: int, cpus: int, memory: int | None = None) -> int:
     return max(1, min(cpus, memory // WORKER_MEMORY))
 
 
-def gunicorn_options(state: ModelState, port: int, workers: int, timeout: int,
+def gunicorn_options(state: ModelState, bind: str, workers: int, timeout: int,
                      gpus: int, require_gpu: bool = False) -> dict[str, Any]:
     cpus = cpu_count()
     started = time.monotonic()
@@ -100,12 +101,12 @@ def gunicorn_options(state: ModelState, port: int, workers: int, timeout: int,
             state.threads.forget(worker.pid)
 
     def when_ready(server: Any) -> None:
-        server.log.info("serve: listening on port %d, %d worker(s) x %d requests at work (%d admitted, "
-                        "%ds each), model %s (%.1fs)", port, workers, WORKING_PER_WORKER,
+        server.log.info("serve: listening on %s, %d worker(s) x %d requests at work (%d admitted, "
+                        "%ds each), model %s (%.1fs)", bind, workers, WORKING_PER_WORKER,
                         THREADS_PER_WORKER - 1, timeout, state.model_dir, time.monotonic() - started)
 
     options = {
-        "bind": f"0.0.0.0:{port}",
+        "bind": bind,
         "workers": workers,
         "worker_class": "gthread",
         "threads": THREADS_PER_WORKER,
@@ -154,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     state = ModelState(args.model_dir or OptML(settings.base_dir).model_dir, settings.precision, threads)
     wsgi = create_app(state, Admission(THREADS_PER_WORKER - 1, WORKING_PER_WORKER, timeout),
                       concurrency=workers * WORKING_PER_WORKER, settings=settings)
-    options = gunicorn_options(state, port, workers, timeout, gpus, settings.require_gpu)
+    host = settings.bind_host
+    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 address in brackets
+    options = gunicorn_options(state, bind, workers, timeout, gpus, settings.require_gpu)
 
     class Server(BaseApplication):
         def load_config(self) -> None:

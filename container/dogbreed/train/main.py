@@ -23,7 +23,7 @@ from torch.distributed.elastic.multiprocessing import SignalException
 from dogbreed.contract import environment
 from dogbreed.contract.environment import TrainingEnvironment
 from dogbreed.contract.hyperparameters import Hyperparameters, parse
-from dogbreed.contract.opt_ml import OptML
+from dogbreed.contract.opt_ml import ContractError, OptML
 from dogbreed.errors import UserError
 from dogbreed.model.hardware import processes_per_host
 from dogbreed.train.distributed import WorkerFailed, World, launch, record_failure, worker_world
@@ -95,8 +95,8 @@ def _launch_or_train(opt: OptML, env: TrainingEnvironment) -> None:
 
 def _user_program(opt: OptML, env: TrainingEnvironment) -> str | None:
     try:
-        return user_program(opt, env.program)
-    except UserError:
+        return user_program(opt, env.program)  # a script outside the source directory: refused
+    except ContractError:
         return None  # an unreadable hyperparameters.json: the built-in trainer reports it
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from pathlib import PurePosixPath
 from typing import NoReturn
 
 from dogbreed.contract.environment import BASE_DIR
@@ -44,7 +45,14 @@ def user_program(opt: OptML, program_env: str | None = None) -> str | None:
         value = json.loads(raw)
     except ValueError:
         value = raw
-    return str(value) or None
+    program = str(value)
+    if not program:
+        return None
+    path = PurePosixPath(program)
+    if path.is_absolute() or ".." in path.parts or "\0" in program:
+        raise UserError(f"{PROGRAM}={program!r}: the script must be a path inside the job's source "
+                        "directory (the SDK's entry_point), not an absolute path or one with '..'")
+    return program
 
 
 def hand_over(opt: OptML, program: str) -> NoReturn:

@@ -36,6 +36,7 @@ def test_serving_defaults_are_sagemakers():
     assert settings.max_payload_bytes == 6 * 1024 * 1024
     assert (settings.batch_strategy, settings.precision) == ("MULTI_RECORD", "fp32")
     assert settings.require_gpu is False
+    assert settings.bind_host == "0.0.0.0"  # the container contract: SageMaker connects from outside
 
 
 def test_serving_values_are_typed():
@@ -43,10 +44,10 @@ def test_serving_values_are_typed():
         "SAGEMAKER_BIND_TO_PORT": "9000", "SAGEMAKER_MODEL_SERVER_WORKERS": "3",
         "SAGEMAKER_MODEL_SERVER_TIMEOUT": "30", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "20",
         "SAGEMAKER_BATCH_STRATEGY": "single_record", "DOGBREED_PRECISION": "INT8",
-        "DOGBREED_REQUIRE_GPU": "yes"})
+        "DOGBREED_REQUIRE_GPU": "yes", "DOGBREED_BIND_HOST": "::1"})
     assert (settings.port, settings.workers, settings.timeout, settings.max_payload_mb) == (9000, 3, 30, 20)
     assert (settings.batch_strategy, settings.precision) == ("SINGLE_RECORD", "int8")
-    assert settings.require_gpu is True
+    assert settings.require_gpu is True and settings.bind_host == "::1"
 
 
 @pytest.mark.parametrize("name,value,accepts", [
@@ -58,6 +59,8 @@ def test_serving_values_are_typed():
     ("SAGEMAKER_BATCH_STRATEGY", "ALL", "MULTI_RECORD or SINGLE_RECORD"),
     ("DOGBREED_PRECISION", "fp16", "fp32 or int8"),
     ("DOGBREED_REQUIRE_GPU", "maybe", "true or false"),
+    ("DOGBREED_BIND_HOST", "localhost", "an IP address, e.g. 127.0.0.1"),
+    ("DOGBREED_BIND_HOST", "127.0.0.1:80", "an IP address, e.g. 127.0.0.1"),
 ])
 def test_a_bad_serving_value_names_the_variable_and_what_it_accepts(name, value, accepts):
     with pytest.raises(SettingError) as err:

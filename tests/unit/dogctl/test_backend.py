@@ -60,6 +60,11 @@ def test_the_command_line_builds_typed_requests_from_its_options():
     bad = cli.build_parser().parse_args(["train", "--hp", "epochs=zero"])
     with pytest.raises(UserError, match="epochs"):  # checked before any backend is asked
         cli.train_request(bad)
+    # A hyperparameter must not hand the built-in trainer over to a script (issue 22).
+    for key in ("sagemaker_program", "_tuning_objective_metric"):
+        handover = cli.build_parser().parse_args(["train", "--hp", f"{key}=x.py"])
+        with pytest.raises(UserError, match=f"{key}: SageMaker's own keys"):
+            cli.train_request(handover)
 
 
 def test_the_command_line_prints_results_and_chooses_exit_codes(capsys, tmp_path):

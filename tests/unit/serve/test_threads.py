@@ -75,7 +75,7 @@ def test_a_worker_killed_in_a_forward_pass_is_forgotten_when_the_master_hears_of
 def test_serve_frees_the_slot_of_a_worker_that_exits(tmp_path):
     """serve's gunicorn configuration forgets a worker in the master's child_exit hook."""
     threads = SharedThreads(4)
-    options = gunicorn_options(ModelState(tmp_path, threads=threads), 8080, 2, 60, 0)
+    options = gunicorn_options(ModelState(tmp_path, threads=threads), "127.0.0.1:8080", 2, 60, 0)
     pid = killed_mid_pass(threads)
     options["child_exit"](None, SimpleNamespace(pid=pid))  # what gunicorn passes: its Worker
     assert threads.busy() == 0

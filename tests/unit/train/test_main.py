@@ -43,3 +43,19 @@ def test_the_failure_file_holds_the_reason_first_and_the_code_follows_the_kind(t
     assert opt.failure_file.read_text().splitlines()[0] == "hyperparameter 'lr': expected a number"
     assert report_failure(KeyboardInterrupt(), opt, None) == 143
     assert opt.failure_file.read_text().startswith("training stopped by SIGTERM")
+
+
+def test_a_job_naming_a_script_outside_its_source_directory_fails_instead_of_running_it(tmp_path,
+                                                                                       monkeypatch):
+    import json
+
+    from dogbreed.train.main import main
+
+    (tmp_path / "input" / "config").mkdir(parents=True)
+    (tmp_path / "input" / "config" / "hyperparameters.json").write_text(
+        json.dumps({"sagemaker_program": '"/opt/ml/input/data/train/evil.py"'}))
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path))
+    monkeypatch.delenv("OPT_ML", raising=False)
+    assert main([]) == 1
+    assert OptML(tmp_path).failure_file.read_text().startswith(
+        "sagemaker_program='/opt/ml/input/data/train/evil.py': the script must be a path inside")
