@@ -1,7 +1,8 @@
 """Decoding photos safely into RGB, and the ImageNet preprocessing, for train and serve.
 
-The content decides, never the file name: anything Pillow can read is accepted,
-anything else raises :class:`ImageError`. Decompression bombs are refused from
+The content decides, never the file name: the formats photos come in (:data:`FORMATS`) are
+accepted, anything else (EPS, PSD, ICO and the rest of Pillow's readers, each more code for a
+hostile file to reach) raises :class:`ImageError`. Decompression bombs are refused from
 the header alone, JPEGs are decoded at reduced size when the network needs far
 fewer pixels (``draft``), EXIF orientation is honoured and every mode (grayscale,
 palette, alpha, CMYK, 16-bit) becomes 8-bit RGB.
@@ -9,8 +10,10 @@ palette, alpha, CMYK, 16-bit) becomes 8-bit RGB.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -19,6 +22,9 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 # Largest image accepted, in pixels (a 64-megapixel photo; a 20000x20000 "bomb" is 400).
 MAX_PIXELS = 64_000_000
 ORIENTATION_TAG = 0x0112
+# What photos come as (JPEG includes MPO, the two-frame JPEG some phones write); Pillow tries only these.
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+FORMAT_NAMES = "JPEG, PNG, WebP, GIF, BMP or TIFF"
 
 # Pillow refuses truncated images by default; keep it so (a truncated file is reported).
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -46,43 +52,62 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def decode(source: str | Path | bytes | BinaryIO, min_side: int | None = None) -> Image.Image:
-    """Decode ``source`` into an RGB image whose short side is at least ``min_side``
-    when the original allows (JPEGs are decoded at the smallest sufficient scale).
-    """
-    stream: str | Path | BinaryIO = io.BytesIO(source) if isinstance(source, bytes) else source
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """Pillow's many failures as one :class:`ImageError` that says why."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(stream) as img:
-                width, height = img.size
-                if width < 1 or height < 1:
-                    raise ImageError(f"image has no pixels ({width}x{height})")
-                if width * height > MAX_PIXELS:
-                    raise ImageError(
-                        f"image is {width}x{height} pixels, above the limit of "
-                        f"{MAX_PIXELS // 1_000_000} megapixels"
-                    )
-                if min_side and img.format == "JPEG":
-                    img.draft("RGB", (min_side, min_side))
-                if img.getexif().get(ORIENTATION_TAG, 1) != 1:
-                    img = ImageOps.exif_transpose(img)
-                img.load()
-                return _to_rgb(img)
+            yield
     except ImageError:
         raise
     except UnidentifiedImageError:
-        raise ImageError("not an image format this service can read") from None
+        raise ImageError(f"not an image format this service can read ({FORMAT_NAMES})") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(f"image refused as a decompression bomb: {exc}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"image could not be decoded: {exc}") from None
 
 
+@contextlib.contextmanager
+def opened(source: str | Path | bytes | BinaryIO, min_side: int | None = None) -> Iterator[Image.Image]:
+    """The image with its header read and checked (format, pixel count), not decoded yet: its
+    ``size`` is what :func:`to_rgb` will decode (JPEGs at the smallest scale whose short side is
+    at least ``min_side``), so a caller can budget memory before the pixels exist."""
+    stream: str | Path | BinaryIO = io.BytesIO(source) if isinstance(source, bytes) else source
+    with _translated(), Image.open(stream, formats=FORMATS) as img:
+        width, height = img.size
+        if width < 1 or height < 1:
+            raise ImageError(f"image has no pixels ({width}x{height})")
+        if width * height > MAX_PIXELS:
+            raise ImageError(f"image is {width}x{height} pixels, above the limit of "
+                             f"{MAX_PIXELS // 1_000_000} megapixels")
+        if min_side and img.format == "JPEG":
+            img.draft("RGB", (min_side, min_side))
+        yield img
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Decode an :func:`opened` image into 8-bit RGB, EXIF orientation applied."""
+    with _translated():
+        if img.getexif().get(ORIENTATION_TAG, 1) != 1:
+            img = ImageOps.exif_transpose(img)
+        img.load()
+        return _to_rgb(img)
+
+
+def decode(source: str | Path | bytes | BinaryIO, min_side: int | None = None) -> Image.Image:
+    """Decode ``source`` into an RGB image whose short side is at least ``min_side``
+    when the original allows (JPEGs are decoded at the smallest sufficient scale).
+    """
+    with opened(source, min_side) as img:
+        return to_rgb(img)
+
+
 def check_header(path: Path) -> str | None:
     """Cheap validity check of an image file: None when fine, else the reason."""
     try:
-        with Image.open(path) as img:
+        with Image.open(path, formats=FORMATS) as img:
             width, height = img.size
             img.verify()
     except UnidentifiedImageError:

@@ -16,6 +16,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+DECODE_PIXELS = 64_000_000  # one photo at the size limit, or five of 12 megapixels, at once
+
 
 class Busy(Exception):
     """The worker cannot take or finish this request in time: 503, retry later."""
@@ -45,8 +47,9 @@ class Admission:
     """At most ``capacity`` requests admitted, ``working`` of them at work at once."""
 
     def __init__(self, capacity: int, working: int, timeout: float,
-                 setting: str = "SAGEMAKER_MODEL_SERVER_TIMEOUT"):
+                 setting: str = "SAGEMAKER_MODEL_SERVER_TIMEOUT", *, decode_pixels: int = DECODE_PIXELS):
         self.capacity, self.working, self.timeout, self.setting = capacity, working, timeout, setting
+        self.pixels = PixelBudget(decode_pixels)
         self._admitted = threading.BoundedSemaphore(capacity)
         self._working = threading.BoundedSemaphore(working)
 
@@ -70,3 +73,34 @@ class Admission:
             yield
         finally:
             self._working.release()
+
+
+class PixelBudget:
+    """How many pixels a worker decodes at once: a photo's decode waits while others hold the
+    budget (one bigger than the whole budget goes alone), until its request's deadline (then
+    :class:`Busy`). A few hundred KB of PNG can declare 64 megapixels, about 0.8 GB to decode,
+    and a worker has up to ``working`` requests decoding at once."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._held = 0
+        self._changed = threading.Condition()
+
+    @property
+    def held(self) -> int:
+        return self._held
+
+    @contextmanager
+    def hold(self, pixels: int, deadline: Deadline) -> Iterator[None]:
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._held == 0 or self._held + pixels <= self.limit,
+                                          timeout=deadline.remaining()):
+                raise Busy(f"the request waited {deadline.seconds:g}s ({deadline.setting}) for memory to "
+                           "decode its photos: the worker is decoding others; retry")
+            self._held += pixels
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._held -= pixels
+                self._changed.notify_all()

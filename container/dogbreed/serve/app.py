@@ -19,7 +19,7 @@ from dogbreed.contract.environment import REQUIRE_GPU, ServingEnvironment
 from dogbreed.data.images import ImageError
 from dogbreed.model.hardware import nvidia_gpus
 from dogbreed.serve import payloads
-from dogbreed.serve.admission import Admission, Busy, Deadline
+from dogbreed.serve.admission import Admission, Busy, Deadline, PixelBudget
 from dogbreed.serve.predictor import Predictor
 from dogbreed.serve.threads import SharedThreads
 
@@ -113,14 +113,14 @@ def _lines(limit: int) -> Iterator[bytes]:
         yield line
 
 
-def _predict(predictor: Predictor, record: payloads.Invocation,
-             deadline: Deadline) -> list[list[dict[str, Any]]]:
-    """One record's predictions."""
+def _predict(predictor: Predictor, record: payloads.Invocation, deadline: Deadline,
+             budget: PixelBudget) -> list[list[dict[str, Any]]]:
+    """One record's predictions (its photos decoded within the worker's pixel budget)."""
     pixels = []
     for i, data in enumerate(record.images):
         deadline.check()
         try:
-            pixels.append(predictor.preprocess(data))
+            pixels.append(predictor.preprocess(data, hold=lambda n: budget.hold(n, deadline)))
         except ImageError as exc:
             where = (([f"line {record.line}"] if record.line else [])
                      + ([f"image {i}"] if len(record.images) > 1 else []))
@@ -197,7 +197,7 @@ def _invocations(state: ModelState, admission: Admission, limit: int) -> Any:
             records = payloads.parse(request.mimetype, _read_body(limit), query=request.args,
                                      custom_attributes=attributes, num_classes=predictor.num_classes)
         with admission.work(deadline):
-            answers = [_predict(predictor, record, deadline) for record in records]
+            answers = [_predict(predictor, record, deadline, admission.pixels) for record in records]
     if answer_type == payloads.JSONLINES_TYPE:
         lines = "".join(json.dumps({"predictions": a}, separators=(",", ":")) + "\n" for a in answers)
         return Response(lines, mimetype=payloads.JSONLINES_TYPE)

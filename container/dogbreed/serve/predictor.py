@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ from torch import nn
 
 from dogbreed.contract.artifact import ArtifactError, ModelArtifact
 from dogbreed.contract.environment import PRECISIONS
-from dogbreed.data.images import decode
+from dogbreed.data.images import opened, to_rgb
 from dogbreed.data.preprocess import eval_transform_for
 from dogbreed.model import quantize
 from dogbreed.model.resnet import ResNet18
@@ -80,10 +82,15 @@ class Predictor:
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def preprocess(self, data: bytes) -> np.ndarray:
-        """Bytes of any image Pillow reads -> the model's input pixels, HWC uint8 (raises
-        images.ImageError). Normalisation happens batched, on the inference thread."""
-        return self.transform.pixels(decode(data, self.decode_side))
+    def preprocess(self, data: bytes,
+                   hold: Callable[[int], AbstractContextManager[None]] | None = None) -> np.ndarray:
+        """Bytes of a photo -> the model's input pixels, HWC uint8 (raises images.ImageError).
+        ``hold(pixels)`` is held while the photo's pixels exist (serve's decode budget).
+        Normalisation happens batched, on the inference thread."""
+        with opened(data, self.decode_side) as img:
+            width, height = img.size
+            with hold(width * height) if hold else contextlib.nullcontext():
+                return self.transform.pixels(to_rgb(img))
 
     @torch.inference_mode()
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,6 @@
 
+import io
+
 import pytest
 from PIL import Image
 
@@ -14,6 +16,16 @@ def test_every_mode_becomes_rgb(mode, fmt):
     img = Image.new(mode, (40, 30))
     out = decode(encode(img, fmt))
     assert out.mode == "RGB" and out.size == (40, 30)
+
+
+@pytest.mark.parametrize("fmt", ["ICO", "PPM", "TGA", "SGI", "PCX", "DDS"])
+def test_formats_photos_never_come_in_are_refused_before_any_decoder_runs(fmt, tmp_path):
+    data = encode(Image.new("RGB", (16, 16), (200, 10, 10)), fmt)
+    assert Image.open(io.BytesIO(data)).format == fmt  # Pillow itself would read it
+    with pytest.raises(ImageError, match=r"not an image format this service can read \(JPEG, PNG"):
+        decode(data)
+    (tmp_path / "x.jpg").write_bytes(data)
+    assert check_header(tmp_path / "x.jpg") == "not an image"
 
 
 def test_transparent_pixels_become_white():

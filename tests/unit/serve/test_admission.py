@@ -50,3 +50,30 @@ def test_a_deadline_past_is_busy():
         time.sleep(0.1)
         with pytest.raises(Busy, match="took longer than SAGEMAKER_MODEL_SERVER_TIMEOUT=0.05s"):
             deadline.check()
+
+
+def test_decodes_wait_for_the_pixel_budget_and_a_big_photo_goes_alone():
+    admission = Admission(capacity=4, working=4, timeout=0.3, decode_pixels=100)
+    budget = admission.pixels
+    holding, release = threading.Event(), threading.Event()
+
+    def decoding(pixels: int) -> None:
+        with admission.request() as deadline, budget.hold(pixels, deadline):
+            holding.set()
+            release.wait(5)
+
+    thread = threading.Thread(target=decoding, args=(60,))
+    thread.start()
+    assert holding.wait(5)
+    with admission.request() as deadline, budget.hold(40, deadline):  # fits beside it
+        assert budget.held == 100
+    started = time.monotonic()
+    with pytest.raises(Busy, match="for memory to decode its photos"), admission.request() as deadline, \
+            budget.hold(41, deadline):
+        pass
+    assert 0.25 < time.monotonic() - started < 1.0 and budget.held == 60
+    release.set()
+    thread.join()
+    with admission.request() as deadline, budget.hold(1000, deadline):  # over the budget: alone
+        assert budget.held == 1000
+    assert budget.held == 0
