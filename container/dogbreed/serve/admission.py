@@ -64,6 +64,17 @@ class Admission:
             self._admitted.release()
 
     @contextmanager
+    def spare(self) -> Iterator[bool]:
+        """A thread's slot for work outside a request (dropping a refused body), if one is free
+        now: it counts against ``capacity`` like a request, so ``/ping`` keeps its thread."""
+        spared = self._admitted.acquire(blocking=False)
+        try:
+            yield spared
+        finally:
+            if spared:
+                self._admitted.release()
+
+    @contextmanager
     def work(self, deadline: Deadline) -> Iterator[None]:
         """Wait for a working slot until the deadline (then :class:`Busy`)."""
         if not self._working.acquire(timeout=deadline.remaining()):

@@ -6,7 +6,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +18,12 @@ from dogbreed.contract.artifact import ArtifactError
 from dogbreed.contract.environment import REQUIRE_GPU, ServingEnvironment
 from dogbreed.data.images import ImageError
 from dogbreed.model.hardware import nvidia_gpus
-from dogbreed.serve import payloads
+from dogbreed.serve import body, payloads
 from dogbreed.serve.admission import Admission, Busy, Deadline, PixelBudget
 from dogbreed.serve.predictor import Predictor
 from dogbreed.serve.threads import SharedThreads
 
 log = logging.getLogger("dogbreed.serve")
-DRAIN_LIMIT = 64 * 1024 * 1024  # read and drop at most this much of a refused body
 
 
 class CudaUnusable(RuntimeError):
@@ -81,38 +80,6 @@ def _error(status: int, message: str) -> tuple[Response, int]:
     return jsonify({"error": message, "status": status}), status
 
 
-def _refuse_if_declared_over(limit: int, hint: str = "") -> None:
-    """RequestError(413) when the declared length is past ``limit`` (the body drained, so the
-    client reads the answer instead of a reset connection)."""
-    length = request.content_length
-    if length is not None and length > limit:
-        _drain(min(length, DRAIN_LIMIT))
-        raise payloads.RequestError(413, f"request body is {length:,} bytes; the limit is {limit:,}{hint}")
-
-
-def _read_body(limit: int) -> bytes:
-    """The whole body (a photo, or JSON), or RequestError(413) past ``limit`` or
-    :data:`payloads.WHOLE_BODY_BYTES`, whichever is lower."""
-    whole = min(limit, payloads.WHOLE_BODY_BYTES)
-    hint = "" if whole == limit else " for a photo or a JSON body (send JSON Lines for more)"
-    _refuse_if_declared_over(whole, hint)
-    body = request.stream.read(whole + 1)
-    if len(body) > whole:
-        raise payloads.RequestError(413, f"request body is over the limit of {whole:,} bytes{hint}")
-    return body
-
-
-def _lines(limit: int) -> Iterator[bytes]:
-    """The body's lines as they arrive, RequestError(413) once past ``limit`` in all."""
-    _refuse_if_declared_over(limit)
-    left = limit + 1
-    while line := request.stream.readline(left):
-        left -= len(line)
-        if left <= 0:
-            raise payloads.RequestError(413, f"request body is over the limit of {limit:,} bytes")
-        yield line
-
-
 def _predict(predictor: Predictor, record: payloads.Invocation, deadline: Deadline,
              budget: PixelBudget) -> list[list[dict[str, Any]]]:
     """One record's predictions (its photos decoded within the worker's pixel budget)."""
@@ -130,13 +97,6 @@ def _predict(predictor: Predictor, record: payloads.Invocation, deadline: Deadli
         return predictor.predict(pixels, record.top_k, timeout=deadline.remaining())
     except TimeoutError:
         raise deadline.exceeded() from None
-
-
-def _drain(limit: int = DRAIN_LIMIT) -> None:
-    """Read and drop what is left of the body, so the client reads the answer."""
-    remaining = limit
-    while remaining > 0 and (chunk := request.stream.read(min(remaining, 1 << 20))):
-        remaining -= len(chunk)
 
 
 def create_app(state: ModelState, admission: Admission | None = None, *, concurrency: int = 1,
@@ -172,7 +132,7 @@ def create_app(state: ModelState, admission: Admission | None = None, *, concurr
     def invocations() -> Any:
         return _invocations(state, admission, limit)
 
-    _error_handlers(app)
+    _error_handlers(app, admission)
     return app
 
 
@@ -180,21 +140,21 @@ def _invocations(state: ModelState, admission: Admission, limit: int) -> Any:
     """POST /invocations: the photos of the request in, their breeds out."""
     predictor = state.predictor
     if predictor is None:
-        _drain()
+        body.drain(admission)
         return _error(503, state.error or "model not loaded")
     answer_type = request.accept_mimetypes.best_match([payloads.JSON_TYPE, payloads.JSONLINES_TYPE])
     if request.headers.get("Accept") and answer_type is None:
-        _drain()  # unread, a body of megabytes would reset the connection before the answer
+        body.drain(admission)  # unread, a body of megabytes would reset the connection before the answer
         return _error(406, "responses are application/json or application/jsonlines; Accept was "
                            f"{request.headers['Accept']!r}")
     attributes = request.headers.get(payloads.CUSTOM_ATTRIBUTES)
     with admission.request() as deadline:
         if request.mimetype == payloads.JSONLINES_TYPE:  # any size: read as it is answered
             records: Iterable[payloads.Invocation] = payloads.json_lines(
-                _lines(limit), query=request.args, custom_attributes=attributes,
+                body.lines(limit), query=request.args, custom_attributes=attributes,
                 num_classes=predictor.num_classes)
         else:
-            records = payloads.parse(request.mimetype, _read_body(limit), query=request.args,
+            records = payloads.parse(request.mimetype, body.whole(limit), query=request.args,
                                      custom_attributes=attributes, num_classes=predictor.num_classes)
         with admission.work(deadline):
             answers = [_predict(predictor, record, deadline, admission.pixels) for record in records]
@@ -204,19 +164,19 @@ def _invocations(state: ModelState, admission: Admission, limit: int) -> Any:
     return jsonify({"predictions": [photo for answer in answers for photo in answer]})
 
 
-def _error_handlers(app: Flask) -> None:
+def _error_handlers(app: Flask, admission: Admission) -> None:
     """Every failure as a JSON error with its status: 4xx for the client's, 503 when busy."""
 
     @app.errorhandler(Busy)
     def busy(exc: Busy) -> Any:
-        _drain()
+        body.drain(admission)
         response, status = _error(503, str(exc))
         response.headers["Retry-After"] = "1"
         return response, status
 
     @app.errorhandler(payloads.RequestError)
     def client_error(exc: payloads.RequestError) -> Any:
-        _drain()  # a JSON Lines body refused part way: the rest, so the client reads the answer
+        body.drain(admission)  # a JSON Lines body refused part way: the rest, so the client reads the answer
         return _error(exc.status, exc.message)
 
     @app.errorhandler(HTTPException)

@@ -49,10 +49,12 @@ from dogbreed.serve.predictor import MAX_BATCH
 from dogbreed.serve.threads import SharedThreads
 
 # Per worker: WORKING requests decode or wait for the model at once (one batch in the forward
-# pass while the next one decodes); up to THREADS - 1 more wait their turn; one thread is always
-# left for /ping.
+# pass while the next one decodes); up to ADMITTED - WORKING more wait their turn; the threads
+# beyond ADMITTED are always left for /ping and for reading requests not yet admitted.
 WORKING_PER_WORKER = 2 * MAX_BATCH
-THREADS_PER_WORKER = 32
+ADMITTED_PER_WORKER = 31  # requests a worker holds at once (more: 503 at once)
+# Threads beyond those: /ping's, and those that read requests not yet admitted (serve/worker.py).
+THREADS_PER_WORKER = ADMITTED_PER_WORKER + 9
 GRACEFUL_SECONDS = 20
 WORKER_MEMORY = 1 << 30  # a CPU worker's peak is about 0.5 GB (README, serving benchmark)
 ACCESS_LOG_FORMAT = '%(h)s "%(r)s" %(s)s %(B)sB %(M)sms'
@@ -120,12 +122,12 @@ def gunicorn_options(state: ModelState, bind: str, workers: int, timeout: int,
     def when_ready(server: Any) -> None:
         server.log.info("serve: listening on %s, %d worker(s) x %d requests at work (%d admitted, "
                         "%ds each), model %s (%.1fs)", bind, workers, WORKING_PER_WORKER,
-                        THREADS_PER_WORKER - 1, timeout, state.model_dir, time.monotonic() - started)
+                        ADMITTED_PER_WORKER, timeout, state.model_dir, time.monotonic() - started)
 
     options = {
         "bind": bind,
         "workers": workers,
-        "worker_class": "gthread",
+        "worker_class": "dogbreed.serve.worker.Worker",  # gthread, slow clients bounded
         "threads": THREADS_PER_WORKER,
         "timeout": timeout,
         "graceful_timeout": GRACEFUL_SECONDS,
@@ -171,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     timeout = settings.timeout
     threads = SharedThreads(cpu_count(), slots=2 * workers)  # room for replacements of dead workers
     state = ModelState(args.model_dir or OptML(settings.base_dir).model_dir, settings.precision, threads)
-    wsgi = create_app(state, Admission(THREADS_PER_WORKER - 1, WORKING_PER_WORKER, timeout),
+    wsgi = create_app(state, Admission(ADMITTED_PER_WORKER, WORKING_PER_WORKER, timeout),
                       concurrency=workers * WORKING_PER_WORKER, settings=settings)
     host = settings.bind_host
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 address in brackets

@@ -77,3 +77,15 @@ def test_decodes_wait_for_the_pixel_budget_and_a_big_photo_goes_alone():
     with admission.request() as deadline, budget.hold(1000, deadline):  # over the budget: alone
         assert budget.held == 1000
     assert budget.held == 0
+
+
+def test_a_drain_takes_a_spare_slot_or_none_and_counts_against_capacity():
+    admission = Admission(capacity=2, working=1, timeout=5)
+    with admission.request(), admission.spare() as spared:
+        assert spared
+        with pytest.raises(Busy), admission.request():  # the drain holds the second slot
+            pass
+        with admission.spare() as again:
+            assert not again  # none left: the body is not dropped by this thread
+    with admission.request(), admission.request():
+        pass  # every slot given back

@@ -1,0 +1,42 @@
+"""serve's worker: when a request's head (and a small declared body) has wholly arrived."""
+
+from __future__ import annotations
+
+import io
+
+from dogbreed.serve.worker import BUFFERED_BODY_BYTES, MAX_HEAD_BYTES, Arrival, _missing
+
+HEAD = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+
+
+def arrived(*parts: bytes) -> list[bool]:
+    """Whether the request counts as complete after each part arrives, in order."""
+    buffer, arrival, seen = io.BytesIO(), Arrival(), []
+    for part in parts:
+        buffer.seek(0, 2)
+        buffer.write(part)
+        seen.append(_missing(buffer, arrival) == 0)
+    return seen
+
+
+def test_a_head_is_complete_at_its_blank_line_and_a_small_body_when_all_of_it_is_in():
+    assert arrived(HEAD, b"\r\n") == [False, True]
+    assert arrived(HEAD + b"Content-Length: 5\r\n\r\n", b"abc", b"de") == [False, False, True]
+    assert arrived(HEAD.lower() + b"content-length:  5 \r\n\r\nabcde") == [True]
+
+
+def test_a_large_body_or_one_awaiting_100_continue_is_left_to_the_app():
+    big = f"Content-Length: {BUFFERED_BODY_BYTES + 1}\r\n\r\n".encode()
+    assert arrived(HEAD + big) == [True]
+    assert arrived(HEAD + b"Expect: 100-continue\r\nContent-Length: 5\r\n\r\n") == [True]
+
+
+def test_what_is_missing_is_counted_in_bytes():
+    buffer, arrival = io.BytesIO(HEAD + b"Content-Length: 10\r\n\r\nabc"), Arrival()
+    assert _missing(buffer, arrival) == 7
+    buffer = io.BytesIO(b"GET / HTTP/1.1\r\n")
+    assert _missing(buffer, Arrival()) == MAX_HEAD_BYTES - len(buffer.getvalue())
+
+
+def test_an_endless_head_goes_to_gunicorn_whose_limits_refuse_it():
+    assert arrived(b"GET / HTTP/1.1\r\n", b"X: " + b"y" * MAX_HEAD_BYTES) == [False, True]
