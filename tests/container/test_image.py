@@ -72,6 +72,19 @@ def test_pretrained_weights_missing_fails_clearly(engine, image, tmp_path):
     assert "weights" in reason.lower() and "Traceback" not in run.stdout + run.stderr
 
 
+# uid:gid:supplementary groups of serve's master (pid 1), then of each other process (its workers).
+PROCESS_IDS = """
+import pathlib
+def ids(status):
+    f = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return ":".join([f["Uid"].split()[0], f["Gid"].split()[0], ",".join(f["Groups"].split())])
+me = str(__import__("os").getpid())
+procs = sorted((p for p in pathlib.Path("/proc").iterdir() if p.name.isdigit() and p.name != me),
+               key=lambda p: int(p.name) != 1)
+print(*(ids((p / "status").read_text()) for p in procs))
+"""
+
+
 @pytest.mark.parametrize("hardening", ["", "--read-only --tmpfs /tmp --user 65534:65534"],
                          ids=["as-sagemaker-runs-it", "non-root-read-only-root"])
 def test_serve_in_the_container_answers_ping_and_a_real_photo(engine, image, trained, sample_photos,
@@ -88,6 +101,14 @@ def test_serve_in_the_container_answers_ping_and_a_real_photo(engine, image, tra
         out = sh(str(LOCAL_TEST / "predict.sh"), str(sample_photos[0]), "3", env={"PORT": str(port)})
         predictions = json.loads(out.stdout)["predictions"]
         assert len(predictions[0]) == 3 and predictions[0][0]["breed"]
+        # The workers never run as root: the image's user (no groups of root's) or the one given.
+        listing = sh(engine, "exec", name, "python", "-c", PROCESS_IDS).stdout
+        ids = [process.split(":") for process in listing.split()]
+        (master_uid, _, _), workers = ids[0], ids[1:]
+        user = "65534" if hardening else "10001"
+        assert workers and all(uid == gid == user and set(groups.split(",")) <= {user, ""}
+                               for uid, gid, groups in workers), ids
+        assert master_uid == ("65534" if hardening else "0"), ids
     finally:
         sh(engine, "stop", "-t", "25", name, check=False)
         try:  # `run --rm` removes the stopped container, then exits: a signal now could stop that

@@ -46,6 +46,7 @@ MAX_PAYLOAD_IN_MB = "SAGEMAKER_MAX_PAYLOAD_IN_MB"  # batch transform's MaxPayloa
 BATCH_STRATEGY = "SAGEMAKER_BATCH_STRATEGY"
 PRECISION = "DOGBREED_PRECISION"
 REQUIRE_GPU = "DOGBREED_REQUIRE_GPU"
+SERVE_USER = "DOGBREED_SERVE_USER"  # the user serve's workers run as, when started as root
 
 TRUE_WORDS = ("true", "1", "yes", "on")
 FALSE_WORDS = ("false", "0", "no", "off")
@@ -98,6 +99,12 @@ def _bool(raw: str) -> bool:
 
 def _ip_address(raw: str) -> str:
     return str(ipaddress.ip_address(raw))  # ValueError for anything else (a name, a port)
+
+
+def _user_name(raw: str) -> str:
+    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", raw):
+        raise ValueError(raw)
+    return raw
 
 
 def _sha256(raw: str) -> str:
@@ -156,6 +163,7 @@ class ServingEnvironment:
     batch_strategy: str = "MULTI_RECORD"
     precision: str = "fp32"
     require_gpu: bool = False
+    serve_user: str = "dogbreed"  # the image's unprivileged user; "root" keeps root
 
     @property
     def max_payload_bytes(self) -> int:
@@ -176,4 +184,5 @@ class ServingEnvironment:
                                 " or ".join(BATCH_STRATEGIES), "MULTI_RECORD"),
             precision=_get(env, PRECISION, _choice(PRECISIONS), " or ".join(PRECISIONS), "fp32"),
             require_gpu=_get(env, REQUIRE_GPU, _bool, "true or false", False),
+            serve_user=_get(env, SERVE_USER, _user_name, "a user name, e.g. dogbreed or root", "dogbreed"),
         )

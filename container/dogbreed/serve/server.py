@@ -47,6 +47,7 @@ from dogbreed.serve.admission import Admission
 from dogbreed.serve.app import CudaUnusable, ModelState, create_app
 from dogbreed.serve.predictor import MAX_BATCH
 from dogbreed.serve.threads import SharedThreads
+from dogbreed.serve.user import WorkerUser, worker_user
 
 # Per worker: WORKING requests decode or wait for the model at once (one batch in the forward
 # pass while the next one decodes); up to ADMITTED - WORKING more wait their turn; the threads
@@ -98,7 +99,8 @@ def default_workers(gpus: int, cpus: int, memory: int | None = None) -> int:
 
 
 def gunicorn_options(state: ModelState, bind: str, workers: int, timeout: int,
-                     gpus: int, require_gpu: bool = False) -> dict[str, Any]:
+                     gpus: int, require_gpu: bool = False,
+                     user: WorkerUser | None = None) -> dict[str, Any]:
     cpus = cpu_count()
     started = time.monotonic()
 
@@ -123,6 +125,8 @@ def gunicorn_options(state: ModelState, bind: str, workers: int, timeout: int,
         server.log.info("serve: listening on %s, %d worker(s) x %d requests at work (%d admitted, "
                         "%ds each), model %s (%.1fs)", bind, workers, WORKING_PER_WORKER,
                         ADMITTED_PER_WORKER, timeout, state.model_dir, time.monotonic() - started)
+        if user is not None:
+            server.log.info("serve: %s", user.reason)
 
     options = {
         "bind": bind,
@@ -142,6 +146,8 @@ def gunicorn_options(state: ModelState, bind: str, workers: int, timeout: int,
         "proc_name": "dogbreed-serve",
         "control_socket_disable": True,  # gunicorn's admin socket: unused, and $HOME may be read-only
     }
+    if user is not None and user.uid is not None:
+        options["user"], options["group"] = user.uid, user.gid  # gunicorn switches each worker
     if os.path.isdir("/dev/shm"):
         options["worker_tmp_dir"] = "/dev/shm"  # heartbeat files off the container's overlay
     return options
@@ -177,7 +183,11 @@ def main(argv: list[str] | None = None) -> int:
                       concurrency=workers * WORKING_PER_WORKER, settings=settings)
     host = settings.bind_host
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 address in brackets
-    options = gunicorn_options(state, bind, workers, timeout, gpus, settings.require_gpu)
+    try:
+        user = worker_user(settings.serve_user)
+    except ValueError as exc:
+        raise SystemExit(f"serve: {exc}") from None
+    options = gunicorn_options(state, bind, workers, timeout, gpus, settings.require_gpu, user)
 
     class Server(BaseApplication):
         def load_config(self) -> None:

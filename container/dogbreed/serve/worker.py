@@ -17,6 +17,7 @@ waits at most :data:`IDLE_SECONDS` for the client, and a request still there
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import selectors
 import socket
@@ -73,6 +74,9 @@ class Worker(gthread.ThreadWorker):
     def init_process(self) -> None:
         self.in_threads: dict[Any, float] = {}  # connection -> when it is shut
         self.in_threads_lock = threading.Lock()
+        if self.cfg.uid != os.geteuid() and os.geteuid() == 0:
+            # gunicorn switches uid and gid next but keeps root's supplementary groups (disk, ...).
+            os.setgroups([self.cfg.gid])
         super().init_process()
 
     def enqueue_req(self, conn: Any) -> None:

@@ -61,6 +61,7 @@ def test_serving_values_are_typed():
     ("DOGBREED_REQUIRE_GPU", "maybe", "true or false"),
     ("DOGBREED_BIND_HOST", "localhost", "an IP address, e.g. 127.0.0.1"),
     ("DOGBREED_BIND_HOST", "127.0.0.1:80", "an IP address, e.g. 127.0.0.1"),
+    ("DOGBREED_SERVE_USER", "../etc", "a user name, e.g. dogbreed or root"),
 ])
 def test_a_bad_serving_value_names_the_variable_and_what_it_accepts(name, value, accepts):
     with pytest.raises(SettingError) as err:
