@@ -20,7 +20,9 @@ fi
 rm -rf "$test_dir/model" "$test_dir/output"
 mkdir -p "$test_dir/model" "$test_dir/output"
 read -r -a extra <<< "${RUN_FLAGS:-}"
-echo "train_local.sh: $engine run --rm -v $test_dir:/opt/ml $image train" >&2
+# The built-in trainer needs no network (the image carries the weights); RUN_FLAGS may give one.
+case " ${RUN_FLAGS:-} " in *" --net"*) ;; *) extra=(--network none "${extra[@]}") ;; esac
+echo "train_local.sh: $engine run --rm ${extra[*]} -v $test_dir:/opt/ml $image train" >&2
 status=0
 "$engine" run --rm "${extra[@]}" -v "$test_dir:/opt/ml" "$image" train || status=$?
 if [ "$status" != 0 ]; then

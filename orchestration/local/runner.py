@@ -6,8 +6,9 @@ checkout's code otherwise, saying why. In the container, the run's /opt/ml folde
 /opt/ml and each data channel, read-only, on /opt/ml/input/data/<channel>, exactly as SageMaker
 lays them out; the folder of cached backbone features, when given, read-write on
 /opt/feature-cache (named by DOGBREED_FEATURE_CACHE, as a process gets its host path); GPUs are
-passed in when the host has NVIDIA's driver. Extra engine flags: the RUN_FLAGS environment
-variable (as for local_test/).
+passed in when the host has NVIDIA's driver; the container has no network (``--network none``).
+Extra engine flags: the RUN_FLAGS environment variable (as for local_test/; a ``--network`` there
+replaces ours).
 """
 
 from __future__ import annotations
@@ -78,7 +79,12 @@ class Runner:
         if os.path.basename(self.engine) == "docker" and os.getuid() != 0:
             # Files in the run folder owned by the user, not root (rootless podman maps root already).
             cmd += ["--user", f"{os.getuid()}:{os.getgid()}", "-e", "HOME=/tmp"]
-        cmd += [*self.device_flags, *shlex.split(os.environ.get("RUN_FLAGS", "")), self.image, "train"]
+        flags = shlex.split(os.environ.get("RUN_FLAGS", ""))
+        if not any(flag.startswith(("--network", "--net")) for flag in flags):
+            # The built-in trainer needs no network (the image carries the ImageNet weights; dogctl
+            # refuses the hyperparameters that would name a user's script): none to reach out with.
+            cmd += ["--network", "none"]
+        cmd += [*self.device_flags, *flags, self.image, "train"]
         return cmd
 
     def environment(self, feature_cache: Path | None) -> dict[str, str]:

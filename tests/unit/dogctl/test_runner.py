@@ -23,3 +23,14 @@ def test_the_cache_folder_reaches_train_as_a_process_and_in_a_container(tmp_path
     assert OptML(tmp_path / "opt_ml").feature_cache_dir == cache
     monkeypatch.setenv(ENV_FEATURE_CACHE, "")
     assert OptML(tmp_path / "opt_ml").feature_cache_dir is None
+
+
+def test_a_training_container_has_no_network_unless_run_flags_give_one(tmp_path, monkeypatch):
+    opt = OptML(tmp_path / "opt_ml")
+    container = Runner("podman", "dogbreed:latest")
+    monkeypatch.delenv("RUN_FLAGS", raising=False)
+    cmd = container.command(opt, {}, name="t")
+    assert cmd[cmd.index("--network") + 1] == "none" and cmd.index("--network") < cmd.index("dogbreed:latest")
+    monkeypatch.setenv("RUN_FLAGS", "--network=host")
+    cmd = container.command(opt, {}, name="t")
+    assert "--network=host" in cmd and "none" not in cmd
