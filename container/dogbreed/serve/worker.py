@@ -6,8 +6,8 @@ dozen clients trickling bytes hold every thread, and ``/ping`` (SageMaker allows
 behind them. This worker (hand-written: no gunicorn setting or WSGI library bounds it) reads a
 request's head on its event loop without blocking, and a body of declared length up to
 :data:`BUFFERED_BODY_BYTES` (every real-time invocation) in a thread that waits at most
-:data:`THREAD_WAIT_SECONDS` for it before giving the connection back to the event loop, which
-wakes again only once more of it is in (SO_RCVLOWAT). It closes a connection whose head has not
+:data:`THREAD_WAIT_SECONDS` for it before giving the connection back to the event loop. It
+closes a connection whose head has not
 arrived within :data:`HEAD_SECONDS` of its first byte, or whose whole request not within
 gunicorn's timeout (``SAGEMAKER_MODEL_SERVER_TIMEOUT``). Once the app runs, each read and write
 waits at most :data:`IDLE_SECONDS` for the client, and a request still there
@@ -38,7 +38,6 @@ BUFFERED_BODY_BYTES = 8 * 1024 * 1024  # a body of declared length up to this ar
 LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d{1,12})[ \t]*\r\n", re.IGNORECASE)
 CONTINUE = re.compile(rb"\r\nexpect:[ \t]*100-continue", re.IGNORECASE)  # the body follows our 100
 THREAD_WAIT_SECONDS = 0.5  # a thread reading a body waits this long for it, then the event loop
-WAKE_BYTES = 32 * 1024  # a body is readable again once this much more is in (well under the receive buffer)
 
 
 def buffered_body(environ: dict[str, Any]) -> bool:
@@ -172,8 +171,6 @@ class Worker(gthread.ThreadWorker):
             while (missing := _missing(conn.parser.unreader.buf, arrival)) > 0:
                 if head_only and arrival.need is not None:
                     return True
-                # A blocking read returns once this much is in (or at the timeout): few calls.
-                _wake_at(conn.sock, 1 if head_only or arrival.need is None else min(missing, WAKE_BYTES))
                 try:
                     data = conn.sock.recv(min(missing, 1 << 22))
                 except BlockingIOError:  # nothing more for now (or for THREAD_WAIT_SECONDS)
@@ -188,11 +185,8 @@ class Worker(gthread.ThreadWorker):
                 if not head_only and time.monotonic() > until:
                     break  # slow but steady: back to the event loop
             else:
-                _wake_at(conn.sock, 1)
                 return True
             conn.sock.setblocking(False)
-            # Readable again only once much more of a body is in: a few wake-ups, not one a packet.
-            _wake_at(conn.sock, min(missing, WAKE_BYTES) if arrival.need is not None else 1)
         except OSError:
             return False
         if self.late(conn, now):
@@ -237,8 +231,3 @@ def _missing(buffer: Any, arrival: Arrival) -> int:
             length = 0  # the app reads it (or asks for it first)
         arrival.need = head + length
     return max(0, arrival.need - size)
-
-
-def _wake_at(sock: socket.socket, size: int) -> None:
-    """SO_RCVLOWAT: the bytes that make the socket readable (to the poller, and a blocking read)."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, max(1, size))
