@@ -169,6 +169,19 @@ def wait_until(condition, timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
+def slowest_ping(url: str, until: float, every: float) -> float:
+    """Poll ``url``/ping every ``every`` seconds until monotonic time ``until`` (each must be a
+    200); the slowest answer's seconds."""
+    worst = 0.0
+    while time.monotonic() < until:
+        started = time.monotonic()
+        with urllib.request.urlopen(url + "/ping", timeout=10) as resp:
+            assert resp.status == 200
+        worst = max(worst, time.monotonic() - started)
+        time.sleep(every)
+    return worst
+
+
 def free_port() -> int:
     """A loopback port nothing listens on, from this xdist worker's own block, never the same
     twice in one worker (a server started on it does not race another test for it)."""

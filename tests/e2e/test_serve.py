@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from local_test.testdata import draw_image
-from tests.helpers import Server, encode, png_bomb, post, wait_until, with_old_driver
+from tests.helpers import Server, encode, png_bomb, post, slowest_ping, wait_until, with_old_driver
 
 pytestmark = pytest.mark.e2e
 
@@ -325,13 +325,7 @@ def saturate(srv: Server, body: bytes, clients: int, seconds: float) -> tuple[fl
     for t in threads:
         t.start()
     time.sleep(1)
-    worst = 0.0
-    while time.monotonic() < stop:
-        started = time.monotonic()
-        with urllib.request.urlopen(srv.url + "/ping", timeout=10) as resp:
-            assert resp.status == 200
-        worst = max(worst, time.monotonic() - started)
-        time.sleep(0.1)
+    worst = slowest_ping(srv.url, stop, 0.1)
     for t in threads:
         t.join()
     unanswered = [error for status, error in answers if not status]
