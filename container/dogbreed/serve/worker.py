@@ -7,11 +7,10 @@ behind them. This worker (hand-written: no gunicorn setting or WSGI library boun
 request's head on its event loop without blocking, and a body of declared length up to
 :data:`BUFFERED_BODY_BYTES` (every real-time invocation) in a thread that waits at most
 :data:`THREAD_WAIT_SECONDS` for it before giving the connection back to the event loop. It
-closes a connection whose head has not
-arrived within :data:`HEAD_SECONDS` of its first byte, or whose whole request not within
-gunicorn's timeout (``SAGEMAKER_MODEL_SERVER_TIMEOUT``). Once the app runs, each read and write
-waits at most :data:`IDLE_SECONDS` for the client, and a request still there
-:data:`GRACE_SECONDS` past that timeout has its connection shut.
+closes a connection whose head has not arrived within :data:`HEAD_SECONDS` of its first byte,
+or whose whole request not within gunicorn's timeout (``SAGEMAKER_MODEL_SERVER_TIMEOUT``).
+Once the app runs, each read and write waits at most :data:`IDLE_SECONDS` for the client, and a
+request still there :data:`GRACE_SECONDS` past that timeout has its connection shut.
 """
 
 from __future__ import annotations
@@ -107,10 +106,7 @@ class Worker(gthread.ThreadWorker):
                 self.pending_conns.append(conn)  # the newest timeout: the queue stays in order
                 return
             if not state:
-                self.poller.unregister(client)
-                self.pending_conns.remove(conn)
-                self.nr_conns -= 1
-                conn.close()
+                self.drop_pending(conn)
                 return
         super().on_pending_socket_readable(conn, client)  # to a thread: handle()
 
@@ -139,11 +135,7 @@ class Worker(gthread.ThreadWorker):
         super().murder_pending()
         now = time.monotonic()
         for conn in [c for c in self.pending_conns if self.late(c, now)]:
-            self.pending_conns.remove(conn)
-            with contextlib.suppress(OSError, KeyError, ValueError):
-                self.poller.unregister(conn.sock)
-            self.nr_conns -= 1
-            conn.close()
+            self.drop_pending(conn)
         with self.in_threads_lock:
             late = [conn for conn, until in self.in_threads.items() if now > until]
             for conn in late:
@@ -153,6 +145,14 @@ class Worker(gthread.ThreadWorker):
                              "model server's timeout", conn.client, GRACE_SECONDS)
             with contextlib.suppress(OSError):
                 conn.sock.shutdown(socket.SHUT_RDWR)  # the thread's next read or write ends
+
+    def drop_pending(self, conn: Any) -> None:
+        """Close a connection waiting on the poller for the rest of its request."""
+        self.pending_conns.remove(conn)
+        with contextlib.suppress(OSError, KeyError, ValueError):
+            self.poller.unregister(conn.sock)
+        self.nr_conns -= 1
+        conn.close()
 
     def collect(self, conn: Any, head_only: bool = False) -> Any:
         """Read what has arrived (on the event loop, ``head_only``: without blocking; in a thread:
