@@ -41,8 +41,10 @@ THREAD_WAIT_SECONDS = 0.5  # a thread reading a body waits this long for it, the
 
 def buffered_body(environ: dict[str, Any]) -> bool:
     """Whether the worker collected the whole body before the app ran (so reading or dropping
-    it cannot wait on the client)."""
+    it cannot wait on the client): the same rule as :func:`_missing`."""
     length = environ.get("CONTENT_LENGTH")
+    if environ.get("HTTP_EXPECT", "").strip().lower() == "100-continue":
+        return False  # the client sends it only once the app reads it
     return bool(length and length.isdigit() and int(length) <= BUFFERED_BODY_BYTES)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from dogbreed.serve.worker import BUFFERED_BODY_BYTES, MAX_HEAD_BYTES, Arrival, _missing
+from dogbreed.serve.worker import BUFFERED_BODY_BYTES, MAX_HEAD_BYTES, Arrival, _missing, buffered_body
 
 HEAD = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
 
@@ -40,3 +40,12 @@ def test_what_is_missing_is_counted_in_bytes():
 
 def test_an_endless_head_goes_to_gunicorn_whose_limits_refuse_it():
     assert arrived(b"GET / HTTP/1.1\r\n", b"X: " + b"y" * MAX_HEAD_BYTES) == [False, True]
+
+
+def test_the_app_is_told_a_body_is_buffered_exactly_when_the_worker_waited_for_it():
+    small = {"CONTENT_LENGTH": "5"}
+    assert buffered_body(small) and arrived(HEAD + b"Content-Length: 5\r\n\r\n") == [False]
+    expect = {"CONTENT_LENGTH": "5", "HTTP_EXPECT": "100-continue"}
+    assert not buffered_body(expect)  # the worker left it on the socket: a drain must bound it
+    assert not buffered_body({"CONTENT_LENGTH": str(BUFFERED_BODY_BYTES + 1)})
+    assert not buffered_body({})
