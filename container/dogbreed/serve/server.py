@@ -17,6 +17,8 @@ serve with one line naming it):
                                      serve on the CPU, say why in the log and in /ping)
     DOGBREED_PRECISION               fp32 (default), or int8: the int8 model train wrote beside
                                      the weights, on the CPU (several times fp32's speed there)
+    DOGBREED_SERVE_USER              started as root, the workers run as this user after loading
+                                     the model (default dogbreed, the image's; root keeps root)
 
 SIGTERM stops accepting, lets in-flight requests finish and exits within 25 s
 (SageMaker allows 30).
