@@ -1,10 +1,11 @@
-"""The image through the sagemaker SDK's own local mode (``instance_type="local"``).
+"""The image through the SageMaker Python SDK v3's own local mode (sagemaker-core's LocalSession).
 
-The SDK lays out /opt/ml exactly as it does for SageMaker (JSON-encoded hyperparameters,
-inputdataconfig, resourceconfig, file:// channels, model.tar.gz) and runs the containers with
-docker-compose; this script trains, judges the job, deploys the model, sends a JPEG and a JSON
-request through the SDK's Predictor and deletes the endpoint, and runs a batch transform of a
-folder of photos as `dogctl transform --sagemaker` asks SageMaker for one:
+The requests are the ones `dogctl --sagemaker` sends (orchestration/sagemaker's builders), given
+to the SDK's local SageMaker client instead of AWS: it lays out /opt/ml exactly as SageMaker does
+(hyperparameters, inputdataconfig, resourceconfig, file:// channels, model.tar.gz) and runs the
+containers with docker-compose. This script trains, judges the job, deploys the model, sends a
+JPEG and a JSON request through the SDK's local runtime client and deletes the endpoint, and runs
+a batch transform of a folder of photos:
 
     DOCKER_HOST=unix:///run/podman/podman.sock \\
     python local_test/sdk_local_mode.py IMAGE DATA WORK [--instances 2] [--hp epochs=2 ...] \\
@@ -31,15 +32,18 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from orchestration.sagemaker.training import NO_TELEMETRY  # also quiets the SDK's v2 warning
+from orchestration.sagemaker.api import as_api
+from orchestration.sagemaker.settings import Settings
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"  # local mode never assumes it
+# The SDK's configuration: its telemetry (calls to AWS) off.
+NO_TELEMETRY = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
 
 
 def local_session(work: Path) -> Any:
     """A LocalSession with the code kept local, its containers' files under ``work``, no
     telemetry (it would try to reach AWS)."""
-    from sagemaker.local import LocalSession
+    from sagemaker.core.local import LocalSession
 
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")  # the SDK wants one; nothing is called
     (work / "containers").mkdir(parents=True, exist_ok=True)
@@ -48,24 +52,38 @@ def local_session(work: Path) -> Any:
     return session
 
 
-def fit(image: str, data: Path, work: Path, job: str, *, instances: int = 1,
-        hyperparameters: dict[str, str] | None = None, entry_point: str | None = None,
-        source_dir: str | None = None) -> Any:
-    """Train job ``job`` on ``data``'s splits; the Estimator, whatever the job's outcome (see
-    :func:`job_failure`)."""
-    from sagemaker.estimator import Estimator
+def settings(image: str) -> Settings:
+    return Settings(region=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"), role=ROLE, bucket="local",
+                    image=image, train_instance_type="local", endpoint_instance_type="local")
 
-    estimator = Estimator(image_uri=image, role=ROLE, instance_count=instances, instance_type="local",
-                          output_path=f"file://{work / 'out'}", hyperparameters=hyperparameters or {},
-                          entry_point=entry_point, source_dir=source_dir,
-                          sagemaker_session=local_session(work))
-    channels = {split: f"file://{data / split}" for split in ("train", "valid", "test")
+
+def fit(session: Any, image: str, data: Path, work: Path, job: str, *, instances: int = 1,
+        hyperparameters: dict[str, str] | None = None, entry_point: str | None = None,
+        source_dir: str | None = None) -> str | None:
+    """Train job ``job`` on ``data``'s splits with the request dogctl sends (the Debugger as the
+    hyperparameters say); the model's file:// URI, whatever the job's outcome (see
+    :func:`job_failure`), or None when local mode raised."""
+    from orchestration.sagemaker.training import OFF, training_request
+
+    hyperparameters = dict(hyperparameters or {})
+    if entry_point:  # the keys the SDK's estimators set for a script of the user's
+        code = Path(source_dir or ".").resolve().as_uri()
+        hyperparameters.update(sagemaker_program=json.dumps(entry_point),
+                               sagemaker_submit_directory=json.dumps(code))
+    channels = {split: (data / split).as_uri() for split in ("train", "valid", "test")
                 if (data / split).is_dir()}
+    request = training_request(settings(image), hyperparameters, channels, job_name=job,
+                               region=session.boto_region_name, instance_count=instances, debugger=OFF,
+                               checkpoints=False)
+    api = as_api("CreateTrainingJob", request)
+    api["OutputDataConfig"] = {"S3OutputPath": (work / "out").as_uri()}
     try:
-        estimator.fit(channels, logs=True, job_name=job)
+        session.sagemaker_client.create_training_job(**api)  # runs the job to its end
     except RuntimeError as exc:  # docker-compose's own non-zero exit; the output says why
         print(f"sdk_local_mode: {exc}", file=sys.stderr)
-    return estimator
+        return None
+    return session.sagemaker_client.describe_training_job(TrainingJobName=job)["ModelArtifacts"][
+        "S3ModelArtifacts"]
 
 
 def job_failure(work: Path) -> str | None:
@@ -82,36 +100,57 @@ def job_failure(work: Path) -> str | None:
         return (text.splitlines() or ["(an empty failure file)"])[0]
 
 
-def predict(estimator: Any, photo: Path, top_k: int = 3) -> dict[str, Any]:
-    """Deploy locally, send ``photo`` raw and as JSON through the SDK's Predictor, delete the
-    endpoint and the model; the two answers."""
-    from sagemaker.deserializers import JSONDeserializer
-    from sagemaker.serializers import IdentitySerializer, JSONSerializer
+def create_model(session: Any, image: str, name: str, model_data: str, environment: dict[str, str]) -> None:
+    from orchestration.sagemaker.hosting import model_request
 
-    predictor = estimator.deploy(initial_instance_count=1, instance_type="local",
-                                 serializer=IdentitySerializer("image/jpeg"), deserializer=JSONDeserializer())
+    request = as_api("CreateModel", model_request(settings(image), name, model_data, environment))
+    request["PrimaryContainer"].setdefault("Environment", {})  # local mode's endpoint reads it unguarded
+    session.sagemaker_client.create_model(**request)
+
+
+def predict(session: Any, image: str, model_data: str, name: str, photo: Path,
+            top_k: int = 3) -> dict[str, Any]:
+    """Deploy locally as `dogctl deploy --sagemaker` does, send ``photo`` raw and as JSON through
+    the SDK's local runtime client, delete the endpoint, its config and the model; the two answers."""
+    from orchestration.sagemaker.hosting import Hosting
+
+    client = session.sagemaker_client
+    hosting = Hosting(instance_type="local")
+    create_model(session, image, name, model_data, hosting.container_env())
+    client.create_endpoint_config(**as_api("CreateEndpointConfig", {
+        "endpoint_config_name": name, "production_variants": [hosting.variant(name)]}))
+    client.create_endpoint(EndpointName=name, EndpointConfigName=name)  # waits for /ping
     try:
-        raw = predictor.predict(photo.read_bytes(), initial_args={"CustomAttributes": f"top_k={top_k}"})
-        predictor.serializer = JSONSerializer()
-        as_json = predictor.predict({"images": [base64.b64encode(photo.read_bytes()).decode()],
-                                     "top_k": top_k})
+        def ask(body: bytes, content_type: str, **extra: str) -> Any:
+            answer = session.sagemaker_runtime_client.invoke_endpoint(
+                EndpointName=name, Body=body, ContentType=content_type, Accept="application/json", **extra)
+            return json.loads(answer["Body"].read())
+
+        raw = ask(photo.read_bytes(), "image/jpeg", CustomAttributes=f"top_k={top_k}")
+        as_json = ask(json.dumps({"images": [base64.b64encode(photo.read_bytes()).decode()],
+                                  "top_k": top_k}).encode(), "application/json")
     finally:
-        predictor.delete_model()  # first: it looks the model up through the endpoint's configuration
-        predictor.delete_endpoint()
+        client.delete_endpoint(EndpointName=name)
+        client.delete_endpoint_config(EndpointConfigName=name)
+        client.delete_model(ModelName=name)
     return {"jpeg": raw, "json": as_json}
 
 
-def transform(estimator: Any, folder: Path, work: Path) -> dict[str, Any]:
-    """A batch transform of ``folder``'s photos with the settings `dogctl transform --sagemaker`
+def transform(session: Any, image: str, model_data: str, name: str, folder: Path,
+              work: Path) -> dict[str, Any]:
+    """A batch transform of ``folder``'s photos with the request `dogctl transform --sagemaker`
     sends (one raw request per photo), its output read back by dogctl's own summary. Local mode
     reads only the folder's top level (SageMaker's S3Prefix takes every key under it)."""
-    from orchestration.transform import RAW_CONTENT_TYPE, photos, summarise
+    from orchestration.sagemaker.transform import TransformJob, transform_request
+    from orchestration.transform import photos, summarise
 
     out = work / "transform" / "output"
-    transformer = estimator.transformer(instance_count=1, instance_type="local", strategy="SingleRecord",
-                                        assemble_with="None", output_path=f"file://{out}",
-                                        accept="application/json", max_payload=20)
-    transformer.transform(f"file://{folder}", content_type=RAW_CONTENT_TYPE, wait=True, logs=False)
+    job = TransformJob(name, model_data, folder.as_uri(), out.as_uri(), instance_type="local")
+    create_model(session, image, name, model_data, job.container_env())
+    try:
+        session.sagemaker_client.create_transform_job(**as_api("CreateTransformJob", transform_request(job)))
+    finally:
+        session.sagemaker_client.delete_model(ModelName=name)
     summary = summarise(photos(folder), out)
     return {"photos": summary.photos, "answered": summary.answered, "failed": summary.failed,
             "labelled": summary.labelled, "correct": summary.correct, "predicted": dict(summary.predicted),
@@ -131,20 +170,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--entry-point", help="your own training script, run by the training toolkit")
     parser.add_argument("--source-dir")
     args = parser.parse_args(argv)
-    from sagemaker.utils import name_from_base
+    from sagemaker.core.common_utils import name_from_base
 
     hyperparameters = dict(item.split("=", 1) for item in args.hp)
+    work = args.work.resolve()
+    session = local_session(work)
     job = name_from_base("dogbreed-local")
-    estimator = fit(args.image, args.data.resolve(), args.work.resolve(), job, instances=args.instances,
-                    hyperparameters=hyperparameters, entry_point=args.entry_point, source_dir=args.source_dir)
-    summary: dict[str, Any] = {"job": job, "failure": job_failure(args.work.resolve())}
-    if summary["failure"] is None and args.photo:
-        summary["predictions"] = predict(estimator, args.photo)
-    if summary["failure"] is None and args.transform:
-        summary["transform"] = transform(estimator, args.transform.resolve(), args.work.resolve())
+    model_data = fit(session, args.image, args.data.resolve(), work, job, instances=args.instances,
+                     hyperparameters=hyperparameters, entry_point=args.entry_point,
+                     source_dir=args.source_dir)
+    summary: dict[str, Any] = {"job": job, "failure": job_failure(work)}
+    if summary["failure"] is None and model_data and args.photo:
+        summary["predictions"] = predict(session, args.image, model_data, f"{job}-endpoint", args.photo)
+    if summary["failure"] is None and model_data and args.transform:
+        summary["transform"] = transform(session, args.image, model_data, f"{job}-transform",
+                                         args.transform.resolve(), work)
     print(json.dumps(summary))
     return 1 if summary["failure"] else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from dogbreed.errors import UserError
+
+    try:
+        sys.exit(main())
+    except UserError as exc:  # a request the backend refuses (a bad hyperparameter, ...)
+        sys.exit(f"sdk_local_mode: error: {exc}")

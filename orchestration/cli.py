@@ -80,8 +80,8 @@ def hyperparameters_from(args: argparse.Namespace) -> dict[str, str]:
     if reserved:  # sagemaker_program would hand the job over to any script path
         raise UserError(f"{', '.join(reserved)}: SageMaker's own keys (starting with "
                         f"{' or '.join(RESERVED_PREFIXES)}), not this trainer's hyperparameters; to run "
-                        "your own script, give an Estimator entry_point (README: Bringing your own "
-                        "training script)")
+                        "your own script, start a training job that names it (README: Bringing your "
+                        "own training script)")
     parse(values)  # fail now, not minutes later inside the job
     return values
 

@@ -105,7 +105,7 @@ def _tune(sub: Any) -> None:
                         "--parallel 1: Optuna reseeds its sampler for parallel trials")
     runner_options(p)
     p.add_argument("--sagemaker", action="store_true",
-                   help="a SageMaker HyperparameterTuner job instead (channels from "
+                   help="a SageMaker hyperparameter tuning job instead (channels from "
                         "`dogctl data --sagemaker`)")
     wait_options(p, "wait for an existing tuning job, then write its results")
     job_options(p)

@@ -1,10 +1,11 @@
 """The SageMaker backend: the same verbs as the local one, as SageMaker jobs and endpoints,
-driven with the sagemaker SDK v2 and boto3 (settings: :mod:`.settings`). Each verb's work is in
-the module named like the local backend's: :mod:`.training`, :mod:`.tuning`, :mod:`.hosting`,
-:mod:`.transform` (and :mod:`.s3` for the data)."""
+created with the SageMaker Python SDK v3's sagemaker-core (:mod:`.api`) and followed with boto3
+(settings: :mod:`.settings`). Each verb's work is in the module named like the local backend's:
+:mod:`.training`, :mod:`.tuning`, :mod:`.hosting`, :mod:`.transform` (and :mod:`.s3` for the data)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -70,18 +71,22 @@ class SageMakerBackend(Backend):
 
     @property
     def session(self) -> Any:
-        """The sagemaker.Session, made on first use (it checks region and credentials)."""
+        """The boto3 session every call is made with, made on first use (it checks region and
+        credentials)."""
         if self._session is None:
-            from .training import session
-
-            self._session = session(self.settings)
+            self._session = self.settings.session()
         return self._session
+
+    @functools.cached_property
+    def client(self) -> Any:
+        """The SageMaker API client of :attr:`session`."""
+        return self.session.client("sagemaker")
 
     def data(self, request: DataRequest) -> DataResult:
         from .s3 import upload_channel
 
         self.settings.need("bucket")
-        boto = self.settings.session()
+        boto = self.session
         uploads = {}
         for split, path in request.channels.items():
             with self.report.bar(f"data: uploading {split}") as bar:
@@ -104,7 +109,7 @@ class SageMakerBackend(Backend):
             (self.workdir / LAST_JOB).write_text(name + "\n")
             if not request.wait:
                 return TrainResult(name, waited=False)
-        job = training.wait_training(self.session.sagemaker_client, name,
+        job = training.wait_training(self.client, name,
                                      lambda line: self.report.line(f"train: {line}"))
         return training.collect(self.session, job, self.workdir / "runs" / name, self.report)
 
@@ -120,14 +125,14 @@ class SageMakerBackend(Backend):
             tuning.submit(self.settings, self.session, setup, name, channels, self.report)
             if not request.wait:
                 return TuneResult(name, waited=False)
-        return tuning.collect(self.session.sagemaker_client, name, dict(setup.fixed),
+        return tuning.collect(self.client, name, dict(setup.fixed),
                               self.workdir / "tuning" / name, self.report)
 
     def deploy(self, request: DeployRequest) -> DeployResult:
         from . import hosting
 
         name = request.name or hosting.DEFAULT_NAME
-        data = request.model_data or hosting.model_data(self.session.sagemaker_client,
+        data = request.model_data or hosting.model_data(self.client,
                                                         self._deployed_job(request.job))
         answers = self.settings.s3_uri("async", name) if request.use_async else None
         spec = hosting.Hosting(request.instance_type or self.settings.endpoint_instance_type,
@@ -143,7 +148,7 @@ class SageMakerBackend(Backend):
         from . import hosting
         from . import transform as batch
 
-        client = self.session.sagemaker_client
+        client = self.client
         name = request.attach or request.name or job_name("dogbreed-transform")
         if not request.attach:
             data = request.model_data or hosting.model_data(client, self._deployed_job(request.job))
@@ -158,7 +163,7 @@ class SageMakerBackend(Backend):
         described = batch.wait(client, name, status_changes(self.report, "transform"))
         if batch.delete_model(client, name):
             self.report.line(f"transform: model {name} deleted (the job has ended)")
-        return batch.collect(self.settings.session().client("s3"), name, described,
+        return batch.collect(self.session.client("s3"), name, described,
                              self.workdir / "transforms" / name / "output", self.report)
 
     def _deployed_job(self, job: str | None) -> str:
@@ -173,7 +178,7 @@ class SageMakerBackend(Backend):
         from .hosting import DEFAULT_NAME, async_config, async_send, runtime_send
 
         name = request.name or DEFAULT_NAME
-        if async_config(self.session.sagemaker_client, name):
+        if async_config(self.client, name):
             return Sender(async_send(self.session, name, self.settings.s3_uri("async", name, "input")),
                           f"SageMaker asynchronous endpoint {name} (each request through S3)")
         return Sender(runtime_send(self.session, name), f"SageMaker endpoint {name}")
@@ -182,13 +187,13 @@ class SageMakerBackend(Backend):
         from .hosting import DEFAULT_NAME, teardown
 
         name = request.name or DEFAULT_NAME
-        return TeardownResult(name, tuple(teardown(self.session.sagemaker_client, name)))
+        return TeardownResult(name, tuple(teardown(self.client, name)))
 
     def stop(self, request: StopRequest) -> StopResult:
         """StopTrainingJob, or StopHyperParameterTuningJob, for the job named ``request.job``."""
         from .training import stop
 
-        kind, ended = stop(self.session.sagemaker_client, request.job)
+        kind, ended = stop(self.client, request.job)
         return StopResult(request.job, "ended" if ended else "stopping", kind=kind, status=ended)
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..invocation import EndpointError, Send
+from . import api
 from .polling import POLL_SECONDS, poll
 from .settings import AwsError, Settings
 
@@ -87,14 +88,31 @@ class Hosting:
                 **(ASYNC_ENV if self.async_output else {}), **self.environment}
 
     def async_config(self) -> Any:
-        """The SDK's AsyncInferenceConfig (answers and failures under :attr:`async_output`), or None."""
+        """AsyncInferenceConfig (answers and failures under :attr:`async_output`), or None."""
         if not self.async_output:
             return None
-        from sagemaker.async_inference import AsyncInferenceConfig
+        from sagemaker.core import shapes
 
-        return AsyncInferenceConfig(output_path=f"{self.async_output}/output",
-                                    failure_path=f"{self.async_output}/failures",
-                                    max_concurrent_invocations_per_instance=self.max_concurrency)
+        return shapes.AsyncInferenceConfig(
+            output_config=shapes.AsyncInferenceOutputConfig(s3_output_path=f"{self.async_output}/output",
+                                                            s3_failure_path=f"{self.async_output}/failures"),
+            client_config=shapes.AsyncInferenceClientConfig(
+                max_concurrent_invocations_per_instance=self.max_concurrency))
+
+    def variant(self, model: str) -> Any:
+        """The endpoint's one ProductionVariant: instances (with the inference AMI on GPUs), or
+        serverless memory and concurrency."""
+        from sagemaker.core import shapes
+
+        if self.serverless_memory_mb:
+            serverless = shapes.ProductionVariantServerlessConfig(memory_size_in_mb=self.serverless_memory_mb,
+                                                                  max_concurrency=self.max_concurrency)
+            return shapes.ProductionVariant(variant_name="AllTraffic", model_name=model,
+                                            serverless_config=serverless)
+        return shapes.ProductionVariant(variant_name="AllTraffic", model_name=model,
+                                        initial_instance_count=self.instance_count,
+                                        instance_type=self.instance_type, initial_variant_weight=1.0,
+                                        inference_ami_version=self.inference_ami())
 
     def describe(self) -> str:
         if self.serverless_memory_mb:
@@ -136,15 +154,22 @@ def model_data(client: Any, job_name: str) -> str:
     return job["ModelArtifacts"]["S3ModelArtifacts"]
 
 
-def deploy(settings: Settings, session: Any, data: str, name: str, hosting: Hosting,
+def model_request(settings: Settings, name: str, data: str, environment: dict[str, str]) -> api.Request:
+    """CreateModel: the project image serving ``data`` (a model.tar.gz in S3)."""
+    from sagemaker.core import shapes
+
+    return {"model_name": name, "execution_role_arn": settings.need("role"),
+            "primary_container": shapes.ContainerDefinition(image=settings.need("image"), model_data_url=data,
+                                                            environment=environment or None)}
+
+
+def deploy(settings: Settings, boto: Any, data: str, name: str, hosting: Hosting,
            progress: Callable[[str, float], None], poll_every: float | None = None,
            timeout: float = 3600) -> dict:
     """Create the model, endpoint config and endpoint; wait until InService (or fail clearly)."""
     from botocore.exceptions import ClientError
-    from sagemaker.model import Model
-    from sagemaker.serverless import ServerlessInferenceConfig
 
-    client = session.sagemaker_client
+    client = boto.client("sagemaker")
     try:
         existing = client.describe_endpoint(EndpointName=name)
         raise AwsError(f"endpoint {name!r} already exists ({existing['EndpointStatus']}): "
@@ -152,20 +177,15 @@ def deploy(settings: Settings, session: Any, data: str, name: str, hosting: Host
     except ClientError as exc:
         if not _absent(exc):
             raise AwsError(f"cannot check endpoint {name!r}: {exc}") from exc
-    # A Model of its own per deploy: the SDK reuses an existing Model of the same name as it is,
-    # so a fixed name could serve a stale artefact.
-    model = Model(image_uri=settings.need("image"), model_data=data, role=settings.need("role"),
-                  name=model_name(name), env=hosting.container_env() or None, sagemaker_session=session)
-    serverless = (ServerlessInferenceConfig(memory_size_in_mb=hosting.serverless_memory_mb,
-                                            max_concurrency=hosting.max_concurrency)
-                  if hosting.serverless_memory_mb else None)
+    # A Model of its own per deploy: a fixed name could serve a stale artefact.
+    model = model_name(name)
+    hosting.inference_ami()  # a host that cannot run the image is refused before anything is created
     try:
-        model.deploy(
-            initial_instance_count=None if serverless else hosting.instance_count,
-            instance_type=None if serverless else hosting.instance_type,
-            serverless_inference_config=serverless, endpoint_name=name, wait=False,
-            inference_ami_version=hosting.inference_ami(), async_inference_config=hosting.async_config(),
-        )
+        api.create("Model", model_request(settings, model, data, hosting.container_env()), boto)
+        api.create("EndpointConfig", {"endpoint_config_name": name,
+                                      "production_variants": [hosting.variant(model)],
+                                      "async_inference_config": hosting.async_config()}, boto)
+        api.create("Endpoint", {"endpoint_name": name, "endpoint_config_name": name}, boto)
     except ClientError as exc:
         raise AwsError(f"SageMaker refused the deployment of {name!r}: {exc} "
                        f"(`dogctl teardown --sagemaker --name {name}` removes what was created)") from exc
@@ -184,11 +204,11 @@ def deploy(settings: Settings, session: Any, data: str, name: str, hosting: Host
                 resume_hint=f"`dogctl teardown --sagemaker --name {name}` removes it")
 
 
-def runtime_send(session: Any, name: str) -> Send:
+def runtime_send(boto: Any, name: str) -> Send:
     """Send bodies to the endpoint with sagemaker-runtime's invoke_endpoint."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    runtime = session.boto_session.client("sagemaker-runtime")
+    runtime = boto.client("sagemaker-runtime")
 
     def send(body: bytes, content_type: str) -> dict:
         try:
@@ -225,7 +245,7 @@ def async_config(client: Any, name: str) -> dict[str, Any] | None:
     return config.get("AsyncInferenceConfig")
 
 
-def async_send(session: Any, name: str, input_prefix: str, *, timeout: float = ASYNC_TIMEOUT_SECONDS,
+def async_send(boto: Any, name: str, input_prefix: str, *, timeout: float = ASYNC_TIMEOUT_SECONDS,
                every: float | None = None) -> Send:
     """Send bodies to an asynchronous endpoint: each one put under ``input_prefix`` in S3,
     InvokeEndpointAsync, then the answer (or the failure) read where SageMaker writes it."""
@@ -235,8 +255,8 @@ def async_send(session: Any, name: str, input_prefix: str, *, timeout: float = A
 
     from .s3 import s3_parts
 
-    s3 = session.boto_session.client("s3")
-    runtime = session.boto_session.client("sagemaker-runtime")
+    s3 = boto.client("s3")
+    runtime = boto.client("sagemaker-runtime")
 
     def read(uri: str | None) -> bytes | None:
         if not uri:

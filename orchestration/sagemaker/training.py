@@ -1,5 +1,5 @@
-"""SageMaker training jobs with the sagemaker SDK (v2): the Estimator the reference write-ups
-built by hand, from the project's single sources of truth.
+"""SageMaker training jobs as CreateTrainingJob requests (sagemaker-core shapes, see :mod:`.api`),
+built from the project's single sources of truth:
 
 - hyperparameters: checked by the training program's own schema before anything is sent;
 - metric definitions: :data:`dogbreed.contract.metrics.METRIC_DEFINITIONS`;
@@ -11,8 +11,6 @@ built by hand, from the project's single sources of truth.
 from __future__ import annotations
 
 import json
-import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,13 +21,14 @@ from dogbreed.contract.metrics import METRIC_DEFINITIONS
 from dogbreed.debugger.hook import collections
 
 from ..backend import Reporter, RuleStatus, TrainResult
+from . import api
 from .polling import RUNNING, poll
 from .s3 import download_prefix, download_tar
 from .settings import AwsError, Settings
 
-os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 PROFILER_INTERVAL_MS = 500
 DEBUG_SAVE_INTERVAL = 100
+VOLUME_GB = 30  # the dataset, its decoded cache and checkpoints
 # The Debugger rules of the reference write-ups, by their rule_configs names.
 TENSOR_RULES = ("vanishing_gradient", "poor_weight_initialization", "exploding_tensor", "overfit",
                 "overtraining", "loss_not_decreasing")
@@ -38,69 +37,89 @@ PROFILER_RULES = ("LowGPUUtilization", "ProfilerReport")
 # rule containers (accounts opened before 2026-07-30), or nowhere.
 CONTAINER, MANAGED, OFF = "container", "managed", "off"
 DEBUGGER_MODES = (CONTAINER, MANAGED, OFF)
-# The SDK's configuration for every session of ours: its telemetry (calls to AWS) off.
-NO_TELEMETRY = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
 
 
-class _SdkNoise(logging.Filter):
-    """Drops the SDK's warning that a tuner's (never fitted) estimator has no finished job."""
+def algorithm(image: str, *, tuning: bool = False) -> Any:
+    """The image, File input, and the metric regexes SageMaker reads from the job's log."""
+    from sagemaker.core import shapes
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "No finished training job found" not in record.getMessage()
-
-
-logging.getLogger("sagemaker.estimator").addFilter(_SdkNoise())
-logging.getLogger("sagemaker.config").setLevel(logging.WARNING)
-
-
-def session(settings: Settings) -> Any:
-    """A sagemaker.Session on the settings' AWS session, the SDK's telemetry off."""
-    import sagemaker
-
-    return sagemaker.Session(
-        boto_session=settings.session(), default_bucket=settings.bucket,  # needed to train, not to stop
-        sagemaker_config=NO_TELEMETRY,
-    )
+    cls = shapes.HyperParameterAlgorithmSpecification if tuning else shapes.AlgorithmSpecification
+    return cls(training_image=image, training_input_mode="File",
+               metric_definitions=[shapes.MetricDefinition(name=d["Name"], regex=d["Regex"])
+                                   for d in METRIC_DEFINITIONS])
 
 
-def collection_configs(interval: int = DEBUG_SAVE_INTERVAL) -> list[Any]:
-    """The managed path's collections: whole tensors, which SageMaker's rule containers expect."""
-    from sagemaker.debugger import CollectionConfig
+def input_channels(channels: dict[str, str]) -> list[Any]:
+    """One S3Prefix channel per split, copied whole to every instance."""
+    from sagemaker.core import shapes
 
-    return [CollectionConfig(name=name, parameters=params)
-            for name, params in collections(interval, full=True).items()]
+    def source(uri: str) -> Any:
+        return shapes.DataSource(s3_data_source=shapes.S3DataSource(
+            s3_data_type="S3Prefix", s3_uri=uri, s3_data_distribution_type="FullyReplicated"))
 
-
-def debugger_config(s3_output: str, interval: int = DEBUG_SAVE_INTERVAL) -> Any:
-    from sagemaker.debugger import DebuggerHookConfig
-
-    return DebuggerHookConfig(s3_output_path=s3_output, collection_configs=collection_configs(interval))
+    return [shapes.Channel(channel_name=name, data_source=source(uri)) for name, uri in channels.items()]
 
 
-def rules(interval: int = DEBUG_SAVE_INTERVAL) -> list[Any]:
-    """The built-in rules. Each carries our collections: the SDK merges a rule's own collection
-    settings into the hook's (the rules' defaults would save the loss every 500 steps only)."""
-    from sagemaker.debugger import ProfilerRule, Rule, rule_configs
+def resources(settings: Settings, instance_count: int = 1) -> Any:
+    from sagemaker.core import shapes
 
-    tensor = [Rule.sagemaker(getattr(rule_configs, name)(), collections_to_save=collection_configs(interval))
-              for name in TENSOR_RULES]
-    profiler = [ProfilerRule.sagemaker(getattr(rule_configs, name)()) for name in PROFILER_RULES]
-    return tensor + profiler
+    return shapes.ResourceConfig(instance_type=settings.train_instance_type, instance_count=instance_count,
+                                 volume_size_in_gb=VOLUME_GB)
 
 
-def estimator(settings: Settings, hyperparameters: dict[str, str], *, session: Any, job_name: str,
-              instance_count: int = 1, spot: bool = False, max_run: int = 24 * 3600,
-              debugger: str = CONTAINER, checkpoints: bool = True) -> Any:
-    """An Estimator for the project image, checkpoints in S3 under ``job_name`` (fit it with that
-    name); ``spot`` uses managed spot training (the checkpoints make it resumable).
+def hook_config(s3_output: str, interval: int = DEBUG_SAVE_INTERVAL) -> Any:
+    """The managed path's hook: whole tensors (SageMaker's rule containers expect them), saved at
+    the steps the local runs save (the rules' own defaults would save the loss every 500 steps)."""
+    from sagemaker.core import shapes
+
+    return shapes.DebugHookConfig(s3_output_path=s3_output, collection_configurations=[
+        shapes.CollectionConfiguration(collection_name=name, collection_parameters=params)
+        for name, params in collections(interval, full=True).items()])
+
+
+def rule_configurations(region: str) -> dict[str, list[Any]]:
+    """The built-in tensor and profiler rules, with the rule evaluator image of ``region``."""
+    from sagemaker.core import shapes
+    from sagemaker.core.debugger import ProfilerRule, Rule, get_rule_container_image_uri, rule_configs
+
+    def shape(cls: type, config: dict[str, Any]) -> Any:
+        return cls(rule_configuration_name=config["RuleConfigurationName"],
+                   rule_evaluator_image=get_rule_container_image_uri(config["RuleConfigurationName"], region),
+                   rule_parameters=config.get("RuleParameters"))
+
+    return {"debug_rule_configurations": [
+                shape(shapes.DebugRuleConfiguration,
+                      Rule.sagemaker(getattr(rule_configs, name)()).to_debugger_rule_config_dict())
+                for name in TENSOR_RULES],
+            "profiler_rule_configurations": [
+                shape(shapes.ProfilerRuleConfiguration,
+                      ProfilerRule.sagemaker(getattr(rule_configs, name)()).to_profiler_rule_config_dict())
+                for name in PROFILER_RULES]}
+
+
+def managed_debugger(base: str, region: str) -> api.Request:
+    """Hook, built-in rules and profiler: what accounts that still have SageMaker Debugger get."""
+    from sagemaker.core import shapes
+
+    return {"debug_hook_config": hook_config(base),
+            "profiler_config": shapes.ProfilerConfig(s3_output_path=base,
+                                                     profiling_interval_in_milliseconds=PROFILER_INTERVAL_MS),
+            **rule_configurations(region)}
+
+
+def training_request(settings: Settings, hyperparameters: dict[str, str], channels: dict[str, str], *,
+                     job_name: str, region: str, instance_count: int = 1, spot: bool = False,
+                     max_run: int = 24 * 3600, debugger: str = CONTAINER,
+                     checkpoints: bool = True) -> api.Request:
+    """CreateTrainingJob for the project image on ``channels``, checkpoints in S3 under
+    ``job_name``; ``spot`` uses managed spot training (the checkpoints make it resumable).
 
     ``debugger``: :data:`CONTAINER` (the default) runs the hook, the rules and the report inside
     the job (the ``debugger`` hyperparameter) and sends SageMaker no DebugHookConfig, rules,
     ProfilerConfig or profiler rules: SageMaker Debugger is closed to accounts opened since
     2026-07-30. :data:`MANAGED` adds SageMaker's own hook configuration, built-in rules and profiler
-    (accounts that still have them; the in-container analysis runs too). :data:`OFF`: neither. A
-    tuner's estimator has no debugger and no checkpoints (its jobs would share one folder)."""
-    from sagemaker.debugger import ProfilerConfig
+    (accounts that still have them; the in-container analysis runs too). :data:`OFF`: neither."""
+    from sagemaker.core import shapes
 
     if debugger not in DEBUGGER_MODES:
         raise AwsError(f"debugger {debugger!r}: use one of {', '.join(DEBUGGER_MODES)}")
@@ -108,54 +127,40 @@ def estimator(settings: Settings, hyperparameters: dict[str, str], *, session: A
         hyperparameters = {"debugger": "true", **hyperparameters}
     parse(hyperparameters)  # a bad value fails here, not minutes into a paid job
     base = settings.s3_uri("jobs")
-    managed = debugger == MANAGED
-    return _estimator_class()(
-        image_uri=settings.need("image"),
-        role=settings.need("role"),
-        instance_count=instance_count,
-        instance_type=settings.train_instance_type,
-        hyperparameters=hyperparameters,
-        metric_definitions=list(METRIC_DEFINITIONS),
-        output_path=base,
-        checkpoint_s3_uri=settings.s3_uri("checkpoints", job_name) if checkpoints else None,
-        base_job_name="dogbreed",
-        use_spot_instances=spot,
-        max_run=max_run,
-        max_wait=max_run * 2 if spot else None,
-        debugger_hook_config=debugger_config(base) if managed else False,
-        profiler_config=(ProfilerConfig(s3_output_path=base,
-                                        system_monitor_interval_millis=PROFILER_INTERVAL_MS)
-                         if managed else None),
-        disable_profiler=not managed,
-        rules=rules() if managed else None,
-        sagemaker_session=session,
-    )
+    request: api.Request = {
+        "training_job_name": job_name,
+        "role_arn": settings.need("role"),
+        "algorithm_specification": algorithm(settings.need("image")),
+        "hyper_parameters": hyperparameters,
+        "input_data_config": input_channels(channels),
+        "output_data_config": shapes.OutputDataConfig(s3_output_path=base),
+        "resource_config": resources(settings, instance_count),
+        "stopping_condition": shapes.StoppingCondition(
+            max_runtime_in_seconds=max_run, max_wait_time_in_seconds=max_run * 2 if spot else None),
+        "enable_managed_spot_training": spot or None,
+    }
+    if checkpoints:
+        request["checkpoint_config"] = shapes.CheckpointConfig(
+            s3_uri=settings.s3_uri("checkpoints", job_name))
+    if debugger == MANAGED:
+        request.update(managed_debugger(base, region))
+    return {key: value for key, value in request.items() if value is not None}
 
 
-def _estimator_class() -> type:
-    """Made on first use: importing the SDK takes seconds."""
-    from sagemaker.estimator import Estimator
-
-    class NoProfilerEstimator(Estimator):
-        """The SDK's Estimator, except that a job without the profiler sends no ProfilerConfig:
-        the SDK sends ``{"DisableProfiler": true}``, naming a service new accounts do not have."""
-
-        def _prepare_profiler_for_training(self) -> None:
-            super()._prepare_profiler_for_training()
-            if self.disable_profiler and not self.profiler_rule_configs:
-                self.profiler_config = None
-
-    return NoProfilerEstimator
-
-
-def submit(settings: Settings, session: Any, name: str, hyperparameters: dict[str, str],
+def submit(settings: Settings, boto: Any, name: str, hyperparameters: dict[str, str],
            channels: dict[str, str], *, spot: bool, debugger: str, report: Reporter) -> None:
     """Start the training job ``name`` on ``channels`` (not waiting for it)."""
-    job = estimator(settings, hyperparameters, session=session, job_name=name, spot=spot, debugger=debugger)
-    job.fit(channels, wait=False, job_name=name)
+    from botocore.exceptions import ClientError
+
+    request = training_request(settings, hyperparameters, channels, job_name=name, region=boto.region_name,
+                               spot=spot, debugger=debugger)
+    try:
+        api.create("TrainingJob", request, boto)
+    except ClientError as exc:
+        raise AwsError(f"SageMaker refused the training job {name!r}: {exc}") from exc
     report.line(f"train: SageMaker training job {name} submitted ({settings.train_instance_type}"
                 f"{', spot' if spot else ''}); channels {json.dumps(channels)}")
-    report.line(f"train: https://{session.boto_region_name}.console.aws.amazon.com/sagemaker/home"
+    report.line(f"train: https://{boto.region_name}.console.aws.amazon.com/sagemaker/home"
                 f"#/jobs/{name}")
 
 
@@ -203,13 +208,13 @@ def wait_training(client: Any, name: str, emit: Callable[[str], None], poll_ever
                 what=f"training job {name!r}", every=poll_every)
 
 
-def collect(session: Any, job: dict[str, Any], dest: Path, report: Reporter) -> TrainResult:
+def collect(boto: Any, job: dict[str, Any], dest: Path, report: Reporter) -> TrainResult:
     """A job that ended: its outputs downloaded to ``dest``, its report written there, its verdicts."""
     from dogbreed.debugger.report import write_report
 
     status = job["TrainingJobStatus"]
     with report.bar("train: downloading outputs", unit="parts"):
-        found = download(session, job, dest)
+        found = download(boto.client("s3"), job, dest)
     rules = tuple(RuleStatus(r["RuleConfigurationName"], r.get("RuleEvaluationStatus", "?"),
                              r.get("StatusDetails", "")) for r in rule_statuses(job))
     return TrainResult(
@@ -233,10 +238,9 @@ def job_verdicts(dest: Path) -> tuple[Any, ...]:
         return ()
 
 
-def download(session: Any, job: dict[str, Any], dest: Path) -> dict[str, str]:
+def download(s3: Any, job: dict[str, Any], dest: Path) -> dict[str, str]:
     """A finished job's model, output data, Debugger tensors, profiler and rule outputs, in the
     layout `dogctl report` reads; what was found, by part."""
-    s3 = session.boto_session.client("s3")
     name = job["TrainingJobName"]
     found: dict[str, str] = {}
     model_uri = job.get("ModelArtifacts", {}).get("S3ModelArtifacts")

@@ -19,7 +19,8 @@ from dogbreed.errors import UserError
 from .. import dataset
 from ..backend import Reporter, TransformRequest, TransformResult
 from ..transform import RAW_CONTENT_TYPE, summarise
-from .hosting import GPU_FAMILIES, VOLTA
+from . import api
+from .hosting import GPU_FAMILIES, VOLTA, model_request
 from .polling import poll
 from .s3 import download_prefix, list_prefix, upload_channel
 from .settings import AwsError, Settings
@@ -57,30 +58,37 @@ class TransformJob:
         return {MAX_PAYLOAD_ENV: str(self.max_payload_mb), **self.environment}
 
 
-def start(settings: Settings, session: Any, job: TransformJob) -> None:
+def transform_request(job: TransformJob) -> api.Request:
+    """CreateTransformJob: every photo under the input prefix, one raw request each, answers as JSON."""
+    from sagemaker.core import shapes
+
+    return {
+        "transform_job_name": job.name, "model_name": job.name, "batch_strategy": "SingleRecord",
+        "max_payload_in_mb": job.max_payload_mb, "environment": job.container_env(),
+        "transform_input": shapes.TransformInput(
+            data_source=shapes.TransformDataSource(s3_data_source=shapes.TransformS3DataSource(
+                s3_data_type="S3Prefix", s3_uri=job.input_uri)),
+            content_type=RAW_CONTENT_TYPE, split_type="None", compression_type="None"),
+        "transform_output": shapes.TransformOutput(s3_output_path=job.output_uri, accept="application/json",
+                                                   assemble_with="None"),
+        "transform_resources": shapes.TransformResources(instance_type=job.instance_type,
+                                                         instance_count=job.instance_count,
+                                                         transform_ami_version=transform_ami(job.instance_type)),
+    }
+
+
+def start(settings: Settings, boto: Any, job: TransformJob) -> None:
     """Create the job's Model and the transform job (not waiting)."""
     from botocore.exceptions import ClientError
 
     if not 1 <= job.max_payload_mb <= 100:
         raise AwsError(f"--max-payload must be 1..100 MB (SageMaker's limit), got {job.max_payload_mb}")
-    ami = transform_ami(job.instance_type)
+    request = transform_request(job)  # an instance that cannot run the image is refused here
     try:
-        session.create_model(job.name, settings.need("role"), {
-            "Image": settings.need("image"), "ModelDataUrl": job.model_data,
-            "Environment": job.container_env()})
-        # Session.transform, not Transformer: SDK v2's Transformer cannot set TransformAmiVersion.
-        session.transform(
-            job_name=job.name, model_name=job.name, strategy="SingleRecord", max_concurrent_transforms=None,
-            max_payload=job.max_payload_mb, env=job.container_env(), experiment_config=None,
-            input_config={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": job.input_uri}},
-                          "ContentType": RAW_CONTENT_TYPE, "SplitType": "None", "CompressionType": "None"},
-            output_config={"S3OutputPath": job.output_uri, "Accept": "application/json",
-                           "AssembleWith": "None"},
-            resource_config={"InstanceType": job.instance_type, "InstanceCount": job.instance_count,
-                             **({"TransformAmiVersion": ami} if ami else {})},
-        )
+        api.create("Model", model_request(settings, job.name, job.model_data, job.container_env()), boto)
+        api.create("TransformJob", request, boto)
     except ClientError as exc:
-        delete_model(session.sagemaker_client, job.name)
+        delete_model(boto.client("sagemaker"), job.name)
         raise AwsError(f"SageMaker refused the transform job {job.name!r}: {exc}") from exc
 
 
@@ -105,8 +113,6 @@ def delete_model(client: Any, name: str) -> bool:
             return False
         raise AwsError(f"cannot delete model {name!r}: {exc}") from exc
     return True
-
-
 
 
 def input_uri(settings: Settings, workdir: Path, request: TransformRequest, name: str,

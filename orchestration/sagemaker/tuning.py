@@ -1,8 +1,9 @@
-"""SageMaker hyperparameter tuning: the HyperparameterTuner of the reference write-ups, built from
-the training program's own schema and metric regexes, and its results in the local study's shape.
+"""SageMaker hyperparameter tuning: the tuning job of the reference write-ups as a
+CreateHyperParameterTuningJob request (sagemaker-core shapes, see :mod:`.api`), built from the
+training program's own schema and metric regexes, and its results in the local study's shape.
 
-The tuner's training jobs run without the Debugger (a tuning job's training definition has no
-place for hooks or rules); the chosen hyperparameters then go to ``dogctl train --sagemaker``,
+The tuning job's training jobs run without the Debugger (a tuning job's training definition has
+no place for hooks or rules); the chosen hyperparameters then go to ``dogctl train --sagemaker``,
 which runs with them.
 """
 
@@ -12,60 +13,80 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dogbreed.contract.hyperparameters import Tune, describe_tune, format_value, value_type
-from dogbreed.contract.metrics import METRIC_DEFINITIONS, OBJECTIVE_METRIC, OBJECTIVE_TYPE
+from dogbreed.contract.hyperparameters import Tune, describe_tune, format_value, parse, value_type
+from dogbreed.contract.metrics import OBJECTIVE_METRIC, OBJECTIVE_TYPE
 
 from ..backend import Reporter, TuneResult
 from ..tuning import TuningSetup, write_results
+from . import api
 from .polling import RUNNING, poll
 from .settings import AwsError, Settings
-from .training import OFF, estimator
+from .training import algorithm, input_channels, resources
 
 STRATEGY = "Bayesian"
 EARLY_STOPPING = "Auto"
+MAX_RUN = 24 * 3600  # each trial's
 
 
-def parameter_ranges(space: dict[str, Tune]) -> dict[str, Any]:
-    """The search space as the SDK's parameter ranges (log scales where the schema says so)."""
-    from sagemaker.tuner import CategoricalParameter, ContinuousParameter, IntegerParameter
+def parameter_ranges(space: dict[str, Tune]) -> Any:
+    """The search space as SageMaker's ParameterRanges (log scales where the schema says so)."""
+    from sagemaker.core import shapes
 
-    ranges: dict[str, Any] = {}
+    ranges: dict[str, list[Any]] = {"continuous": [], "integer": [], "categorical": []}
     for name, tune in space.items():
         scaling = "Logarithmic" if tune.log else "Auto"
         if tune.values is not None:
-            ranges[name] = CategoricalParameter([format_value(v) for v in tune.values])
+            ranges["categorical"].append(shapes.CategoricalParameterRange(
+                name=name, values=[format_value(v) for v in tune.values]))
         elif value_type(name) == "int":
-            ranges[name] = IntegerParameter(int(tune.low), int(tune.high), scaling_type=scaling)
+            ranges["integer"].append(shapes.IntegerParameterRange(
+                name=name, min_value=str(int(tune.low)), max_value=str(int(tune.high)), scaling_type=scaling))
         else:
-            ranges[name] = ContinuousParameter(tune.low, tune.high, scaling_type=scaling)
-    return ranges
+            ranges["continuous"].append(shapes.ContinuousParameterRange(
+                name=name, min_value=format_value(tune.low), max_value=format_value(tune.high),
+                scaling_type=scaling))
+    return shapes.ParameterRanges(**{f"{kind}_parameter_ranges": found
+                                     for kind, found in ranges.items() if found})
 
 
-def tuner(settings: Settings, setup: TuningSetup, *, session: Any) -> Any:
-    """A HyperparameterTuner over ``setup``'s space: objective valid_acc (Maximize), Bayesian
-    search, early stopping Auto; the fixed hyperparameters are every job's static ones."""
-    from sagemaker.tuner import HyperparameterTuner
+def tuning_request(settings: Settings, setup: TuningSetup, name: str,
+                   channels: dict[str, str]) -> api.Request:
+    """CreateHyperParameterTuningJob over ``setup``'s space: objective valid_acc (Maximize),
+    Bayesian search, early stopping Auto; the fixed hyperparameters are every job's static ones.
+    Its trials train on train and valid, not test, and share no checkpoint folder."""
+    from sagemaker.core import shapes
 
-    base = estimator(settings, setup.trial_hyperparameters(), session=session, job_name=setup.name,
-                     debugger=OFF, checkpoints=False)
-    return HyperparameterTuner(
-        base,
-        objective_metric_name=OBJECTIVE_METRIC,
-        hyperparameter_ranges=parameter_ranges(setup.space()),
-        metric_definitions=list(METRIC_DEFINITIONS),
-        strategy=STRATEGY,
-        objective_type=OBJECTIVE_TYPE,
-        max_jobs=setup.trials,
-        max_parallel_jobs=setup.parallel,
-        early_stopping_type=EARLY_STOPPING,
-    )
+    static = setup.trial_hyperparameters()
+    parse(static)  # a bad value fails here, not in every trial
+    return {
+        "hyper_parameter_tuning_job_name": name,
+        "hyper_parameter_tuning_job_config": shapes.HyperParameterTuningJobConfig(
+            strategy=STRATEGY, training_job_early_stopping_type=EARLY_STOPPING,
+            hyper_parameter_tuning_job_objective=shapes.HyperParameterTuningJobObjective(
+                type=OBJECTIVE_TYPE, metric_name=OBJECTIVE_METRIC),
+            resource_limits=shapes.ResourceLimits(max_number_of_training_jobs=setup.trials,
+                                                  max_parallel_training_jobs=setup.parallel),
+            parameter_ranges=parameter_ranges(setup.space())),
+        "training_job_definition": shapes.HyperParameterTrainingJobDefinition(
+            algorithm_specification=algorithm(settings.need("image"), tuning=True),
+            role_arn=settings.need("role"),
+            static_hyper_parameters=static,
+            input_data_config=input_channels({k: v for k, v in channels.items() if k != "test"}),
+            output_data_config=shapes.OutputDataConfig(s3_output_path=settings.s3_uri("jobs")),
+            resource_config=resources(settings),
+            stopping_condition=shapes.StoppingCondition(max_runtime_in_seconds=MAX_RUN)),
+    }
 
 
-def submit(settings: Settings, session: Any, setup: TuningSetup, name: str, channels: dict[str, str],
+def submit(settings: Settings, boto: Any, setup: TuningSetup, name: str, channels: dict[str, str],
            report: Reporter) -> None:
-    """Start the tuning job ``name`` (not waiting); its trials train on train and valid, not test."""
-    job = tuner(settings, setup, session=session)
-    job.fit({k: v for k, v in channels.items() if k != "test"}, job_name=name, wait=False)
+    """Start the tuning job ``name`` (not waiting)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        api.create("HyperParameterTuningJob", tuning_request(settings, setup, name, channels), boto)
+    except ClientError as exc:
+        raise AwsError(f"SageMaker refused the tuning job {name!r}: {exc}") from exc
     report.line(f"tune: SageMaker tuning job {name} submitted: {setup.trials} jobs, {setup.parallel} in "
                 f"parallel, {STRATEGY} search, early stopping {EARLY_STOPPING}, objective valid_acc, on "
                 f"{settings.train_instance_type}")

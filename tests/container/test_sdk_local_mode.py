@@ -1,6 +1,6 @@
-"""The image run by the sagemaker SDK's own local mode (local_test/sdk_local_mode.py): /opt/ml as
+"""The image run by the SageMaker SDK v3's own local mode (local_test/sdk_local_mode.py): /opt/ml as
 the SDK lays it out for SageMaker, docker-compose through the engine's Docker API, the SDK's
-Predictor. With podman, its API is `podman system service` (DOCKER_HOST); two hosts need the
+local runtime client. With podman, its API is `podman system service` (DOCKER_HOST); two hosts need the
 dnsname CNI plugin for algo-2 to resolve algo-1 (.ci/container-engine.sh installs both)."""
 
 from __future__ import annotations
@@ -140,14 +140,14 @@ def test_two_hosts_train_with_the_in_container_debugger_then_deploy_and_predict(
     assert set(model) == {"model.pt", "model_int8.pt", "classes.json", "metadata.json"}  # int8 ships too
     breeds = sorted(p.name for p in (dogs / "train").iterdir())
     assert json.loads(model["classes.json"]) == breeds and len(breeds) == BREEDS
-    metadata = json.loads(model["metadata.json"])  # the SDK JSON-encodes every value: "2" -> '"2"'
+    metadata = json.loads(model["metadata.json"])  # typed, as the schema parses them
     assert metadata["hyperparameters"]["epochs"] == 2 and metadata["hyperparameters"]["image_size"] == 48
     # Local mode sends no DebugHookConfig: the analysis ran inside the job, its results in the output.
     output = members(tmp_path / "out" / "output.tar.gz")
     verdicts = json.loads(output["data/rule-verdicts.json"])
     assert {v["rule"] for v in verdicts} == set(RULE_NAMES)
     assert b"<html" in output["data/report.html"] and "failure" not in output
-    # The SDK's Predictor: a raw JPEG and the JSON form give the same answer, top 3 of 3 breeds.
+    # The SDK's runtime client: a raw JPEG and the JSON form give the same answer, top 3 of 3 breeds.
     answers = summary["predictions"]
     jpeg, as_json = answers["jpeg"]["predictions"], answers["json"]["predictions"]
     assert [p["class"] for p in jpeg[0]] == [p["class"] for p in as_json[0]]
@@ -167,11 +167,16 @@ def test_two_hosts_train_with_the_in_container_debugger_then_deploy_and_predict(
 
 def test_a_failed_job_is_failed_whatever_docker_compose_says(engine, image, docker_api, dogs, tmp_path,
                                                                new_containers):
-    code, printed, summary = local_mode(image, dogs, tmp_path, docker_api, *FAST, "--hp", "bogus=1")
+    # A job the request cannot catch (the backend refuses a bad hyperparameter before sending):
+    # the splits' classes differ, which only the container sees.
+    mismatched = tmp_path / "mismatched"
+    shutil.copytree(dogs, mismatched)
+    shutil.rmtree(sorted((mismatched / "valid").iterdir())[0])
+    code, printed, summary = local_mode(image, mismatched, tmp_path / "work", docker_api, *FAST)
     # docker-compose 1.29 with podman often exits 0 here, and the SDK then reports the job as
     # completed; the container's exit status and the failure file in output.tar.gz say otherwise.
     assert code == 1 and summary, printed
-    assert summary["failure"].startswith("unknown hyperparameter 'bogus'"), summary
+    assert summary["failure"].startswith("'train' and 'valid' must have the same class folders"), summary
     assert list(new_containers().values()) == [1]
     assert "Traceback" not in printed
 

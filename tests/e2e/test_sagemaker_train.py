@@ -1,5 +1,5 @@
-"""The SageMaker training job as it reaches AWS: the exact CreateTrainingJob request the
-sagemaker SDK sends to a moto server over real HTTP (recorded by moto's recorder)."""
+"""The SageMaker training job as it reaches AWS: the exact CreateTrainingJob request that
+sagemaker-core sends to a moto server over real HTTP (recorded by moto's recorder)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,21 @@ from dogbreed.contract.hyperparameters import HyperparameterError
 from dogbreed.contract.metrics import METRIC_DEFINITIONS
 from dogbreed.debugger.hook import collections
 from local_test.testdata import make_dataset
+from orchestration.sagemaker import api
 from orchestration.sagemaker.settings import Settings
-from orchestration.sagemaker.training import estimator, session
+from orchestration.sagemaker.training import training_request
 from tests.helpers import BIN, BUCKET, IMAGE, ROLE, recorded
 
 pytestmark = pytest.mark.e2e
 DEBUGGER_SERVICE = ("DebugHookConfig", "DebugRuleConfigurations", "ProfilerConfig",
                     "ProfilerRuleConfigurations")
+
+
+def submit(settings: Settings, hyperparameters: dict[str, str], channels: dict[str, str], **kwargs) -> None:
+    """Build the request as dogctl does and send it with sagemaker-core (nothing waits for the job)."""
+    boto = settings.session()
+    api.create("TrainingJob", training_request(settings, hyperparameters, channels,
+                                               region=boto.region_name, **kwargs), boto)
 
 
 @pytest.mark.parametrize("mode,hyperparameters", [
@@ -27,11 +35,11 @@ DEBUGGER_SERVICE = ("DebugHookConfig", "DebugRuleConfigurations", "ProfilerConfi
 ])
 def test_by_default_no_request_names_the_debugger_service(recording, mode, hyperparameters):
     """SageMaker Debugger is closed to accounts opened since 2026-07-30: unless asked for, the
-    request carries none of its parts (the SDK would send ProfilerConfig {DisableProfiler: true})."""
+    request carries none of its parts (SDK v2 sent ProfilerConfig {DisableProfiler: true})."""
     settings = Settings(region="eu-west-1", role=ROLE, bucket=BUCKET, image=IMAGE)
     kwargs = {} if mode == "container" else {"debugger": mode}
-    job = estimator(settings, {"epochs": "3"}, session=session(settings), job_name=f"j-{mode}", **kwargs)
-    job.fit({"train": f"s3://{BUCKET}/t/", "valid": f"s3://{BUCKET}/v/"}, wait=False, job_name=f"j-{mode}")
+    submit(settings, {"epochs": "3"}, {"train": f"s3://{BUCKET}/t/", "valid": f"s3://{BUCKET}/v/"},
+           job_name=f"j-{mode}", **kwargs)
     (request,) = recorded(recording, "CreateTrainingJob")
     assert [key for key in DEBUGGER_SERVICE if key in request] == []
     assert request["HyperParameters"] == hyperparameters
@@ -39,10 +47,8 @@ def test_by_default_no_request_names_the_debugger_service(recording, mode, hyper
 
 def test_managed_debugger_carries_hook_profiler_rules_checkpoints_and_spot(recording):
     settings = Settings(region="eu-west-1", role=ROLE, bucket=BUCKET, image=IMAGE)
-    job = estimator(settings, {"epochs": "3", "lr": "0.001"}, session=session(settings), job_name="j1",
-                    spot=True, debugger="managed")
     channels = {"train": "s3://dogbreed-jobs/dogbreed/data/train/", "valid": "s3://dogbreed-jobs/dogbreed/data/valid/"}
-    job.fit(channels, wait=False, job_name="j1")
+    submit(settings, {"epochs": "3", "lr": "0.001"}, channels, job_name="j1", spot=True, debugger="managed")
     (request,) = recorded(recording, "CreateTrainingJob")
 
     assert request["AlgorithmSpecification"]["TrainingImage"] == IMAGE
@@ -68,6 +74,11 @@ def test_managed_debugger_carries_hook_profiler_rules_checkpoints_and_spot(recor
     assert [r["RuleConfigurationName"] for r in request["DebugRuleConfigurations"]] == [
         "VanishingGradient", "PoorWeightInitialization", "ExplodingTensor", "Overfit", "Overtraining",
         "LossNotDecreasing"]
+    rules = request["DebugRuleConfigurations"] + request["ProfilerRuleConfigurations"]
+    # Each rule runs in SageMaker's rule evaluator image of the job's region, on its built-in rule.
+    assert {r["RuleEvaluatorImage"] for r in rules} == {
+        "929884845733.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-debugger-rules:latest"}
+    assert all(r["RuleParameters"]["rule_to_invoke"] == r["RuleConfigurationName"] for r in rules)
     assert request["ProfilerConfig"]["ProfilingIntervalInMilliseconds"] == 500
     assert {r["RuleConfigurationName"].split("-")[0] for r in request["ProfilerRuleConfigurations"]} >= {
         "LowGPUUtilization", "ProfilerReport"}
@@ -76,7 +87,7 @@ def test_managed_debugger_carries_hook_profiler_rules_checkpoints_and_spot(recor
 def test_a_bad_hyperparameter_never_reaches_aws(recording):
     settings = Settings(region="eu-west-1", role=ROLE, bucket=BUCKET, image=IMAGE)
     with pytest.raises(HyperparameterError, match="'lr'"):
-        estimator(settings, {"lr": "fast"}, session=session(settings), job_name="j2")
+        submit(settings, {"lr": "fast"}, {"train": f"s3://{BUCKET}/t/"}, job_name="j2")
     assert recorded(recording, "CreateTrainingJob") == []
 
 
