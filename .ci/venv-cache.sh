@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# CI's cached virtual environment: prints its folder, ~/.cache/dogbreed-ci/venv-<hash of
-# requirements.txt> (DOGBREED_CI_CACHE moves it), and links the clone's .venv to it.
+# CI's cached virtual environment: prints its folder, ~/.cache/dogbreed-ci/venv-<hash of the pins,
+# requirements.txt and requirements-nodeps.txt> (DOGBREED_CI_CACHE moves it), and links the clone's
+# .venv to it.
 #
 # pip writes the interpreter's path as it was called into every console script it installs, so the
 # environment must be installed through this folder (.ci/run hands it to make as VENV), never through
@@ -9,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="${DOGBREED_CI_CACHE:-$HOME/.cache/dogbreed-ci}"
-venv="$cache/venv-$(sha256sum requirements.txt | cut -c1-16)"
+venv="$cache/venv-$(cat requirements.txt requirements-nodeps.txt | sha256sum | cut -c1-16)"
 
 dead_scripts() {  # the scripts in $1/bin whose "#!" line names an interpreter that is not there
   local script line

@@ -29,6 +29,15 @@ case "$engine" in
     fi ;;
   docker) if docker buildx version >/dev/null 2>&1; then args+=(--provenance=false --sbom=false); fi ;;
 esac
+# The base is pinned by digest when BASE_IMAGE names one (NAME@sha256:...). The default names a tag
+# (no registry is reachable where the Dockerfile is written to look its digest up): the image is
+# labelled with the base's name and, when the engine knows it, the registry digest it resolved to,
+# and the build says how to pin it.
+base="${BASE_IMAGE:-$(sed -n 's/^ARG BASE_IMAGE=//p' "$context/docker/Dockerfile")}"
+repo_digest() { "$engine" image inspect --format '{{join .RepoDigests " "}}' "$1" 2>/dev/null | cut -d' ' -f1; }
+args+=(--label "org.opencontainers.image.base.name=$base")
+digest="$(repo_digest "$base" || true)"
+if [ -n "$digest" ]; then args+=(--label "org.opencontainers.image.base.digest=${digest#*@}"); fi
 # shellcheck disable=SC2086 # BUILD_FLAGS is a list of flags
 read -r -a extra <<< "${BUILD_FLAGS:-}"
 echo "build: $engine build ${args[*]} ${extra[*]} $context" >&2
@@ -36,3 +45,10 @@ started=$(date +%s)
 "$engine" build "${args[@]}" "${extra[@]}" "$context"
 size="$("$engine" image inspect --format '{{.Size}}' "$image")"
 echo "build: $image built in $(( $(date +%s) - started )) s, $(( size / 1000000 )) MB" >&2
+if [[ $base == *@sha256:* ]]; then
+  echo "build: base pinned by digest: $base" >&2
+elif digest="$(repo_digest "$base")" && [ -n "$digest" ]; then
+  echo "build: base $base is pinned by its tag only; this build used $digest (BASE_IMAGE=$digest pins it)" >&2
+else
+  echo "build: base $base is a local image, with no registry digest to pin" >&2
+fi

@@ -48,6 +48,8 @@ def image(engine: str):
         env.update(BASE_IMAGE=base, CUDA_COMPAT="", PRETRAINED_WEIGHTS="false")
     started = time.monotonic()
     built = sh("bash", "docker/build.sh", IMAGE, env=env, timeout=1800)
-    print(f"\nimage build: {time.monotonic() - started:.0f} s; {built.stderr.strip().splitlines()[-1]}")
+    said = [line for line in built.stderr.splitlines()
+            if line.startswith("build: ") and " build -f " not in line]  # not the command line
+    print(f"\nimage build: {time.monotonic() - started:.0f} s; {'; '.join(said)}")
     yield IMAGE
     sh(engine, "rmi", "-f", IMAGE, check=False)

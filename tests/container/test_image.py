@@ -31,6 +31,9 @@ def test_image_is_labelled_and_runs_commands_as_sagemaker_does(engine, image):
     config = info.get("Config") or info["ContainerConfig"]
     assert config["Labels"]["com.amazonaws.sagemaker.capabilities.accept-bind-to-port"] == "true"
     assert config["Labels"]["com.amazonaws.sagemaker.capabilities.multi-models"] == "false"
+    # The base it was built on is named (from a registry, its digest is labelled too).
+    base = config["Labels"]["org.opencontainers.image.base.name"]
+    assert sh(engine, "image", "inspect", base, check=False).returncode == 0, base
     assert config["Entrypoint"] == ["/usr/local/bin/dogbreed-entrypoint"]  # exec form
     assert (info["Os"], info["Architecture"]) == ("linux", "amd64")  # what SageMaker runs
     if engine == "podman":
@@ -49,6 +52,27 @@ def trained(image, tmp_path_factory) -> tuple[Path, str]:
     test_dir = tmp_path_factory.mktemp("container") / "test_dir"
     out = sh(str(LOCAL_TEST / "train_local.sh"), image, str(test_dir), timeout=900)
     return test_dir, out.stdout + out.stderr
+
+
+def test_a_build_pinned_to_the_digest_it_printed_uses_that_base(engine, image):
+    labels = (inspect(engine, image).get("Config") or {}).get("Labels") or {}
+    base = labels["org.opencontainers.image.base.name"]
+    digest = labels.get("org.opencontainers.image.base.digest")
+    if not digest:
+        need("a base with a registry digest", f"{engine} knows no digest for {base}")
+    pinned = base.rsplit(":", 1)[0] + "@" + digest
+    env = {"BUILDAH_ISOLATION": os.environ.get("BUILDAH_ISOLATION", "chroot"), "BASE_IMAGE": pinned}
+    if "dogbreed-base" in pinned:  # the stand-in base: as the image fixture builds on it
+        env.update(CUDA_COMPAT="", PRETRAINED_WEIGHTS="false")
+    tag = f"localhost/dogbreed-pinned:{uuid.uuid4().hex[:8]}"
+    try:
+        built = sh("bash", "docker/build.sh", tag, env=env, timeout=1800)
+        assert f"build: base pinned by digest: {pinned}" in built.stderr
+        again = inspect(engine, tag)["Config"]["Labels"]
+        assert again["org.opencontainers.image.base.name"] == pinned
+        assert again["org.opencontainers.image.base.digest"] == digest
+    finally:
+        sh(engine, "rmi", "-f", tag, check=False)
 
 
 def test_train_in_the_container_writes_the_model_on_the_host(trained):

@@ -17,6 +17,7 @@ def clone(where: Path) -> Path:
     (where / ".ci").mkdir(parents=True)
     shutil.copy(ROOT / ".ci" / "venv-cache.sh", where / ".ci")
     (where / "requirements.txt").write_text("tool==1.0\n")
+    (where / "requirements-nodeps.txt").write_text("")
     return where
 
 

@@ -1,11 +1,11 @@
 """Users' own training scripts: the hand-over to the SageMaker training toolkit.
 
-An Estimator with ``entry_point``/``source_dir`` on this image sets the ``sagemaker_program``
-hyperparameter (or the image's user sets ``SAGEMAKER_PROGRAM``). Such a job runs the user's
-script through ``sagemaker-training`` 4.9 (which downloads ``sagemaker_submit_directory``,
-passes the hyperparameters as arguments and ``SM_*`` variables, and writes the failure file),
-with this image's torch, torchvision and smdebug importable. Without it, ``train`` runs the
-built-in dog-breed trainer.
+A training job whose hyperparameters set ``sagemaker_program`` (what SDK v2's Estimator with
+``entry_point``/``source_dir`` sends), or whose environment sets ``SAGEMAKER_PROGRAM``, names a
+script. Such a job runs the user's script through ``sagemaker-training`` (which downloads
+``sagemaker_submit_directory``, passes the hyperparameters as arguments and ``SM_*`` variables,
+and writes the failure file), with this image's torch, torchvision and smdebug importable.
+Without it, ``train`` runs the built-in dog-breed trainer.
 
 Both packages install a console script named ``train``; the image keeps ours (see
 docker/Dockerfile), which calls :func:`hand_over` when a job names a script.
