@@ -92,6 +92,7 @@ class DeployRequest:
     serverless_memory: int | None = None
     use_async: bool = False
     max_concurrency: int = 5
+    capture_percent: int | None = None  # SageMaker: DataCaptureConfig, this share of requests
 
 
 @dataclass(frozen=True)

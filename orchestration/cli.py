@@ -223,7 +223,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         job=args.job, model_data=args.model_data, instance_type=args.instance_type,
         instance_count=args.instance_count, ami_version=args.ami_version,
         serverless_memory=args.serverless_memory, use_async=args.use_async,
-        max_concurrency=args.max_concurrency)
+        max_concurrency=args.max_concurrency, capture_percent=args.capture_percent)
     result: DeployResult = choose_backend(args).deploy(request)
     if result.url:  # a local endpoint
         print(f"deploy: endpoint {result.name!r} ready at {result.url} (log {result.log}); "

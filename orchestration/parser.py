@@ -41,6 +41,17 @@ def env_item(item: str) -> tuple[str, str]:
     return name, value
 
 
+def percent(text: str) -> int:
+    """A whole percentage, 1 to 100."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"expected a whole percentage from 1 to 100, got {text!r}")
+    return value
+
+
 def _data(sub: Any) -> None:
     p = sub.add_parser("data", help="fetch, extract and check the dataset")
     p.add_argument("--source", help=f"zip file, folder or URL (default: {dataset.DOGIMAGES_URL})")
@@ -143,6 +154,9 @@ def _deploy(sub: Any) -> None:
     p.add_argument("--max-concurrency", type=int, default=5,
                    help="with --serverless-memory: concurrent invocations; with --async: requests per "
                    "instance (default: %(default)s)")
+    p.add_argument("--capture", dest="capture_percent", type=percent, metavar="PERCENT",
+                   help="with --sagemaker: capture this share of requests and answers (1-100) to "
+                   "s3://BUCKET/PREFIX/capture/NAME/ (not on serverless endpoints)")
 
 
 def _invoke(sub: Any) -> None:

@@ -135,10 +135,12 @@ class SageMakerBackend(Backend):
         data = request.model_data or hosting.model_data(self.client,
                                                         self._deployed_job(request.job))
         answers = self.settings.s3_uri("async", name) if request.use_async else None
+        capture = (hosting.Capture(request.capture_percent, self.settings.s3_uri("capture", name))
+                   if request.capture_percent else None)
         spec = hosting.Hosting(request.instance_type or self.settings.endpoint_instance_type,
                                request.instance_count, request.serverless_memory, request.max_concurrency,
                                environment=dict(request.environment), ami_version=request.ami_version,
-                               async_output=answers)
+                               async_output=answers, capture=capture)
         self.report.line(f"deploy: {data} to endpoint {name!r} ({spec.describe()})")
         hosting.deploy(self.settings, self.session, data, name, spec, status_changes(self.report, "deploy"))
         return DeployResult(name, data)

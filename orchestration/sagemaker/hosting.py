@@ -61,6 +61,25 @@ def inference_ami(instance_type: str, requested: str | None = None) -> str | Non
 
 
 @dataclass(frozen=True)
+class Capture:
+    """Data capture: ``percent`` of requests and their answers, as JSON Lines under ``destination``
+    (SageMaker writes photos base64-encoded; JSON bodies as text)."""
+
+    percent: int
+    destination: str  # an S3 prefix
+
+    def config(self) -> Any:
+        from sagemaker.core import shapes
+
+        return shapes.DataCaptureConfig(
+            enable_capture=True, initial_sampling_percentage=self.percent,
+            destination_s3_uri=self.destination,
+            capture_options=[shapes.CaptureOption(capture_mode=mode) for mode in ("Input", "Output")],
+            capture_content_type_header=shapes.CaptureContentTypeHeader(
+                json_content_types=["application/json", "application/jsonlines"]))
+
+
+@dataclass(frozen=True)
 class Hosting:
     """Where the endpoint runs: instances, or serverless memory and concurrency."""
 
@@ -71,11 +90,15 @@ class Hosting:
     environment: dict[str, str] = field(default_factory=dict)  # the user's --env NAME=VALUE
     ami_version: str | None = None  # the user's --ami-version (GPU instances)
     async_output: str | None = None  # set: an asynchronous endpoint writing answers under this S3 prefix
+    capture: Capture | None = None  # set: requests and answers captured to S3
 
     def __post_init__(self) -> None:
         if self.async_output and self.serverless_memory_mb:
             raise AwsError("an endpoint is serverless or asynchronous, not both: drop --async or "
                            "--serverless-memory")
+        if self.capture and self.serverless_memory_mb:
+            raise AwsError("serverless endpoints cannot capture data (a SageMaker limit): drop --capture "
+                           "or --serverless-memory")
 
     def inference_ami(self) -> str | None:
         return None if self.serverless_memory_mb else inference_ami(self.instance_type, self.ami_version)
@@ -120,7 +143,9 @@ class Hosting:
         ami = self.inference_ami()
         return (f"{self.instance_count} x {self.instance_type}" + (f", AMI {ami}" if ami else "")
                 + (f", asynchronous: answers in {self.async_output}, up to {self.max_concurrency} "
-                   "requests per instance" if self.async_output else ""))
+                   "requests per instance" if self.async_output else "")
+                + (f", capturing {self.capture.percent}% of requests to {self.capture.destination}"
+                   if self.capture else ""))
 
 
 def model_name(endpoint: str, now: float | None = None) -> str:
@@ -184,7 +209,9 @@ def deploy(settings: Settings, boto: Any, data: str, name: str, hosting: Hosting
         api.create("Model", model_request(settings, model, data, hosting.container_env()), boto)
         api.create("EndpointConfig", {"endpoint_config_name": name,
                                       "production_variants": [hosting.variant(model)],
-                                      "async_inference_config": hosting.async_config()}, boto)
+                                      "async_inference_config": hosting.async_config(),
+                                      "data_capture_config": hosting.capture and hosting.capture.config()},
+                   boto)
         api.create("Endpoint", {"endpoint_name": name, "endpoint_config_name": name}, boto)
     except ClientError as exc:
         raise AwsError(f"SageMaker refused the deployment of {name!r}: {exc} "

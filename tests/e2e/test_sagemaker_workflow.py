@@ -393,6 +393,33 @@ def test_deploy_refuses_hosts_that_cannot_run_the_image(sagemaker, recording):
         assert dogctl("teardown", "--sagemaker", "--name", name).returncode == 0
 
 
+def test_deploy_with_capture_records_requests_and_answers_in_s3(sagemaker, recording):
+    dogctl, _ = sagemaker
+    model_data = f"s3://{BUCKET}/dogbreed/jobs/x/output/model.tar.gz"
+    plain = dogctl("deploy", "--sagemaker", "--name", "plain", "--model-data", model_data,
+                   "--instance-type", "ml.c5.xlarge")
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert "DataCaptureConfig" not in recorded(recording, "CreateEndpointConfig")[-1]  # only when asked
+    out = dogctl("deploy", "--sagemaker", "--name", "cap", "--model-data", model_data,
+                 "--instance-type", "ml.c5.xlarge", "--capture", "20")
+    assert out.returncode == 0, out.stdout + out.stderr
+    where = f"s3://{BUCKET}/dogbreed/capture/cap"
+    assert f"capturing 20% of requests to {where}" in out.stdout
+    assert recorded(recording, "CreateEndpointConfig")[-1]["DataCaptureConfig"] == {
+        "EnableCapture": True, "InitialSamplingPercentage": 20, "DestinationS3Uri": where,
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json", "application/jsonlines"]}}
+    models = len(recorded(recording, "CreateModel"))
+    serverless = dogctl("deploy", "--sagemaker", "--name", "sls", "--model-data", model_data,
+                        "--serverless-memory", "2048", "--capture", "5")
+    assert serverless.returncode == 2 and "serverless endpoints cannot capture data" in serverless.stderr
+    none = dogctl("deploy", "--sagemaker", "--name", "x", "--model-data", model_data, "--capture", "0")
+    assert none.returncode == 2 and "expected a whole percentage from 1 to 100, got '0'" in none.stderr
+    assert len(recorded(recording, "CreateModel")) == models  # refused before anything was created
+    for name in ("plain", "cap"):
+        assert dogctl("teardown", "--sagemaker", "--name", name).returncode == 0
+
+
 @pytest.mark.slow
 def test_transform_on_sagemaker_sends_the_job_then_summarises_its_outputs(sagemaker, recording,
                                                                           sample_photos):
