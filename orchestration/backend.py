@@ -61,6 +61,7 @@ class TrainRequest:
     debugger: str = "container"  # container, managed or off
     debug_interval: int | None = None
     spot: bool = False
+    keep_alive: int | None = None  # SageMaker: a warm pool kept this many seconds after the job
     wait: bool = True
     attach: str | None = None  # follow this existing job instead of starting one
 
@@ -70,6 +71,7 @@ class TuneRequest:
     setup: TuningSetup  # an empty name: the backend's default (tune, dogbreed-tune-<timestamp>)
     wait: bool = True
     attach: str | None = None
+    keep_alive: int | None = None  # SageMaker: each trial's warm pool, kept this many seconds
 
 
 @dataclass(frozen=True)

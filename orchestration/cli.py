@@ -109,7 +109,7 @@ def train_request(args: argparse.Namespace) -> TrainRequest:
     return TrainRequest(hyperparameters_from(args), name=args.name,
                         hyperparameters_file=Path(args.hyperparameters) if args.hyperparameters else None,
                         debugger=args.debugger, debug_interval=args.debug_interval, spot=args.spot,
-                        wait=args.wait, attach=args.attach)
+                        keep_alive=args.keep_alive, wait=args.wait, attach=args.attach)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -167,7 +167,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     setup = TuningSetup(args.name or "", args.trials, args.parallel, tuned, tuple(fixed.items()), args.seed,
                         ranges)
     setup.space()  # checks the names before anything starts
-    result = chosen.tune(TuneRequest(setup, wait=args.wait, attach=args.attach))
+    result = chosen.tune(TuneRequest(setup, wait=args.wait, attach=args.attach, keep_alive=args.keep_alive))
     return print_tune(result, list(setup.space()))
 
 

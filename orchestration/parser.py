@@ -52,6 +52,14 @@ def percent(text: str) -> int:
     return value
 
 
+def keep_alive(text: str) -> int:
+    """A warm pool's KeepAlivePeriodInSeconds: 1 to 3600."""
+    value = int(text) if text.strip().isdigit() else 0
+    if not 1 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"expected seconds from 1 to 3600 (SageMaker's limit), got {text!r}")
+    return value
+
+
 def _data(sub: Any) -> None:
     p = sub.add_parser("data", help="fetch, extract and check the dataset")
     p.add_argument("--source", help=f"zip file, folder or URL (default: {dataset.DOGIMAGES_URL})")
@@ -225,6 +233,10 @@ def job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--role", help="SageMaker execution role ARN (or DOGCTL_ROLE, or the settings file)")
     p.add_argument("--image", help="image URI from `make push` (or DOGCTL_IMAGE, or the settings file)")
     p.add_argument("--instance-type", help="training instance type (default: ml.g4dn.xlarge)")
+    p.add_argument("--keep-alive", type=keep_alive, metavar="SECONDS",
+                   help="with --sagemaker: keep the instances after each job for this long (1-3600; a "
+                   "warm pool, billed while kept: the next job with the same role and instances starts "
+                   "on them at once)")
     aws_options(p)
 
 

@@ -104,7 +104,8 @@ class SageMakerBackend(Backend):
         if not request.attach:
             channels = dataset.load_s3_channels(self.workdir)
             training.submit(self.settings, self.session, name, dict(request.hyperparameters), channels,
-                            spot=request.spot, debugger=request.debugger, report=self.report)
+                            spot=request.spot, debugger=request.debugger, keep_alive=request.keep_alive,
+                            report=self.report)
             (self.workdir / LAST_JOB).parent.mkdir(parents=True, exist_ok=True)
             (self.workdir / LAST_JOB).write_text(name + "\n")
             if not request.wait:
@@ -122,7 +123,8 @@ class SageMakerBackend(Backend):
             self.report.line(f"tune: waiting for the SageMaker tuning job {name}")
         else:
             channels = dataset.load_s3_channels(self.workdir)
-            tuning.submit(self.settings, self.session, setup, name, channels, self.report)
+            tuning.submit(self.settings, self.session, setup, name, channels, self.report,
+                          keep_alive=request.keep_alive)
             if not request.wait:
                 return TuneResult(name, waited=False)
         return tuning.collect(self.client, name, dict(setup.fixed),

@@ -60,11 +60,12 @@ def input_channels(channels: dict[str, str]) -> list[Any]:
     return [shapes.Channel(channel_name=name, data_source=source(uri)) for name, uri in channels.items()]
 
 
-def resources(settings: Settings, instance_count: int = 1) -> Any:
+def resources(settings: Settings, instance_count: int = 1, keep_alive: int | None = None) -> Any:
+    """The instances; ``keep_alive``: seconds a warm pool keeps them after the job."""
     from sagemaker.core import shapes
 
     return shapes.ResourceConfig(instance_type=settings.train_instance_type, instance_count=instance_count,
-                                 volume_size_in_gb=VOLUME_GB)
+                                 volume_size_in_gb=VOLUME_GB, keep_alive_period_in_seconds=keep_alive)
 
 
 def hook_config(s3_output: str, interval: int = DEBUG_SAVE_INTERVAL) -> Any:
@@ -109,8 +110,8 @@ def managed_debugger(base: str, region: str) -> api.Request:
 
 def training_request(settings: Settings, hyperparameters: dict[str, str], channels: dict[str, str], *,
                      job_name: str, region: str, instance_count: int = 1, spot: bool = False,
-                     max_run: int = 24 * 3600, debugger: str = CONTAINER,
-                     checkpoints: bool = True) -> api.Request:
+                     max_run: int = 24 * 3600, debugger: str = CONTAINER, checkpoints: bool = True,
+                     keep_alive: int | None = None) -> api.Request:
     """CreateTrainingJob for the project image on ``channels``, checkpoints in S3 under
     ``job_name``; ``spot`` uses managed spot training (the checkpoints make it resumable).
 
@@ -118,11 +119,14 @@ def training_request(settings: Settings, hyperparameters: dict[str, str], channe
     the job (the ``debugger`` hyperparameter) and sends SageMaker no DebugHookConfig, rules,
     ProfilerConfig or profiler rules: SageMaker Debugger is closed to accounts opened since
     2026-07-30. :data:`MANAGED` adds SageMaker's own hook configuration, built-in rules and profiler
-    (accounts that still have them; the in-container analysis runs too). :data:`OFF`: neither."""
+    (accounts that still have them; the in-container analysis runs too). :data:`OFF`: neither.
+    ``keep_alive``: a warm pool (not with spot instances: SageMaker allows one or the other)."""
     from sagemaker.core import shapes
 
     if debugger not in DEBUGGER_MODES:
         raise AwsError(f"debugger {debugger!r}: use one of {', '.join(DEBUGGER_MODES)}")
+    if spot and keep_alive:
+        raise AwsError("SageMaker keeps no warm pool of spot instances: drop --spot or --keep-alive")
     if debugger != OFF:
         hyperparameters = {"debugger": "true", **hyperparameters}
     parse(hyperparameters)  # a bad value fails here, not minutes into a paid job
@@ -134,7 +138,7 @@ def training_request(settings: Settings, hyperparameters: dict[str, str], channe
         "hyper_parameters": hyperparameters,
         "input_data_config": input_channels(channels),
         "output_data_config": shapes.OutputDataConfig(s3_output_path=base),
-        "resource_config": resources(settings, instance_count),
+        "resource_config": resources(settings, instance_count, keep_alive),
         "stopping_condition": shapes.StoppingCondition(
             max_runtime_in_seconds=max_run, max_wait_time_in_seconds=max_run * 2 if spot else None),
         "enable_managed_spot_training": spot or None,
@@ -148,18 +152,20 @@ def training_request(settings: Settings, hyperparameters: dict[str, str], channe
 
 
 def submit(settings: Settings, boto: Any, name: str, hyperparameters: dict[str, str],
-           channels: dict[str, str], *, spot: bool, debugger: str, report: Reporter) -> None:
+           channels: dict[str, str], *, spot: bool, debugger: str, report: Reporter,
+           keep_alive: int | None = None) -> None:
     """Start the training job ``name`` on ``channels`` (not waiting for it)."""
     from botocore.exceptions import ClientError
 
     request = training_request(settings, hyperparameters, channels, job_name=name, region=boto.region_name,
-                               spot=spot, debugger=debugger)
+                               spot=spot, debugger=debugger, keep_alive=keep_alive)
     try:
         api.create("TrainingJob", request, boto)
     except ClientError as exc:
         raise AwsError(f"SageMaker refused the training job {name!r}: {exc}") from exc
     report.line(f"train: SageMaker training job {name} submitted ({settings.train_instance_type}"
-                f"{', spot' if spot else ''}); channels {json.dumps(channels)}")
+                f"{', spot' if spot else ''}{f', kept warm {keep_alive} s after it' if keep_alive else ''}); "
+                f"channels {json.dumps(channels)}")
     report.line(f"train: https://{boto.region_name}.console.aws.amazon.com/sagemaker/home"
                 f"#/jobs/{name}")
 

@@ -49,8 +49,8 @@ def parameter_ranges(space: dict[str, Tune]) -> Any:
                                      for kind, found in ranges.items() if found})
 
 
-def tuning_request(settings: Settings, setup: TuningSetup, name: str,
-                   channels: dict[str, str]) -> api.Request:
+def tuning_request(settings: Settings, setup: TuningSetup, name: str, channels: dict[str, str],
+                   keep_alive: int | None = None) -> api.Request:
     """CreateHyperParameterTuningJob over ``setup``'s space: objective valid_acc (Maximize),
     Bayesian search, early stopping Auto; the fixed hyperparameters are every job's static ones.
     Its trials train on train and valid, not test, and share no checkpoint folder."""
@@ -73,18 +73,19 @@ def tuning_request(settings: Settings, setup: TuningSetup, name: str,
             static_hyper_parameters=static,
             input_data_config=input_channels({k: v for k, v in channels.items() if k != "test"}),
             output_data_config=shapes.OutputDataConfig(s3_output_path=settings.s3_uri("jobs")),
-            resource_config=resources(settings),
+            resource_config=resources(settings, keep_alive=keep_alive),
             stopping_condition=shapes.StoppingCondition(max_runtime_in_seconds=MAX_RUN)),
     }
 
 
 def submit(settings: Settings, boto: Any, setup: TuningSetup, name: str, channels: dict[str, str],
-           report: Reporter) -> None:
-    """Start the tuning job ``name`` (not waiting)."""
+           report: Reporter, keep_alive: int | None = None) -> None:
+    """Start the tuning job ``name`` (not waiting); ``keep_alive``: each trial's warm pool."""
     from botocore.exceptions import ClientError
 
     try:
-        api.create("HyperParameterTuningJob", tuning_request(settings, setup, name, channels), boto)
+        request = tuning_request(settings, setup, name, channels, keep_alive)
+        api.create("HyperParameterTuningJob", request, boto)
     except ClientError as exc:
         raise AwsError(f"SageMaker refused the tuning job {name!r}: {exc}") from exc
     report.line(f"tune: SageMaker tuning job {name} submitted: {setup.trials} jobs, {setup.parallel} in "

@@ -13,7 +13,7 @@ from dogbreed.contract.metrics import METRIC_DEFINITIONS
 from dogbreed.debugger.hook import collections
 from local_test.testdata import make_dataset
 from orchestration.sagemaker import api
-from orchestration.sagemaker.settings import Settings
+from orchestration.sagemaker.settings import AwsError, Settings
 from orchestration.sagemaker.training import training_request
 from tests.helpers import BIN, BUCKET, IMAGE, ROLE, recorded
 
@@ -43,6 +43,19 @@ def test_by_default_no_request_names_the_debugger_service(recording, mode, hyper
     (request,) = recorded(recording, "CreateTrainingJob")
     assert [key for key in DEBUGGER_SERVICE if key in request] == []
     assert request["HyperParameters"] == hyperparameters
+    assert "KeepAlivePeriodInSeconds" not in request["ResourceConfig"]  # no warm pool unless asked
+
+
+def test_a_warm_pool_keeps_the_instances_and_is_refused_with_spot(recording):
+    settings = Settings(region="eu-west-1", role=ROLE, bucket=BUCKET, image=IMAGE)
+    channels = {"train": f"s3://{BUCKET}/t/"}
+    submit(settings, {"epochs": "3"}, channels, job_name="warm", keep_alive=900)
+    (request,) = recorded(recording, "CreateTrainingJob")
+    assert request["ResourceConfig"] == {"InstanceType": "ml.g4dn.xlarge", "InstanceCount": 1,
+                                         "VolumeSizeInGB": 30, "KeepAlivePeriodInSeconds": 900}
+    with pytest.raises(AwsError, match="no warm pool of spot instances"):
+        submit(settings, {"epochs": "3"}, channels, job_name="warm-spot", keep_alive=900, spot=True)
+    assert len(recorded(recording, "CreateTrainingJob")) == 1
 
 
 def test_managed_debugger_carries_hook_profiler_rules_checkpoints_and_spot(recording):

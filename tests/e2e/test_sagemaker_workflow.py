@@ -146,7 +146,8 @@ def sagemaker(recording, aws, tmp_path):
 def test_tune_on_sagemaker_sends_the_schema_waits_and_writes_the_best(sagemaker, recording):
     dogctl, work = sagemaker
     out = dogctl("tune", "--sagemaker", "--name", "dogbreed-tune-t1", "--trials", "4", "--parallel", "2",
-                 "--tune", "lr,weight_decay,batch_size", "--hp", "epochs=3", "--hp", "image_size=96")
+                 "--tune", "lr,weight_decay,batch_size", "--hp", "epochs=3", "--hp", "image_size=96",
+                 "--keep-alive", "600")
     assert out.returncode == 0, out.stdout + out.stderr
     (request,) = recorded(recording, "CreateHyperParameterTuningJob")
     assert request["HyperParameterTuningJobName"] == "dogbreed-tune-t1"
@@ -174,6 +175,8 @@ def test_tune_on_sagemaker_sends_the_schema_waits_and_writes_the_best(sagemaker,
     assert channels == {
         "train": f"s3://{BUCKET}/dogbreed/data/train/", "valid": f"s3://{BUCKET}/dogbreed/data/valid/"}
     assert "CheckpointConfig" not in definition
+    # Each trial's instances are kept warm for the next one (a warm pool).
+    assert definition["ResourceConfig"]["KeepAlivePeriodInSeconds"] == 600
 
     assert "SageMaker tuning job dogbreed-tune-t1 submitted: 4 jobs, 2 in parallel" in out.stdout
     lines = out.stdout.splitlines()
@@ -348,6 +351,8 @@ def test_sagemaker_commands_say_what_is_missing(aws, tmp_path):
 
 def test_stop_on_sagemaker_stops_training_and_tuning_jobs(sagemaker):
     dogctl, _ = sagemaker
+    too_long = dogctl("train", "--sagemaker", "--no-wait", "--name", "run-0", "--keep-alive", "3601")
+    assert too_long.returncode == 2 and "expected seconds from 1 to 3600" in too_long.stderr
     assert dogctl("train", "--sagemaker", "--no-wait", "--name", "run-1").returncode == 0
     assert dogctl("tune", "--sagemaker", "--no-wait", "--name", "tune-1", "--trials", "2").returncode == 0
     dogctl.server.running.add("run-1")
