@@ -28,6 +28,8 @@ from typing import Any
 
 from gunicorn.workers import gthread
 
+from .unreader import ArrivedUnreader
+
 HEAD_SECONDS = 10.0  # from a request's first byte to the end of its headers
 IDLE_SECONDS = 10.0  # in a thread: the longest wait for the client's next byte, or to take ours
 GRACE_SECONDS = 5.0  # past the model server's timeout, a request's connection is shut
@@ -164,13 +166,14 @@ class Worker(gthread.ThreadWorker):
         now = time.monotonic()
         arrival = _arrival(conn)
         try:
-            conn.init()  # the parser, whose buffer the bytes read here go to
+            conn.init()  # the parser, whose unreader the bytes read here go to
+            unreader = _unreader(conn)
             until = now + THREAD_WAIT_SECONDS
             # The event loop never waits; a thread waits on the socket, a little at a time.
             conn.sock.setblocking(not head_only)
             if not head_only:
                 set_idle_timeouts(conn.sock, THREAD_WAIT_SECONDS)
-            while (missing := _missing(conn.parser.unreader.buf, arrival)) > 0:
+            while (missing := _missing(unreader, arrival)) > 0:
                 if head_only and arrival.need is not None:
                     return True
                 try:
@@ -179,9 +182,7 @@ class Worker(gthread.ThreadWorker):
                     break
                 if not data:
                     return False  # closed before sending a whole request
-                buffer = conn.parser.unreader.buf
-                buffer.seek(0, 2)
-                buffer.write(data)
+                unreader.append(data)
                 if arrival.since is None:
                     arrival.since = now
                 if not head_only and time.monotonic() > until:
@@ -215,14 +216,23 @@ def _arrival(conn: Any) -> Arrival:
     return arrival
 
 
-def _missing(buffer: Any, arrival: Arrival) -> int:
-    """How many more bytes make ``buffer`` a request's whole head, and its body when that is
-    declared and small enough to wait for (else the app reads it, each read bounded by the idle
-    timeout): 0 once they are in; while the head is incomplete, what is left of its limit."""
-    buffer.seek(0, 2)
-    size = buffer.tell()
+def _unreader(conn: Any) -> ArrivedUnreader:
+    """The connection's parser's unreader, made an :class:`ArrivedUnreader` when it is not one."""
+    unreader = conn.parser.unreader
+    if not isinstance(unreader, ArrivedUnreader):
+        arrived = ArrivedUnreader(unreader.sock, unreader.mxchunk)
+        arrived.append(unreader.take_buffered())
+        unreader = conn.parser.unreader = arrived
+    return unreader
+
+
+def _missing(unreader: ArrivedUnreader, arrival: Arrival) -> int:
+    """How many more bytes make what ``unreader`` holds a request's whole head, and its body when
+    that is declared and small enough to wait for (else the app reads it, each read bounded by the
+    idle timeout): 0 once they are in; while the head is incomplete, what is left of its limit."""
+    size = len(unreader)
     if arrival.need is None:
-        data = buffer.getvalue()
+        data = unreader.head(MAX_HEAD_BYTES)
         end = data.find(HEAD_END)
         if end < 0:
             return max(0, MAX_HEAD_BYTES - size)  # past it, gunicorn's own limits answer

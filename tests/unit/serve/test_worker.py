@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import io
-
+from dogbreed.serve.unreader import ArrivedUnreader
 from dogbreed.serve.worker import BUFFERED_BODY_BYTES, MAX_HEAD_BYTES, Arrival, _missing, buffered_body
 
 HEAD = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
@@ -11,12 +10,17 @@ HEAD = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
 
 def arrived(*parts: bytes) -> list[bool]:
     """Whether the request counts as complete after each part arrives, in order."""
-    buffer, arrival, seen = io.BytesIO(), Arrival(), []
+    held, arrival, seen = holding(), Arrival(), []
     for part in parts:
-        buffer.seek(0, 2)
-        buffer.write(part)
-        seen.append(_missing(buffer, arrival) == 0)
+        held.append(part)
+        seen.append(_missing(held, arrival) == 0)
     return seen
+
+
+def holding(data: bytes = b"") -> ArrivedUnreader:
+    held = ArrivedUnreader(sock=None)
+    held.append(data)
+    return held
 
 
 def test_a_head_is_complete_at_its_blank_line_and_a_small_body_when_all_of_it_is_in():
@@ -32,10 +36,9 @@ def test_a_large_body_or_one_awaiting_100_continue_is_left_to_the_app():
 
 
 def test_what_is_missing_is_counted_in_bytes():
-    buffer, arrival = io.BytesIO(HEAD + b"Content-Length: 10\r\n\r\nabc"), Arrival()
-    assert _missing(buffer, arrival) == 7
-    buffer = io.BytesIO(b"GET / HTTP/1.1\r\n")
-    assert _missing(buffer, Arrival()) == MAX_HEAD_BYTES - len(buffer.getvalue())
+    assert _missing(holding(HEAD + b"Content-Length: 10\r\n\r\nabc"), Arrival()) == 7
+    line = b"GET / HTTP/1.1\r\n"
+    assert _missing(holding(line), Arrival()) == MAX_HEAD_BYTES - len(line)
 
 
 def test_an_endless_head_goes_to_gunicorn_whose_limits_refuse_it():
