@@ -56,9 +56,9 @@ def main() -> int:
         timed = [(name, best_of(args.runs, cmd)) for name, cmd in rows]
     torch_seconds = dict(timed)["python -c 'import torch'"]
     print(f"command start-up, best of {args.runs} runs; ratio: against importing torch")
-    print(f"{'command':<30} {'seconds':>8} {'ratio':>6}")
+    print(f"{'command':<42} {'seconds':>8} {'ratio':>6}")
     for name, seconds in timed:
-        print(f"{name:<30} {seconds:>8.2f} {seconds / torch_seconds:>6.2f}")
+        print(f"{name:<42} {seconds:>8.2f} {seconds / torch_seconds:>6.2f}")
     return 0
 
 
