@@ -67,15 +67,12 @@ class SageMakerBackend(Backend):
         self.workdir = Path(workdir)
         self.settings = settings
         self.report = reporter or Reporter()
-        self._session: Any = None
 
-    @property
+    @functools.cached_property
     def session(self) -> Any:
         """The boto3 session every call is made with, made on first use (it checks region and
         credentials)."""
-        if self._session is None:
-            self._session = self.settings.session()
-        return self._session
+        return self.settings.session()
 
     @functools.cached_property
     def client(self) -> Any:
@@ -103,7 +100,7 @@ class SageMakerBackend(Backend):
         name = request.attach or request.name or job_name("dogbreed")
         if not request.attach:
             channels = dataset.load_s3_channels(self.workdir)
-            training.submit(self.settings, self.session, name, dict(request.hyperparameters), channels,
+            training.submit(self.settings, self.client, name, dict(request.hyperparameters), channels,
                             spot=request.spot, debugger=request.debugger, keep_alive=request.keep_alive,
                             report=self.report)
             (self.workdir / LAST_JOB).parent.mkdir(parents=True, exist_ok=True)
@@ -123,7 +120,7 @@ class SageMakerBackend(Backend):
             self.report.line(f"tune: waiting for the SageMaker tuning job {name}")
         else:
             channels = dataset.load_s3_channels(self.workdir)
-            tuning.submit(self.settings, self.session, setup, name, channels, self.report,
+            tuning.submit(self.settings, self.client, setup, name, channels, self.report,
                           keep_alive=request.keep_alive)
             if not request.wait:
                 return TuneResult(name, waited=False)
@@ -144,7 +141,7 @@ class SageMakerBackend(Backend):
                                environment=dict(request.environment), ami_version=request.ami_version,
                                async_output=answers, capture=capture)
         self.report.line(f"deploy: {data} to endpoint {name!r} ({spec.describe()})")
-        hosting.deploy(self.settings, self.session, data, name, spec, status_changes(self.report, "deploy"))
+        hosting.deploy(self.settings, self.client, data, name, spec, status_changes(self.report, "deploy"))
         return DeployResult(name, data)
 
     def transform(self, request: TransformRequest) -> TransformResult:
@@ -160,7 +157,7 @@ class SageMakerBackend(Backend):
             job = batch.TransformJob(name, data, source, self.settings.s3_uri("transform", name, "output"),
                                      request.instance_type or batch.DEFAULT_INSTANCE, request.instance_count,
                                      request.max_payload, dict(request.environment))
-            batch.start(self.settings, self.session, job)
+            batch.start(self.settings, self.client, job)
             batch.report_submitted(job, self.report)
             if not request.wait:
                 return TransformResult(name, waited=False)

@@ -1,7 +1,7 @@
 """The one seam between dogctl and the SageMaker Python SDK v3 (sagemaker-core).
 
 Every request is built from sagemaker-core's shapes (typed, and checked when built, before
-anything is sent) and sent with the boto3 session's SageMaker client. Not v3's ModelTrainer: it
+anything is sent) and sent with a boto3 SageMaker client. Not v3's ModelTrainer: it
 cannot express what dogctl sends (the Debugger's hook, rules and profiler; a transform's AMI) and
 pulls mlflow 3 into the CLI. Not the resource classes' ``create()``: it re-reads each resource and
 validates SageMaker's answer strictly, so an answer that differs from its model (a field it does
@@ -28,6 +28,7 @@ def _service() -> Any:
 def _named(value: Any, shape: Any) -> Any:
     """``value`` with each field under the name ``shape`` (botocore's model of the API) gives it."""
     from pydantic import BaseModel
+    from sagemaker.core.utils.utils import Unassigned
 
     if isinstance(value, BaseModel | dict) and shape.type_name == "structure":
         # The API's own spelling: field names match members case-insensitively, underscores aside.
@@ -35,7 +36,7 @@ def _named(value: Any, shape: Any) -> Any:
         fields = vars(value) if isinstance(value, BaseModel) else value
         named = {}
         for key, field in fields.items():
-            if field is None or type(field).__name__ == "Unassigned":
+            if field is None or isinstance(field, Unassigned):
                 continue
             member = members.get(key.replace("_", "").lower())
             if member is None:
@@ -56,10 +57,10 @@ def as_api(operation: str, request: Request) -> dict[str, Any]:
     return _named(request, _service().operation_model(operation).input_shape)
 
 
-def create(resource: str, request: Request, boto: Any) -> dict[str, Any]:
-    """``Create<resource>`` (e.g. ``TrainingJob``) with the boto3 session ``boto``; SageMaker's answer.
-    Raises botocore's ClientError when SageMaker refuses it."""
+def create(client: Any, resource: str, request: Request) -> dict[str, Any]:
+    """``Create<resource>`` (e.g. ``TrainingJob``) with the boto3 SageMaker ``client``; SageMaker's
+    answer. Raises botocore's ClientError when SageMaker refuses it."""
     from botocore import xform_name
 
     operation = f"Create{resource}"
-    return getattr(boto.client("sagemaker"), xform_name(operation))(**as_api(operation, request))
+    return getattr(client, xform_name(operation))(**as_api(operation, request))

@@ -188,13 +188,12 @@ def model_request(settings: Settings, name: str, data: str, environment: dict[st
                                                             environment=environment or None)}
 
 
-def deploy(settings: Settings, boto: Any, data: str, name: str, hosting: Hosting,
+def deploy(settings: Settings, client: Any, data: str, name: str, hosting: Hosting,
            progress: Callable[[str, float], None], poll_every: float | None = None,
            timeout: float = 3600) -> dict:
     """Create the model, endpoint config and endpoint; wait until InService (or fail clearly)."""
     from botocore.exceptions import ClientError
 
-    client = boto.client("sagemaker")
     try:
         existing = client.describe_endpoint(EndpointName=name)
         raise AwsError(f"endpoint {name!r} already exists ({existing['EndpointStatus']}): "
@@ -206,13 +205,12 @@ def deploy(settings: Settings, boto: Any, data: str, name: str, hosting: Hosting
     model = model_name(name)
     hosting.inference_ami()  # a host that cannot run the image is refused before anything is created
     try:
-        api.create("Model", model_request(settings, model, data, hosting.container_env()), boto)
-        api.create("EndpointConfig", {"endpoint_config_name": name,
-                                      "production_variants": [hosting.variant(model)],
-                                      "async_inference_config": hosting.async_config(),
-                                      "data_capture_config": hosting.capture and hosting.capture.config()},
-                   boto)
-        api.create("Endpoint", {"endpoint_name": name, "endpoint_config_name": name}, boto)
+        api.create(client, "Model", model_request(settings, model, data, hosting.container_env()))
+        api.create(client, "EndpointConfig", {
+            "endpoint_config_name": name, "production_variants": [hosting.variant(model)],
+            "async_inference_config": hosting.async_config(),
+            "data_capture_config": hosting.capture and hosting.capture.config()})
+        api.create(client, "Endpoint", {"endpoint_name": name, "endpoint_config_name": name})
     except ClientError as exc:
         raise AwsError(f"SageMaker refused the deployment of {name!r}: {exc} "
                        f"(`dogctl teardown --sagemaker --name {name}` removes what was created)") from exc

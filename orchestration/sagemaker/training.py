@@ -29,6 +29,7 @@ from .settings import AwsError, Settings
 PROFILER_INTERVAL_MS = 500
 DEBUG_SAVE_INTERVAL = 100
 VOLUME_GB = 30  # the dataset, its decoded cache and checkpoints
+MAX_RUN = 24 * 3600  # a job's (and each tuning trial's) longest run, in seconds
 # The Debugger rules of the reference write-ups, by their rule_configs names.
 TENSOR_RULES = ("vanishing_gradient", "poor_weight_initialization", "exploding_tensor", "overfit",
                 "overtraining", "loss_not_decreasing")
@@ -110,7 +111,7 @@ def managed_debugger(base: str, region: str) -> api.Request:
 
 def training_request(settings: Settings, hyperparameters: dict[str, str], channels: dict[str, str], *,
                      job_name: str, region: str, instance_count: int = 1, spot: bool = False,
-                     max_run: int = 24 * 3600, debugger: str = CONTAINER, checkpoints: bool = True,
+                     max_run: int = MAX_RUN, debugger: str = CONTAINER, checkpoints: bool = True,
                      keep_alive: int | None = None) -> api.Request:
     """CreateTrainingJob for the project image on ``channels``, checkpoints in S3 under
     ``job_name``; ``spot`` uses managed spot training (the checkpoints make it resumable).
@@ -148,25 +149,26 @@ def training_request(settings: Settings, hyperparameters: dict[str, str], channe
             s3_uri=settings.s3_uri("checkpoints", job_name))
     if debugger == MANAGED:
         request.update(managed_debugger(base, region))
-    return {key: value for key, value in request.items() if value is not None}
+    return request  # None values: unset (api.as_api leaves them out)
 
 
-def submit(settings: Settings, boto: Any, name: str, hyperparameters: dict[str, str],
+def submit(settings: Settings, client: Any, name: str, hyperparameters: dict[str, str],
            channels: dict[str, str], *, spot: bool, debugger: str, report: Reporter,
            keep_alive: int | None = None) -> None:
     """Start the training job ``name`` on ``channels`` (not waiting for it)."""
     from botocore.exceptions import ClientError
 
-    request = training_request(settings, hyperparameters, channels, job_name=name, region=boto.region_name,
+    region = client.meta.region_name
+    request = training_request(settings, hyperparameters, channels, job_name=name, region=region,
                                spot=spot, debugger=debugger, keep_alive=keep_alive)
     try:
-        api.create("TrainingJob", request, boto)
+        api.create(client, "TrainingJob", request)
     except ClientError as exc:
         raise AwsError(f"SageMaker refused the training job {name!r}: {exc}") from exc
     report.line(f"train: SageMaker training job {name} submitted ({settings.train_instance_type}"
                 f"{', spot' if spot else ''}{f', kept warm {keep_alive} s after it' if keep_alive else ''}); "
                 f"channels {json.dumps(channels)}")
-    report.line(f"train: https://{boto.region_name}.console.aws.amazon.com/sagemaker/home"
+    report.line(f"train: https://{region}.console.aws.amazon.com/sagemaker/home"
                 f"#/jobs/{name}")
 
 

@@ -77,7 +77,7 @@ def transform_request(job: TransformJob) -> api.Request:
     }
 
 
-def start(settings: Settings, boto: Any, job: TransformJob) -> None:
+def start(settings: Settings, client: Any, job: TransformJob) -> None:
     """Create the job's Model and the transform job (not waiting)."""
     from botocore.exceptions import ClientError
 
@@ -85,10 +85,10 @@ def start(settings: Settings, boto: Any, job: TransformJob) -> None:
         raise AwsError(f"--max-payload must be 1..100 MB (SageMaker's limit), got {job.max_payload_mb}")
     request = transform_request(job)  # an instance that cannot run the image is refused here
     try:
-        api.create("Model", model_request(settings, job.name, job.model_data, job.container_env()), boto)
-        api.create("TransformJob", request, boto)
+        api.create(client, "Model", model_request(settings, job.name, job.model_data, job.container_env()))
+        api.create(client, "TransformJob", request)
     except ClientError as exc:
-        delete_model(boto.client("sagemaker"), job.name)
+        delete_model(client, job.name)
         raise AwsError(f"SageMaker refused the transform job {job.name!r}: {exc}") from exc
 
 

@@ -21,11 +21,10 @@ from ..tuning import TuningSetup, write_results
 from . import api
 from .polling import RUNNING, poll
 from .settings import AwsError, Settings
-from .training import algorithm, input_channels, resources
+from .training import MAX_RUN, algorithm, input_channels, resources
 
 STRATEGY = "Bayesian"
 EARLY_STOPPING = "Auto"
-MAX_RUN = 24 * 3600  # each trial's
 
 
 def parameter_ranges(space: dict[str, Tune]) -> Any:
@@ -78,14 +77,14 @@ def tuning_request(settings: Settings, setup: TuningSetup, name: str, channels: 
     }
 
 
-def submit(settings: Settings, boto: Any, setup: TuningSetup, name: str, channels: dict[str, str],
+def submit(settings: Settings, client: Any, setup: TuningSetup, name: str, channels: dict[str, str],
            report: Reporter, keep_alive: int | None = None) -> None:
     """Start the tuning job ``name`` (not waiting); ``keep_alive``: each trial's warm pool."""
     from botocore.exceptions import ClientError
 
     try:
         request = tuning_request(settings, setup, name, channels, keep_alive)
-        api.create("HyperParameterTuningJob", request, boto)
+        api.create(client, "HyperParameterTuningJob", request)
     except ClientError as exc:
         raise AwsError(f"SageMaker refused the tuning job {name!r}: {exc}") from exc
     report.line(f"tune: SageMaker tuning job {name} submitted: {setup.trials} jobs, {setup.parallel} in "
