@@ -25,6 +25,7 @@ BIN = Path(sys.executable).parent
 
 
 def best_of(runs: int, cmd: list[str]) -> float:
+    """The fastest of ``runs`` runs of ``cmd``, in seconds (bench/sdk_footprint.py uses it too)."""
     times = []
     for _ in range(runs):
         started = time.monotonic()

@@ -19,6 +19,11 @@ import sys
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.cli_startup import best_of  # noqa: E402
+
 # choice -> (pip requirement, what a --sagemaker verb imports with it)
 CHOICES = {
     "v2: sagemaker 2.257.7": ("sagemaker==2.257.7", "import sagemaker.estimator, sagemaker.tuner, "
@@ -29,15 +34,6 @@ CHOICES = {
                                     "import sagemaker.train.model_trainer, sagemaker.core.shapes"),
 }
 SHOWN = ("numpy", "protobuf", "pandas", "mlflow", "pydantic")
-
-
-def best_of(runs: int, cmd: list[str]) -> float:
-    times = []
-    for _ in range(runs):
-        started = time.monotonic()
-        subprocess.run(cmd, check=True, capture_output=True)
-        times.append(time.monotonic() - started)
-    return min(times)
 
 
 def megabytes(folder: Path) -> float:

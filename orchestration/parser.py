@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,23 +42,20 @@ def env_item(item: str) -> tuple[str, str]:
     return name, value
 
 
-def percent(text: str) -> int:
-    """A whole percentage, 1 to 100."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"expected a whole percentage from 1 to 100, got {text!r}")
-    return value
+def whole_number(low: int, high: int, what: str) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high``, else one line naming ``what``."""
+
+    def parse(text: str) -> int:
+        value = int(text) if text.strip().isdigit() else None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
 
 
-def keep_alive(text: str) -> int:
-    """A warm pool's KeepAlivePeriodInSeconds: 1 to 3600."""
-    value = int(text) if text.strip().isdigit() else 0
-    if not 1 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"expected seconds from 1 to 3600 (SageMaker's limit), got {text!r}")
-    return value
+percent = whole_number(1, 100, "a whole percentage from 1 to 100")
+keep_alive = whole_number(1, 3600, "seconds from 1 to 3600 (SageMaker's limit)")
 
 
 def _data(sub: Any) -> None:
