@@ -115,6 +115,11 @@ class TransformRequest:
 
 
 @dataclass(frozen=True)
+class ResourcesRequest:
+    every_prefix: bool = False  # SageMaker: what dogctl made under any prefix, not only this settings'
+
+
+@dataclass(frozen=True)
 class EndpointRequest:
     name: str | None = None  # default: the backend's endpoint name
 
@@ -215,12 +220,29 @@ class Sender:
 
 
 @dataclass(frozen=True)
+class Resource:
+    """Something dogctl started that is still running or billing (`dogctl resources`)."""
+
+    kind: str  # endpoint, training job, warm pool, tuning job, transform job; locally: training run, study
+    name: str
+    status: str
+    detail: str = ""  # what it runs on: instances, serverless memory, a URL
+    since: float | None = None  # when it was created (a warm pool: when its job ended), epoch seconds
+
+
+@dataclass(frozen=True)
+class ResourcesResult:
+    where: str  # for the user: this machine's workdir, or the account, region and prefix
+    found: tuple[Resource, ...] = ()
+
+
+@dataclass(frozen=True)
 class TeardownResult:
     name: str
     deleted: tuple[str, ...] = ()  # what went (locally: the endpoint, if it was running)
 
 
-VERBS = ("data", "train", "tune", "stop", "deploy", "transform", "sender", "teardown")
+VERBS = ("data", "train", "tune", "stop", "deploy", "transform", "sender", "teardown", "resources")
 
 
 @runtime_checkable
@@ -255,4 +277,8 @@ class Backend(Protocol):
         ...
 
     def teardown(self, request: EndpointRequest) -> TeardownResult:
+        ...
+
+    def resources(self, request: ResourcesRequest) -> ResourcesResult:
+        """What dogctl started that still runs or bills (SageMaker: found by its tags)."""
         ...

@@ -54,6 +54,14 @@ def whole_number(low: int, high: int, what: str) -> Callable[[str], int]:
     return parse
 
 
+def tag_item(item: str) -> tuple[str, str]:
+    """``--tag KEY=VALUE``: one tag (checked with the rest when the settings are read)."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {item!r}")
+    return key.strip(), value.strip()
+
+
 percent = whole_number(1, 100, "a whole percentage from 1 to 100")
 keep_alive = whole_number(1, 3600, "seconds from 1 to 3600 (SageMaker's limit)")
 
@@ -220,6 +228,16 @@ def _teardown(sub: Any) -> None:
     endpoint_options(p)
 
 
+def _resources(sub: Any) -> None:
+    p = sub.add_parser("resources", help="what dogctl started that still runs or bills (SageMaker: "
+                       "endpoints, jobs in progress and warm pools it tagged; locally: endpoints, runs, "
+                       "studies)")
+    p.add_argument("--sagemaker", action="store_true", help="on SageMaker (found by dogctl's tags)")
+    p.add_argument("--all", action="store_true", help="with --sagemaker: under every prefix, not only "
+                   "this settings' (its dogctl:prefix tag)")
+    aws_options(p)
+
+
 def aws_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="settings file (default: $DOGCTL_CONFIG or ./dogctl.toml)")
     p.add_argument("--bucket", help="S3 bucket (or DOGCTL_BUCKET, or the settings file)")
@@ -228,6 +246,7 @@ def aws_options(p: argparse.ArgumentParser) -> None:
 
 
 def job_options(p: argparse.ArgumentParser) -> None:
+    tag_option(p)
     p.add_argument("--role", help="SageMaker execution role ARN (or DOGCTL_ROLE, or the settings file)")
     p.add_argument("--image", help="image URI from `make push` (or DOGCTL_IMAGE, or the settings file)")
     p.add_argument("--instance-type", help="training instance type (default: ml.g4dn.xlarge)")
@@ -255,7 +274,14 @@ def runner_options(p: argparse.ArgumentParser) -> None:
                         f"{DEFAULT_IMAGE}, what `make build` tags)")
 
 
+def tag_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tag", type=tag_item, action="append", default=[], metavar="KEY=VALUE",
+                   help="with --sagemaker: a tag on what this creates (repeatable), beside the settings "
+                   "file's [tags] and dogctl's own managed-by=dogctl and dogctl:prefix=PREFIX")
+
+
 def sagemaker_model_options(p: argparse.ArgumentParser) -> None:
+    tag_option(p)
     p.add_argument("--job", help="with --sagemaker: the training job whose model to use "
                    "(default: the last one `dogctl train --sagemaker` submitted)")
     p.add_argument("--model-data", metavar="S3_URI",
@@ -277,7 +303,8 @@ def endpoint_options(p: argparse.ArgumentParser) -> None:
     aws_options(p)
 
 
-VERBS = (_data, _train, _tune, _report, _deploy, _invoke, _evaluate, _transform, _summary, _stop, _teardown)
+VERBS = (_data, _train, _tune, _report, _deploy, _invoke, _evaluate, _transform, _summary, _stop, _teardown,
+         _resources)
 
 
 def build_parser() -> argparse.ArgumentParser:

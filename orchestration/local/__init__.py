@@ -32,6 +32,9 @@ from ..backend import (
     DeployResult,
     EndpointRequest,
     Reporter,
+    Resource,
+    ResourcesRequest,
+    ResourcesResult,
     Sender,
     StopRequest,
     StopResult,
@@ -218,6 +221,19 @@ class LocalBackend(Backend):
         name = request.name or hosting.DEFAULT_NAME
         stopped = hosting.teardown(self.workdir, name)
         return TeardownResult(name, (f"endpoint {name}",) if stopped else ())
+
+    def resources(self, request: ResourcesRequest) -> ResourcesResult:
+        """Running endpoints (their `serve`) and the training runs and studies a dogctl is
+        working on, under this workdir."""
+        found = [Resource("endpoint", ep.name, "running", ep.url, ep.started)
+                 for ep in hosting.endpoints(self.workdir) if ep.alive()]
+        for folder, kind in (("runs", "training run"), ("tuning", "study")):
+            for pid_file in sorted((self.workdir / folder).glob(f"*/{PID_FILE}")):
+                pid = int(pid_file.read_text().split()[0])
+                if _alive(pid):
+                    found.append(Resource(kind, pid_file.parent.name, "running", f"dogctl pid {pid}",
+                                          pid_file.stat().st_mtime))
+        return ResourcesResult(f"this machine, {self.workdir}", tuple(found))
 
     def stop(self, request: StopRequest) -> StopResult:
         """SIGTERM to the dogctl that runs training run or study ``request.job``: it stops its

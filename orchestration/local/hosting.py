@@ -63,6 +63,12 @@ class Endpoint:
         return True
 
 
+def endpoints(workdir: Path) -> list[Endpoint]:
+    """Every endpoint deployed under ``workdir`` (running or not), by name."""
+    return [Endpoint(**json.loads(path.read_text()))
+            for path in sorted((workdir / "endpoints").glob("*.json"))]
+
+
 def newest_model(workdir: Path) -> Path:
     """The model folder of the newest finished run under ``workdir/runs``."""
     runs = sorted((workdir / "runs").glob(f"*/opt_ml/model/{METADATA_FILE}"), key=lambda p: p.stat().st_mtime)

@@ -23,6 +23,8 @@ from ..backend import (
     DeployResult,
     EndpointRequest,
     Reporter,
+    ResourcesRequest,
+    ResourcesResult,
     Sender,
     StopRequest,
     StopResult,
@@ -189,6 +191,16 @@ class SageMakerBackend(Backend):
 
         name = request.name or DEFAULT_NAME
         return TeardownResult(name, tuple(teardown(self.client, name)))
+
+    def resources(self, request: ResourcesRequest) -> ResourcesResult:
+        """Endpoints, jobs in progress and warm pools tagged managed-by=dogctl (and, unless
+        ``request.every_prefix``, this settings' prefix)."""
+        from .resources import Finder
+
+        prefix = None if request.every_prefix else self.settings.prefix
+        found = Finder(self.client, prefix).all()
+        scope = "any prefix" if prefix is None else f"prefix {prefix!r}"
+        return ResourcesResult(f"SageMaker in {self.client.meta.region_name}, {scope}", found)
 
     def stop(self, request: StopRequest) -> StopResult:
         """StopTrainingJob, or StopHyperParameterTuningJob, for the job named ``request.job``."""

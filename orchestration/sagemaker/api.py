@@ -13,6 +13,7 @@ docs/architecture.md.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Any
 
 Request = dict[str, Any]  # a Create* call's arguments: snake_case names, sagemaker-core shapes as values
@@ -57,10 +58,18 @@ def as_api(operation: str, request: Request) -> dict[str, Any]:
     return _named(request, _service().operation_model(operation).input_shape)
 
 
-def create(client: Any, resource: str, request: Request) -> dict[str, Any]:
-    """``Create<resource>`` (e.g. ``TrainingJob``) with the boto3 SageMaker ``client``; SageMaker's
-    answer. Raises botocore's ClientError when SageMaker refuses it."""
+def tagged(request: Request, tags: Mapping[str, str]) -> Request:
+    """``request`` with ``tags`` (e.g. :meth:`.settings.Settings.resource_tags`) as its Tags."""
+    from sagemaker.core import shapes
+
+    return {**request, "tags": [shapes.Tag(key=key, value=value) for key, value in tags.items()]}
+
+
+def create(client: Any, resource: str, request: Request, *, tags: Mapping[str, str]) -> dict[str, Any]:
+    """``Create<resource>`` (e.g. ``TrainingJob``) with the boto3 SageMaker ``client``, tagged with
+    ``tags`` (every resource dogctl creates is: `dogctl resources` lists them by their tags);
+    SageMaker's answer. Raises botocore's ClientError when SageMaker refuses it."""
     from botocore import xform_name
 
     operation = f"Create{resource}"
-    return getattr(client, xform_name(operation))(**as_api(operation, request))
+    return getattr(client, xform_name(operation))(**as_api(operation, tagged(request, tags)))

@@ -205,12 +205,13 @@ def deploy(settings: Settings, client: Any, data: str, name: str, hosting: Hosti
     model = model_name(name)
     hosting.inference_ami()  # a host that cannot run the image is refused before anything is created
     try:
-        api.create(client, "Model", model_request(settings, model, data, hosting.container_env()))
+        tags = settings.resource_tags()
+        api.create(client, "Model", model_request(settings, model, data, hosting.container_env()), tags=tags)
         api.create(client, "EndpointConfig", {
             "endpoint_config_name": name, "production_variants": [hosting.variant(model)],
             "async_inference_config": hosting.async_config(),
-            "data_capture_config": hosting.capture and hosting.capture.config()})
-        api.create(client, "Endpoint", {"endpoint_name": name, "endpoint_config_name": name})
+            "data_capture_config": hosting.capture and hosting.capture.config()}, tags=tags)
+        api.create(client, "Endpoint", {"endpoint_name": name, "endpoint_config_name": name}, tags=tags)
     except ClientError as exc:
         raise AwsError(f"SageMaker refused the deployment of {name!r}: {exc} "
                        f"(`dogctl teardown --sagemaker --name {name}` removes what was created)") from exc

@@ -162,7 +162,7 @@ def submit(settings: Settings, client: Any, name: str, hyperparameters: dict[str
     request = training_request(settings, hyperparameters, channels, job_name=name, region=region,
                                spot=spot, debugger=debugger, keep_alive=keep_alive)
     try:
-        api.create(client, "TrainingJob", request)
+        api.create(client, "TrainingJob", request, tags=settings.resource_tags())
     except ClientError as exc:
         raise AwsError(f"SageMaker refused the training job {name!r}: {exc}") from exc
     report.line(f"train: SageMaker training job {name} submitted ({settings.train_instance_type}"

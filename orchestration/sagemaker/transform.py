@@ -85,8 +85,10 @@ def start(settings: Settings, client: Any, job: TransformJob) -> None:
         raise AwsError(f"--max-payload must be 1..100 MB (SageMaker's limit), got {job.max_payload_mb}")
     request = transform_request(job)  # an instance that cannot run the image is refused here
     try:
-        api.create(client, "Model", model_request(settings, job.name, job.model_data, job.container_env()))
-        api.create(client, "TransformJob", request)
+        tags = settings.resource_tags()
+        api.create(client, "Model", model_request(settings, job.name, job.model_data, job.container_env()),
+                   tags=tags)
+        api.create(client, "TransformJob", request, tags=tags)
     except ClientError as exc:
         delete_model(client, job.name)
         raise AwsError(f"SageMaker refused the transform job {job.name!r}: {exc}") from exc

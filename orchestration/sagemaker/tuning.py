@@ -84,7 +84,7 @@ def submit(settings: Settings, client: Any, setup: TuningSetup, name: str, chann
 
     try:
         request = tuning_request(settings, setup, name, channels, keep_alive)
-        api.create(client, "HyperParameterTuningJob", request)
+        api.create(client, "HyperParameterTuningJob", request, tags=settings.resource_tags())
     except ClientError as exc:
         raise AwsError(f"SageMaker refused the tuning job {name!r}: {exc}") from exc
     report.line(f"tune: SageMaker tuning job {name} submitted: {setup.trials} jobs, {setup.parallel} in "

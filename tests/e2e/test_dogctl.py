@@ -101,5 +101,11 @@ def test_a_folder_of_class_folders_trains_and_serves(tmp_path, train_env):
         answer = dogctl("--workdir", str(work), "invoke", str(photo), "--top-k", "3", env=train_env)
         assert answer.returncode == 0, answer.stderr
         assert all(breed in answer.stdout for breed in ("Golden retriever", "pug", "Ça va"))
+        listed = dogctl("--workdir", str(work), "resources", env=train_env).stdout.splitlines()
+        assert listed[0] == f"resources: 1 running or billing (this machine, {work}):"
+        assert listed[1].split()[:3] == ["endpoint", "dogbreed-local", "running"]
+        assert listed[1].endswith(f"http://127.0.0.1:{port}")
     finally:
         assert dogctl("--workdir", str(work), "teardown", env=train_env).returncode == 0
+    gone = dogctl("--workdir", str(work), "resources", env=train_env)
+    assert gone.stdout == f"resources: nothing of dogctl's runs or bills (this machine, {work})\n"

@@ -25,8 +25,8 @@ DEBUGGER_SERVICE = ("DebugHookConfig", "DebugRuleConfigurations", "ProfilerConfi
 def submit(settings: Settings, hyperparameters: dict[str, str], channels: dict[str, str], **kwargs) -> None:
     """Build the request as dogctl does and send it with sagemaker-core (nothing waits for the job)."""
     boto = settings.session()
-    api.create(boto.client("sagemaker"), "TrainingJob",
-               training_request(settings, hyperparameters, channels, region=boto.region_name, **kwargs))
+    request = training_request(settings, hyperparameters, channels, region=boto.region_name, **kwargs)
+    api.create(boto.client("sagemaker"), "TrainingJob", request, tags=settings.resource_tags())
 
 
 @pytest.mark.parametrize("mode,hyperparameters", [

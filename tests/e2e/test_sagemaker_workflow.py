@@ -2,21 +2,16 @@
 CreateHyperParameterTuningJob, CreateModel, CreateEndpointConfig and CreateEndpoint requests,
 waiting, results, downloads, invocation and teardown.
 
-moto answers a tuning job at once with placeholder results and does not list its training jobs;
-a small HTTP proxy in front of it plays a tuning job that runs a while and ends with real-looking
-trials (everything else goes to moto as is)."""
+The account is moto behind the proxy of tests/e2e/conftest.py (the ``sagemaker`` fixture)."""
 
 from __future__ import annotations
 
-import http.client
-import http.server
 import io
 import json
 import os
 import re
 import subprocess
 import tarfile
-import threading
 import urllib.parse
 import urllib.request
 
@@ -26,123 +21,10 @@ import pytest
 from dogbreed.contract.hyperparameters import parse
 from dogbreed.contract.metrics import METRIC_DEFINITIONS
 from dogbreed.debugger.verdicts import ISSUES, NO_ISSUES, RuleResult
-from local_test.testdata import make_dataset
 from tests.helpers import BIN, BUCKET, IMAGE, ROLE, recorded
 
 pytestmark = pytest.mark.e2e
-TRIALS = [  # (name, status, valid_acc, tuned hyperparameters) as SageMaker lists them
-    ("t-001-aaa", "Completed", 0.41, {"lr": "0.0012", "weight_decay": "0.01", "batch_size": '"64"'}),
-    ("t-002-bbb", "Completed", 0.55, {"lr": "0.00031", "weight_decay": "0.002", "batch_size": '"32"'}),
-    ("t-003-ccc", "Stopped", 0.12, {"lr": "0.009", "weight_decay": "0.08", "batch_size": '"256"'}),
-    ("t-004-ddd", "Failed", None, {"lr": "1e-05", "weight_decay": "0.0001", "batch_size": '"128"'}),
-]
-
-
-class _TuningProxy(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        self._forward()
-
-    def do_PUT(self):
-        self._forward()
-
-    def do_HEAD(self):
-        self._forward()
-
-    def do_DELETE(self):
-        self._forward()
-
-    def do_POST(self):
-        target = self.headers.get("X-Amz-Target", "")
-        action = target.rpartition(".")[2]
-        if action in ("StopTrainingJob", "StopHyperParameterTuningJob"):  # moto has neither
-            self.server.stops.append((action, json.loads(self._body())))
-            return self._answer({})
-        if action == "DescribeTrainingJob":
-            status, headers, body = self._relay(self._body())
-            job = json.loads(body)
-            if status == 200 and job["TrainingJobName"] in self.server.running:
-                job["TrainingJobStatus"] = "InProgress"
-            return self._answer(job, status)
-        if target.endswith(".ListTrainingJobsForHyperParameterTuningJob"):
-            return self._answer({"TrainingJobSummaries": [
-                {"TrainingJobName": n, "TrainingJobStatus": st, "TunedHyperParameters": hp,
-                 "TrainingJobArn": f"arn:aws:sagemaker:eu-west-1:123456789012:training-job/{n}",
-                 "CreationTime": 1700000000,
-                 **({"FinalHyperParameterTuningJobObjectiveMetric": {"MetricName": "valid_acc", "Value": v}}
-                    if v is not None else {})}
-                for n, st, v, hp in TRIALS]})
-        if target.endswith(".DescribeHyperParameterTuningJob"):
-            status, headers, body = self._relay(self._body())
-            job = json.loads(body)
-            if status != 200:
-                return self._answer(job, status)
-            self.server.describes += 1
-            running = self.server.describes < 3  # in progress twice, then done
-            job["HyperParameterTuningJobStatus"] = "InProgress" if running else "Completed"
-            job["TrainingJobStatusCounters"] = (
-                {"Completed": 1, "InProgress": 2} if running
-                else {"Completed": 2, "Stopped": 1, "NonRetryableError": 1})
-            job["BestTrainingJob"] = {"TrainingJobName": "t-002-bbb", "TrainingJobStatus": "Completed",
-                                      "TunedHyperParameters": TRIALS[1][3], "CreationTime": 1700000000}
-            return self._answer(job)
-        self._forward()
-
-    def _body(self) -> bytes:
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-    def _relay(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
-        upstream = urllib.parse.urlsplit(self.server.upstream)
-        conn = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=60)
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
-        conn.request(self.command, self.path, body=body, headers=headers)
-        resp = conn.getresponse()
-        return resp.status, resp.getheaders(), resp.read()
-
-    def _forward(self) -> None:
-        status, headers, body = self._relay(self._body() if self.command in ("POST", "PUT") else b"")
-        self.send_response(status)
-        for k, v in headers:
-            if k.lower() not in ("content-length", "transfer-encoding", "connection", "date", "server"):
-                self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def _answer(self, data: dict, status: int = 200) -> None:
-        body = json.dumps(data, default=str).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/x-amz-json-1.1")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-@pytest.fixture
-def sagemaker(recording, aws, tmp_path):
-    """(dogctl runner, work folder): AWS through the tuning proxy, data uploaded as channels."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TuningProxy)
-    server.upstream, server.describes, server.stops, server.running = recording, 0, [], set()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    proxy = f"http://127.0.0.1:{server.server_address[1]}"
-    work = tmp_path / "work"
-    env = {**os.environ, "AWS_ENDPOINT_URL": proxy, "DOGCTL_POLL_SECONDS": "0.05", "DOGCTL_BUCKET": BUCKET,
-           "DOGCTL_ROLE": ROLE, "DOGCTL_IMAGE": IMAGE}
-
-    def dogctl(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(BIN / "dogctl"), "--workdir", str(work), *args], capture_output=True,
-                              text=True, timeout=300, env=env)
-
-    src = make_dataset(tmp_path / "src", classes=2, per_class=3, size=32)
-    assert dogctl("data", "--source", str(src), "--sagemaker").returncode == 0
-    dogctl.server = server
-    yield dogctl, work
-    server.shutdown()
-
-
+OWN_TAGS = [{"Key": "managed-by", "Value": "dogctl"}, {"Key": "dogctl:prefix", "Value": "dogbreed"}]
 def test_tune_on_sagemaker_sends_the_schema_waits_and_writes_the_best(sagemaker, recording):
     dogctl, work = sagemaker
     out = dogctl("tune", "--sagemaker", "--name", "dogbreed-tune-t1", "--trials", "4", "--parallel", "2",
@@ -150,6 +32,7 @@ def test_tune_on_sagemaker_sends_the_schema_waits_and_writes_the_best(sagemaker,
                  "--keep-alive", "600")
     assert out.returncode == 0, out.stdout + out.stderr
     (request,) = recorded(recording, "CreateHyperParameterTuningJob")
+    assert request["Tags"] == OWN_TAGS  # SageMaker puts a tuning job's tags on each of its trials
     assert request["HyperParameterTuningJobName"] == "dogbreed-tune-t1"
     config = request["HyperParameterTuningJobConfig"]
     assert config["Strategy"] == "Bayesian" and config["TrainingJobEarlyStoppingType"] == "Auto"
@@ -448,6 +331,7 @@ def test_transform_on_sagemaker_sends_the_job_then_summarises_its_outputs(sagema
     env = {"SAGEMAKER_MAX_PAYLOAD_IN_MB": "20", "SAGEMAKER_MODEL_SERVER_TIMEOUT": "30"}
     assert model["PrimaryContainer"]["Environment"] == env
     (job,) = recorded(recording, "CreateTransformJob")
+    assert job["Tags"] == recorded(recording, "CreateModel")[-1]["Tags"] == OWN_TAGS
     assert job["TransformJobName"] == "dogs-bt" and job["ModelName"] == "dogs-bt"
     assert (job["BatchStrategy"], job["MaxPayloadInMB"], job["Environment"]) == ("SingleRecord", 20, env)
     assert job["TransformInput"] == {

@@ -111,3 +111,24 @@ def test_every_verb_of_the_command_line_is_dispatched():
     parser = cli.build_parser()
     (sub,) = [a for a in parser._actions if a.dest == "command"]
     assert set(sub.choices) == set(cli.COMMANDS)
+
+
+def test_local_resources_are_the_runs_and_studies_a_live_dogctl_works_on(tmp_path):
+    import os
+    import subprocess
+
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    for folder, pid in (("runs/r1", os.getpid()), ("tuning/s1", os.getpid()), ("tuning/old", ended.pid)):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "dogctl.pid").write_text(f"{pid}\n")
+    result = LocalBackend(tmp_path).resources(B.ResourcesRequest())
+    assert [(r.kind, r.name, r.detail) for r in result.found] == [
+        ("training run", "r1", f"dogctl pid {os.getpid()}"), ("study", "s1", f"dogctl pid {os.getpid()}")]
+    assert result.where == f"this machine, {tmp_path}"
+
+
+@pytest.mark.parametrize("seconds,shown", [(-3, "0s"), (45, "45s"), (720, "12m"), (11100, "3h05m"),
+                                           (187200, "2d04h")])
+def test_resources_show_a_short_age(seconds, shown):
+    assert cli.age(seconds) == shown
