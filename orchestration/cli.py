@@ -11,21 +11,19 @@ import argparse
 import json
 import signal
 import sys
-import time
 from pathlib import Path
 
 from dogbreed.contract.hyperparameters import RESERVED_PREFIXES, parse
 from dogbreed.errors import UserError
 
 from . import dataset, interrupts
+from .account_verbs import cmd_init, cmd_resources
 from .backend import (
     Backend,
     DataRequest,
     DeployRequest,
     DeployResult,
     EndpointRequest,
-    ResourcesRequest,
-    ResourcesResult,
     StopRequest,
     StopResult,
     TeardownResult,
@@ -299,34 +297,6 @@ def print_teardown(result: TeardownResult, where: str) -> int:
     return 0
 
 
-def cmd_resources(args: argparse.Namespace) -> int:
-    return print_resources(choose_backend(args).resources(ResourcesRequest(every_prefix=args.all)))
-
-
-def age(seconds: float) -> str:
-    """``seconds`` as a short age: 45s, 12m, 3h05m, 2d04h."""
-    seconds = max(0, int(seconds))
-    if seconds < 3600:
-        return f"{seconds}s" if seconds < 60 else f"{seconds // 60}m"
-    if seconds < 86400:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
-
-
-def print_resources(result: ResourcesResult) -> int:
-    if not result.found:
-        print(f"resources: nothing of dogctl's runs or bills ({result.where})")
-        return 0
-    print(f"resources: {len(result.found)} running or billing ({result.where}):")
-    now = time.time()
-    rows = [(r.kind, r.name, r.status, age(now - r.since) if r.since else "", r.detail) for r in result.found]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    for row in rows:
-        print("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
-              + f"  {row[4]}".rstrip())
-    return 0
-
-
 def cmd_summary(args: argparse.Namespace) -> int:
     """What the local workflow has produced so far, in a few lines (the end of `make demo`)."""
     from dogbreed.contract.jobdir import REPORT_FILE, TUNING_FILE, JobDir
@@ -356,7 +326,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 COMMANDS = {"data": cmd_data, "train": cmd_train, "tune": cmd_tune, "stop": cmd_stop, "report": cmd_report,
             "deploy": cmd_deploy, "invoke": cmd_invoke, "evaluate": cmd_evaluate, "transform": cmd_transform,
-            "teardown": cmd_teardown, "resources": cmd_resources, "summary": cmd_summary}
+            "teardown": cmd_teardown, "resources": cmd_resources, "init": cmd_init, "summary": cmd_summary}
 
 
 class Terminated(BaseException):

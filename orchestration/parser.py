@@ -228,6 +228,20 @@ def _teardown(sub: Any) -> None:
     endpoint_options(p)
 
 
+def _init(sub: Any) -> None:
+    p = sub.add_parser("init", help="set up an AWS account for --sagemaker: bucket, ECR repository, "
+                       "execution role, dogctl.toml (creates only what is missing)")
+    p.add_argument("--sagemaker", action="store_true", help="the AWS account of the AWS configuration")
+    p.add_argument("--role-name", help="the execution role's name (default: the settings' role, else "
+                   "dogbreed-sagemaker-execution)")
+    p.add_argument("--repository", help="the ECR repository (default: the settings' image's, else dogbreed)")
+    p.add_argument("--dry-run", action="store_true", help="change nothing: say what would be created and "
+                   "print the policy documents")
+    p.add_argument("--force", action="store_true", help="replace a settings file that says otherwise")
+    tag_option(p)
+    aws_options(p)
+
+
 def _resources(sub: Any) -> None:
     p = sub.add_parser("resources", help="what dogctl started that still runs or bills (SageMaker: "
                        "endpoints, jobs in progress and warm pools it tagged; locally: endpoints, runs, "
@@ -303,8 +317,8 @@ def endpoint_options(p: argparse.ArgumentParser) -> None:
     aws_options(p)
 
 
-VERBS = (_data, _train, _tune, _report, _deploy, _invoke, _evaluate, _transform, _summary, _stop, _teardown,
-         _resources)
+VERBS = (_init, _data, _train, _tune, _report, _deploy, _invoke, _evaluate, _transform, _summary, _stop,
+         _teardown, _resources)
 
 
 def build_parser() -> argparse.ArgumentParser:

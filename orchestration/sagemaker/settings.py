@@ -78,12 +78,15 @@ class Settings:
     tags: Mapping[str, str] = field(default_factory=dict)  # the user's: file, DOGCTL_TAGS, then --tag
 
     @classmethod
-    def load(cls, options: dict[str, Any] | None = None, config: Path | None = None) -> Settings:
+    def load(cls, options: dict[str, Any] | None = None, config: Path | None = None, *,
+             missing_ok: bool = False) -> Settings:
+        """The settings; ``missing_ok``: a settings file that is not there yet reads as empty
+        (`dogctl init` writes it)."""
         path = config or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
         if path is None and DEFAULT_CONFIG.is_file():
             path = DEFAULT_CONFIG
         values: dict[str, Any] = {}
-        if path is not None:
+        if path is not None and not (missing_ok and not path.exists()):
             try:
                 values = tomllib.loads(path.read_text())
             except (OSError, tomllib.TOMLDecodeError) as exc:

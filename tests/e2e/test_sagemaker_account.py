@@ -1,12 +1,19 @@
-"""Operating dogctl on an account, against moto behind the proxy of tests/e2e/conftest.py: every
-resource dogctl creates is tagged, and `dogctl resources` lists what still runs or bills."""
+"""Operating dogctl on an account, against moto (behind the proxy of tests/e2e/conftest.py where
+moto lacks something): `dogctl init` sets up bucket, repository, role and settings once; every
+resource dogctl creates is tagged; `dogctl resources` lists what still runs or bills."""
 
 from __future__ import annotations
+
+import json
+import os
+import subprocess
 
 import boto3
 import pytest
 
-from tests.helpers import BUCKET, ROLE, recorded
+from orchestration.sagemaker import account, policies
+from orchestration.sagemaker.settings import Settings
+from tests.helpers import BIN, BUCKET, ROLE, recorded, use_credentials
 
 pytestmark = pytest.mark.e2e
 MODEL_DATA = f"s3://{BUCKET}/dogbreed/jobs/x/output/model.tar.gz"
@@ -71,3 +78,89 @@ def test_tags_are_checked_before_anything_is_created(sagemaker, recording):
         out = dogctl("deploy", "--sagemaker", "--model-data", MODEL_DATA, "--tag", tag)
         assert out.returncode == 2 and says in out.stderr, (tag, out.stderr)
     assert recorded(recording, "CreateModel") == []
+
+
+def _init(cwd, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "dogctl"), "--workdir", str(cwd / "work"), "init", "--sagemaker", *args],
+                          capture_output=True, text=True, timeout=120, cwd=cwd, env=dict(os.environ))
+
+
+def test_init_creates_what_is_missing_once_and_writes_the_settings(aws, tmp_path):
+    use_credentials(aws)
+    s3, ecr, iam = boto3.client("s3"), boto3.client("ecr"), boto3.client("iam")
+    bucket, role = "dogbreed-123456789012-eu-west-1", "dogbreed-sagemaker-execution"
+
+    dry = _init(tmp_path, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert f"init: bucket     {bucket}: would create (public access blocked, encrypted)" in dry.stdout
+    assert '"iam:PassedToService": "sagemaker.amazonaws.com"' in dry.stdout  # the caller's policy
+    assert s3.list_buckets()["Buckets"] == [] and ecr.describe_repositories()["repositories"] == []
+    assert not (tmp_path / "dogctl.toml").exists()
+
+    first = _init(tmp_path, "--tag", "team=vision")
+    assert first.returncode == 0, first.stderr
+    assert [line.split(": ", 2)[-1] for line in first.stdout.splitlines()[1:5]] == [
+        "created (public access blocked, encrypted)", "created (scan on push)",
+        "created (trusted by SageMaker, least privilege)", "created"]
+    tags = {"managed-by": "dogctl", "dogctl:prefix": "dogbreed", "team": "vision"}
+    assert s3.get_bucket_location(Bucket=bucket)["LocationConstraint"] == "eu-west-1"
+    assert s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"] == account.BLOCK_ALL
+    (rule,) = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rule["ApplyServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
+    assert {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket=bucket)["TagSet"]} == tags
+    (repo,) = ecr.describe_repositories(repositoryNames=["dogbreed"])["repositories"]
+    assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
+    repo_tags = ecr.list_tags_for_resource(resourceArn=repo["repositoryArn"])["tags"]
+    assert {t["Key"]: t["Value"] for t in repo_tags} == tags
+    made = iam.get_role(RoleName=role)["Role"]
+    assert made["AssumeRolePolicyDocument"] == policies.trust()
+    assert {t["Key"]: t["Value"] for t in made["Tags"]} == tags
+    names = policies.Names("123456789012", "eu-west-1", bucket, "dogbreed", "dogbreed", role)
+    inline = iam.get_role_policy(RoleName=role, PolicyName="dogctl-execution")["PolicyDocument"]
+    assert inline == policies.execution(names)
+    settings = Settings.load({}, tmp_path / "dogctl.toml")  # what every --sagemaker verb reads
+    assert (settings.region, settings.role, settings.bucket, settings.image, dict(settings.tags)) == (
+        "eu-west-1", made["Arn"], bucket, f"{repo['repositoryUri']}:latest", {"team": "vision"})
+    caller = json.loads((tmp_path / "work/sagemaker/policies/caller.json").read_text())
+    assert caller == policies.caller(names)
+
+    written = (tmp_path / "dogctl.toml").read_text()
+    again = _init(tmp_path)  # reads the file it wrote: the same names, nothing to do
+    assert again.returncode == 0, again.stderr
+    assert [line.split(": ", 2)[-1] for line in again.stdout.splitlines()[1:5]] == [
+        "exists (public access blocked, encrypted)", "exists (scan on push)",
+        "exists (trusted by SageMaker, least privilege)", "unchanged"]
+    assert (tmp_path / "dogctl.toml").read_text() == written
+
+    # What someone loosened since is put back.
+    s3.delete_public_access_block(Bucket=bucket)
+    ecr.put_image_scanning_configuration(repositoryName="dogbreed",
+                                         imageScanningConfiguration={"scanOnPush": False})
+    iam.delete_role_policy(RoleName=role, PolicyName="dogctl-execution")
+    healed = _init(tmp_path)
+    assert [line.split(": ", 2)[-1] for line in healed.stdout.splitlines()[1:4]] == [
+        "updated: public access blocked", "updated: scan on push", "updated: its dogctl-execution policy"]
+    assert iam.get_role_policy(RoleName=role, PolicyName="dogctl-execution")["PolicyDocument"] == inline
+
+
+def test_init_refuses_what_it_must_not_change(aws, tmp_path):
+    use_credentials(aws)
+    assert _init(tmp_path).returncode == 0
+    other = _init(tmp_path, "--bucket", "another-bucket")
+    assert other.returncode == 2
+    assert "dogctl.toml exists with other settings (bucket): --force replaces it" in other.stderr
+    assert "another-bucket" not in {b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"]}
+    ec2 = {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    boto3.client("iam").create_role(RoleName="ec2-only", AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [ec2]}))
+    untrusted = _init(tmp_path, "--config", "b.toml", "--role-name", "ec2-only")
+    assert untrusted.returncode == 2
+    assert "role 'ec2-only' exists but SageMaker may not assume it" in untrusted.stderr
+    boto3.client("s3", region_name="us-west-2").create_bucket(
+        Bucket="far-away", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    far = _init(tmp_path, "--config", "c.toml", "--bucket", "far-away")
+    assert far.returncode == 2 and "bucket 'far-away' is in us-west-2, not eu-west-1" in far.stderr
+    assert not (tmp_path / "b.toml").exists() and not (tmp_path / "c.toml").exists()
+    local = subprocess.run([str(BIN / "dogctl"), "init"], capture_output=True, text=True, timeout=60,
+                           cwd=tmp_path)
+    assert local.returncode == 2 and "the local backend needs nothing set up" in local.stderr
