@@ -95,6 +95,9 @@ class DeployRequest:
     use_async: bool = False
     max_concurrency: int = 5
     capture_percent: int | None = None  # SageMaker: DataCaptureConfig, this share of requests
+    autoscale: tuple[int, int] | None = None  # SageMaker: MIN..MAX instances (Application Auto Scaling)
+    target_invocations: float | None = None  # ... tracking invocations per instance per minute
+    target_backlog: float | None = None  # ... or, asynchronous endpoints, the backlog per instance
 
 
 @dataclass(frozen=True)

@@ -225,7 +225,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         job=args.job, model_data=args.model_data, instance_type=args.instance_type,
         instance_count=args.instance_count, ami_version=args.ami_version,
         serverless_memory=args.serverless_memory, use_async=args.use_async,
-        max_concurrency=args.max_concurrency, capture_percent=args.capture_percent)
+        max_concurrency=args.max_concurrency, capture_percent=args.capture_percent, autoscale=args.autoscale,
+        target_invocations=args.target_invocations, target_backlog=args.target_backlog)
     result: DeployResult = choose_backend(args).deploy(request)
     if result.url:  # a local endpoint
         print(f"deploy: endpoint {result.name!r} ready at {result.url} (log {result.log}); "

@@ -62,6 +62,27 @@ def tag_item(item: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
+def bounds(text: str) -> tuple[int, int]:
+    """``--autoscale MIN:MAX``: 0 <= MIN <= MAX, 1 <= MAX <= 100 instances."""
+    low, sep, high = text.partition(":")
+    if sep and low.strip().isdigit() and high.strip().isdigit():
+        found = int(low), int(high)
+        if found[0] <= found[1] and 1 <= found[1] <= 100:
+            return found
+    raise argparse.ArgumentTypeError(f"expected MIN:MAX instances, 0 <= MIN <= MAX <= 100, e.g. 1:4, "
+                                     f"got {text!r}")
+
+
+def above_zero(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    return value
+
+
 percent = whole_number(1, 100, "a whole percentage from 1 to 100")
 keep_alive = whole_number(1, 3600, "seconds from 1 to 3600 (SageMaker's limit)")
 
@@ -171,6 +192,14 @@ def _deploy(sub: Any) -> None:
     p.add_argument("--capture", dest="capture_percent", type=percent, metavar="PERCENT",
                    help="with --sagemaker: capture this share of requests and answers (1-100) to "
                    "s3://BUCKET/PREFIX/capture/NAME/ (not on serverless endpoints)")
+    p.add_argument("--autoscale", type=bounds, metavar="MIN:MAX",
+                   help="with --sagemaker: scale between MIN and MAX instances (Application Auto Scaling, "
+                   "target tracking; MIN 0 only with --async); teardown removes it first")
+    p.add_argument("--target-invocations", type=above_zero, metavar="N",
+                   help="with --autoscale: invocations per instance per minute to keep to (default: 100; "
+                   "measure your instance type)")
+    p.add_argument("--target-backlog", type=above_zero, metavar="N",
+                   help="with --autoscale --async: queued requests per instance to keep to (default: 5)")
 
 
 def _invoke(sub: Any) -> None:

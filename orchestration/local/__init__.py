@@ -183,6 +183,9 @@ class LocalBackend(Backend):
         return hosting.model_folder(model) if model else hosting.newest_model(self.workdir)
 
     def deploy(self, request: DeployRequest) -> DeployResult:
+        if request.autoscale:
+            raise UserError("--autoscale scales SageMaker endpoints (--sagemaker); a local endpoint's "
+                            "size is --workers")
         model = self._model(request.model)
         name = request.name or hosting.DEFAULT_NAME
         self.report.line(f"deploy: starting serve on {model} (port {request.port})")

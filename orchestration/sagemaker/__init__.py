@@ -130,8 +130,9 @@ class SageMakerBackend(Backend):
                               self.workdir / "tuning" / name, self.report)
 
     def deploy(self, request: DeployRequest) -> DeployResult:
-        from . import hosting
+        from . import hosting, scaling
 
+        autoscale = scaling.requested(request)  # refused before anything is created
         name = request.name or hosting.DEFAULT_NAME
         data = request.model_data or hosting.model_data(self.client,
                                                         self._deployed_job(request.job))
@@ -144,7 +145,23 @@ class SageMakerBackend(Backend):
                                async_output=answers, capture=capture)
         self.report.line(f"deploy: {data} to endpoint {name!r} ({spec.describe()})")
         hosting.deploy(self.settings, self.client, data, name, spec, status_changes(self.report, "deploy"))
+        if autoscale:
+            self._autoscale(name, autoscale)
         return DeployResult(name, data)
+
+    def _autoscale(self, name: str, autoscale: Any) -> None:
+        from botocore.exceptions import ClientError
+
+        from . import scaling
+
+        try:
+            for line in scaling.apply(self.session.client("application-autoscaling"),
+                                      self.session.client("cloudwatch"), name, autoscale,
+                                      self.settings.resource_tags()):
+                self.report.line(f"deploy: autoscaling: {line}")
+        except ClientError as exc:
+            raise AwsError(f"endpoint {name!r} is in service, but its autoscaling was refused: {exc} "
+                           f"(`dogctl teardown --sagemaker --name {name}` removes it all)") from exc
 
     def transform(self, request: TransformRequest) -> TransformResult:
         """A batch transform job over an S3 prefix of photos; outputs downloaded and summarised."""
@@ -187,10 +204,19 @@ class SageMakerBackend(Backend):
         return Sender(runtime_send(self.session, name), f"SageMaker endpoint {name}")
 
     def teardown(self, request: EndpointRequest) -> TeardownResult:
+        from botocore.exceptions import ClientError
+
+        from . import scaling
         from .hosting import DEFAULT_NAME, teardown
 
         name = request.name or DEFAULT_NAME
-        return TeardownResult(name, tuple(teardown(self.client, name)))
+        try:  # the scalable target first: it would keep resizing an endpoint being deleted
+            removed = scaling.remove(self.session.client("application-autoscaling"),
+                                     self.session.client("cloudwatch"), name)
+        except ClientError as exc:
+            self.report.line(f"teardown: cannot check the endpoint's autoscaling ({exc}); going on")
+            removed = []
+        return TeardownResult(name, (*removed, *teardown(self.client, name)))
 
     def resources(self, request: ResourcesRequest) -> ResourcesResult:
         """Endpoints, jobs in progress and warm pools tagged managed-by=dogctl (and, unless
@@ -198,7 +224,7 @@ class SageMakerBackend(Backend):
         from .resources import Finder
 
         prefix = None if request.every_prefix else self.settings.prefix
-        found = Finder(self.client, prefix).all()
+        found = Finder(self.client, prefix, self.session.client("application-autoscaling")).all()
         scope = "any prefix" if prefix is None else f"prefix {prefix!r}"
         return ResourcesResult(f"SageMaker in {self.client.meta.region_name}, {scope}", found)
 

@@ -21,11 +21,19 @@ SAGEMAKER_ACTIONS = (
     "CreateModel", "DescribeModel", "DeleteModel",
     "CreateEndpointConfig", "DescribeEndpointConfig", "DeleteEndpointConfig",
     "CreateEndpoint", "DescribeEndpoint", "DeleteEndpoint", "InvokeEndpoint", "InvokeEndpointAsync",
+    "UpdateEndpointWeightsAndCapacities",  # Application Auto Scaling resizes the variant as the caller
     "CreateTransformJob", "DescribeTransformJob",
     "AddTags", "ListTags",  # every create carries tags: SageMaker asks for AddTags too
 )
 SAGEMAKER_LISTS = ("ListModels", "ListEndpoints", "ListTrainingJobs", "ListHyperParameterTuningJobs",
                    "ListTransformJobs")
+AUTOSCALING_ACTIONS = tuple(f"application-autoscaling:{a}" for a in (
+    "RegisterScalableTarget", "DeregisterScalableTarget", "DescribeScalableTargets", "PutScalingPolicy",
+    "DeleteScalingPolicy", "DescribeScalingPolicies", "TagResource"))
+ALARM_ACTIONS = ("cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms", "cloudwatch:DeleteAlarms",
+                 "cloudwatch:TagResource")  # an asynchronous endpoint's scaling from 0
+AUTOSCALING_ROLE = ("aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
+                    "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint")
 PUSH_ACTIONS = ("ecr:DescribeRepositories", "ecr:CreateRepository", "ecr:DescribeImages",
                 "ecr:BatchCheckLayerAvailability", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart",
                 "ecr:CompleteLayerUpload", "ecr:PutImage", "ecr:BatchGetImage")
@@ -118,6 +126,12 @@ def caller(names: Names) -> dict[str, Any]:
         _statement("SageMakerLists", [f"sagemaker:{a}" for a in SAGEMAKER_LISTS], "*"),
         _statement("PassTheRole", ["iam:PassRole"], names.role_arn,
                    {"StringEquals": {"iam:PassedToService": SAGEMAKER}}),
+        _statement("Autoscaling", AUTOSCALING_ACTIONS, "*"),
+        _statement("ScaleFromZeroAlarms", ALARM_ACTIONS,
+                   f"arn:{names.partition}:cloudwatch:{names.region}:{names.account}:alarm:*"),
+        _statement("AutoscalingRole", ["iam:CreateServiceLinkedRole"],
+                   f"arn:{names.partition}:iam::{names.account}:role/{AUTOSCALING_ROLE}",
+                   {"StringLike": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}}),
         _statement("PushTheImage", PUSH_ACTIONS, names.repository_arn),
         _statement("WhoAmIAndRegistryToken", ["sts:GetCallerIdentity", "ecr:GetAuthorizationToken"], "*"),
     ]}

@@ -1,5 +1,6 @@
 """What dogctl created on SageMaker that still runs or bills, found by the tags every create
-carries (:meth:`.settings.Settings.resource_tags`): endpoints, training, tuning and transform jobs
+carries (:meth:`.settings.Settings.resource_tags`): endpoints (with their autoscaling), training,
+tuning and transform jobs
 in progress, and warm pools kept after a job. Models and endpoint configs cost nothing and are
 left out; so is everything not tagged by dogctl.
 """
@@ -11,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from ..backend import Resource
+from .scaling import describe as describe_scaling
 from .settings import MANAGED_BY, PREFIX_TAG
 
 # (kind, list operation, its list key, the summary's name, ARN and status keys, filter)
@@ -39,8 +41,8 @@ class Finder:
     """Lists dogctl's resources with one SageMaker ``client``; ``prefix``: only those made under
     this settings prefix (None: every prefix)."""
 
-    def __init__(self, client: Any, prefix: str | None):
-        self.client, self.prefix = client, prefix
+    def __init__(self, client: Any, prefix: str | None, autoscaling: Any = None):
+        self.client, self.prefix, self.autoscaling = client, prefix, autoscaling
 
     def ours(self, arn: str) -> str | None:
         """The prefix ``arn`` was made under, when dogctl made it (and under the prefix asked for)."""
@@ -72,7 +74,9 @@ class Finder:
             count = now.get(variant["VariantName"], {}).get("CurrentInstanceCount",
                                                              variant.get("InitialInstanceCount"))
             parts.append(f"{count} x {variant.get('InstanceType')}")
-        return ", ".join(parts) + (", asynchronous" if config.get("AsyncInferenceConfig") else "")
+        scaling = self.autoscaling and describe_scaling(self.autoscaling, name)
+        return ", ".join(parts) + (", asynchronous" if config.get("AsyncInferenceConfig") else "") + (
+            f", {scaling}" if scaling else "")
 
     def jobs(self) -> Iterator[Resource]:
         for kind, operation, key, name, arn, status, filters in LISTS:

@@ -164,3 +164,77 @@ def test_init_refuses_what_it_must_not_change(aws, tmp_path):
     local = subprocess.run([str(BIN / "dogctl"), "init"], capture_output=True, text=True, timeout=60,
                            cwd=tmp_path)
     assert local.returncode == 2 and "the local backend needs nothing set up" in local.stderr
+
+
+def _scaling(name: str) -> tuple[list, list, list]:
+    """(scalable targets, scaling policies, alarms) of endpoint ``name`` as AWS holds them."""
+    autoscaling = boto3.client("application-autoscaling")
+    resource = f"endpoint/{name}/variant/AllTraffic"
+    targets = autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker",
+                                                    ResourceIds=[resource])["ScalableTargets"]
+    policies_ = [p for p in autoscaling.describe_scaling_policies(
+        ServiceNamespace="sagemaker", ResourceId=resource)["ScalingPolicies"] if p["ResourceId"] == resource]
+    alarms = boto3.client("cloudwatch").describe_alarms(AlarmNamePrefix=name)["MetricAlarms"]
+    return targets, policies_, alarms
+
+
+def test_deploy_with_autoscale_registers_a_target_and_teardown_removes_it_first(sagemaker, recording):
+    dogctl, _ = sagemaker
+    out = dogctl("deploy", "--sagemaker", "--model-data", MODEL_DATA, "--instance-type", "ml.c5.xlarge",
+                 "--autoscale", "1:4", "--target-invocations", "250")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "deploy: autoscaling: scalable target endpoint/dogbreed/variant/AllTraffic (1-4 instances)" \
+        in out.stdout
+    (registered,) = recorded(recording, "RegisterScalableTarget")
+    assert registered == {
+        "ServiceNamespace": "sagemaker", "ResourceId": "endpoint/dogbreed/variant/AllTraffic",
+        "ScalableDimension": "sagemaker:variant:DesiredInstanceCount", "MinCapacity": 1, "MaxCapacity": 4,
+        "Tags": {"managed-by": "dogctl", "dogctl:prefix": "dogbreed"}}
+    targets, (policy,), alarms = _scaling("dogbreed")
+    assert [(t["MinCapacity"], t["MaxCapacity"]) for t in targets] == [(1, 4)] and alarms == []
+    assert policy["PolicyType"] == "TargetTrackingScaling"
+    assert policy["TargetTrackingScalingPolicyConfiguration"] == {
+        "TargetValue": 250.0, "ScaleInCooldown": 300, "ScaleOutCooldown": 60,
+        "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"}}
+    listed = dogctl("resources", "--sagemaker")
+    assert "1 x ml.c5.xlarge, scales 1-4 instances" in listed.stdout, listed.stdout
+
+    gone = dogctl("teardown", "--sagemaker")
+    assert gone.returncode == 0, gone.stderr
+    assert gone.stdout.startswith("teardown: deleted scaling policy dogbreed-target-tracking, scalable "
+                                  "target endpoint/dogbreed/variant/AllTraffic, endpoint dogbreed")
+    assert _scaling("dogbreed") == ([], [], [])
+
+
+def test_an_asynchronous_endpoint_scales_to_zero_on_its_backlog(sagemaker, recording):
+    dogctl, _ = sagemaker
+    out = dogctl("deploy", "--sagemaker", "--name", "queue", "--async", "--model-data", MODEL_DATA,
+                 "--instance-type", "ml.c5.xlarge", "--autoscale", "0:3")
+    assert out.returncode == 0, out.stdout + out.stderr
+    targets, policies_, (alarm,) = _scaling("queue")
+    assert [(t["MinCapacity"], t["MaxCapacity"]) for t in targets] == [(0, 3)]
+    by_type = {p["PolicyType"]: p for p in policies_}
+    tracking = by_type["TargetTrackingScaling"]["TargetTrackingScalingPolicyConfiguration"]
+    assert tracking["TargetValue"] == 5.0
+    assert tracking["CustomizedMetricSpecification"] == {
+        "MetricName": "ApproximateBacklogSizePerInstance", "Namespace": "AWS/SageMaker",
+        "Dimensions": [{"Name": "EndpointName", "Value": "queue"}], "Statistic": "Average"}
+    assert by_type["StepScaling"]["StepScalingPolicyConfiguration"]["StepAdjustments"] == [
+        {"MetricIntervalLowerBound": 0.0, "ScalingAdjustment": 1}]
+    assert alarm["MetricName"] == "HasBacklogWithoutCapacity"
+    assert alarm["AlarmActions"] == [by_type["StepScaling"]["PolicyARN"]]
+    assert dogctl("teardown", "--sagemaker", "--name", "queue").returncode == 0
+    assert _scaling("queue") == ([], [], [])
+
+
+def test_autoscale_is_refused_where_it_cannot_work_before_anything_is_created(sagemaker, recording):
+    dogctl, _ = sagemaker
+    for args, says in ((["--autoscale", "0:2"], "only asynchronous endpoints scale to 0"),
+                       (["--autoscale", "3:2"], "expected MIN:MAX instances"),
+                       (["--autoscale", "1:2", "--instance-count", "3"], "--instance-count 3 is outside"),
+                       (["--autoscale", "1:2", "--serverless-memory", "2048"], "scale by themselves"),
+                       (["--autoscale", "1:2", "--target-backlog", "3"], "for asynchronous endpoints"),
+                       (["--target-invocations", "30"], "go with --autoscale")):
+        out = dogctl("deploy", "--sagemaker", "--model-data", MODEL_DATA, *args)
+        assert out.returncode == 2 and says in out.stderr, (args, out.stderr)
+    assert recorded(recording, "CreateModel") == []

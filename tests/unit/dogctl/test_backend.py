@@ -132,3 +132,8 @@ def test_local_resources_are_the_runs_and_studies_a_live_dogctl_works_on(tmp_pat
                                            (187200, "2d04h")])
 def test_resources_show_a_short_age(seconds, shown):
     assert account_verbs.age(seconds) == shown
+
+
+def test_a_local_endpoint_refuses_autoscale(tmp_path):
+    with pytest.raises(UserError, match="--autoscale scales SageMaker endpoints"):
+        LocalBackend(tmp_path).deploy(B.DeployRequest(autoscale=(1, 2)))
