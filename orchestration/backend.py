@@ -95,6 +95,8 @@ class DeployRequest:
     use_async: bool = False
     max_concurrency: int = 5
     capture_percent: int | None = None  # SageMaker: DataCaptureConfig, this share of requests
+    package: str | None = None  # an approved model package instead (latest-approved, N, GROUP/N, ARN)
+    group: str = "dogbreed"  # the package's model group, when not named in it
     autoscale: tuple[int, int] | None = None  # SageMaker: MIN..MAX instances (Application Auto Scaling)
     target_invocations: float | None = None  # ... tracking invocations per instance per minute
     target_backlog: float | None = None  # ... or, asynchronous endpoints, the backlog per instance
@@ -115,6 +117,23 @@ class TransformRequest:
     instance_count: int = 1
     wait: bool = True
     attach: str | None = None
+
+
+@dataclass(frozen=True)
+class RegisterRequest:
+    group: str = "dogbreed"  # the model group (created when missing)
+    model: Path | None = None  # locally: model folder, /opt/ml tree or run folder (default: the newest)
+    job: str | None = None  # SageMaker: the training job whose model (default: the last one)
+    model_data: str | None = None  # SageMaker: a model.tar.gz in S3 instead
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class ReviewRequest:
+    package: str  # latest, N, GROUP/N, or a model package ARN
+    approve: bool  # True: Approved; False: Rejected
+    group: str = "dogbreed"
+    note: str | None = None  # the approval's description
 
 
 @dataclass(frozen=True)
@@ -234,6 +253,20 @@ class Resource:
 
 
 @dataclass(frozen=True)
+class Package:
+    """One version of a model group in the registry."""
+
+    id: str  # a SageMaker ARN, or GROUP/VERSION locally
+    group: str
+    version: int
+    status: str  # PendingManualApproval, Approved, Rejected
+    model: str  # the model folder or model.tar.gz URI
+    metrics: Mapping[str, float] = field(default_factory=dict)  # the job's final metrics
+    rules: Mapping[str, str] = field(default_factory=dict)  # rule -> verdict, when known
+    previous: str | None = None  # after a review: the status it had
+
+
+@dataclass(frozen=True)
 class ResourcesResult:
     where: str  # for the user: this machine's workdir, or the account, region and prefix
     found: tuple[Resource, ...] = ()
@@ -245,7 +278,8 @@ class TeardownResult:
     deleted: tuple[str, ...] = ()  # what went (locally: the endpoint, if it was running)
 
 
-VERBS = ("data", "train", "tune", "stop", "deploy", "transform", "sender", "teardown", "resources")
+VERBS = ("data", "train", "tune", "stop", "deploy", "transform", "sender", "teardown", "resources",
+         "register", "review")
 
 
 @runtime_checkable
@@ -284,4 +318,12 @@ class Backend(Protocol):
 
     def resources(self, request: ResourcesRequest) -> ResourcesResult:
         """What dogctl started that still runs or bills (SageMaker: found by its tags)."""
+        ...
+
+    def register(self, request: RegisterRequest) -> Package:
+        """A trained model as a new version of its model group, PendingManualApproval."""
+        ...
+
+    def review(self, request: ReviewRequest) -> Package:
+        """Approve or reject a model package (deploy --package takes approved ones only)."""
         ...

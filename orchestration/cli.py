@@ -17,7 +17,6 @@ from dogbreed.contract.hyperparameters import RESERVED_PREFIXES, parse
 from dogbreed.errors import UserError
 
 from . import dataset, interrupts
-from .account_verbs import cmd_init, cmd_resources
 from .backend import (
     Backend,
     DataRequest,
@@ -34,6 +33,7 @@ from .backend import (
     TuneRequest,
     TuneResult,
 )
+from .operations import cmd_init, cmd_register, cmd_resources, cmd_review
 from .parser import build_parser
 from .progress import Progress
 from .tuning import TuningSetup, parse_range, trials_table
@@ -225,7 +225,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         job=args.job, model_data=args.model_data, instance_type=args.instance_type,
         instance_count=args.instance_count, ami_version=args.ami_version,
         serverless_memory=args.serverless_memory, use_async=args.use_async,
-        max_concurrency=args.max_concurrency, capture_percent=args.capture_percent, autoscale=args.autoscale,
+        max_concurrency=args.max_concurrency, capture_percent=args.capture_percent, package=args.package,
+        group=args.group, autoscale=args.autoscale,
         target_invocations=args.target_invocations, target_backlog=args.target_backlog)
     result: DeployResult = choose_backend(args).deploy(request)
     if result.url:  # a local endpoint
@@ -327,7 +328,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 COMMANDS = {"data": cmd_data, "train": cmd_train, "tune": cmd_tune, "stop": cmd_stop, "report": cmd_report,
             "deploy": cmd_deploy, "invoke": cmd_invoke, "evaluate": cmd_evaluate, "transform": cmd_transform,
-            "teardown": cmd_teardown, "resources": cmd_resources, "init": cmd_init, "summary": cmd_summary}
+            "teardown": cmd_teardown, "resources": cmd_resources, "init": cmd_init,
+            "register": cmd_register, "approve": cmd_review, "reject": cmd_review, "summary": cmd_summary}
 
 
 class Terminated(BaseException):

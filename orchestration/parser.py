@@ -1,19 +1,23 @@
 """``dogctl``: the workflow of the reference write-ups as one command-line tool.
 
+    dogctl init --sagemaker                       set up an AWS account: bucket, repository, role
     dogctl data  [--source ZIP|FOLDER|URL]        fetch, extract and check the dataset
     dogctl train --local [--hp NAME=VALUE ...]    train with the real `train` program
     dogctl tune --local [--trials 20 --parallel 2] tune (Optuna), best hyperparameters to a file
     dogctl stop NAME                              stop a running training run or study
     dogctl report RUN_DIR                         the HTML report of a job (rules included)
+    dogctl register [--model RUN_DIR]             a model as a new version in the registry
+    dogctl approve|reject PACKAGE                 review a registered version
     dogctl deploy [--model RUN_DIR]               serve a model (the newest by default) on :8080
     dogctl invoke PHOTO...                        the top breeds of each photo, from the endpoint
     dogctl evaluate [--split test]                a whole split through the endpoint: accuracy, errors
     dogctl transform [--data FOLDER]              batch transform: every photo through the model, to files
     dogctl teardown                               stop the endpoint
     dogctl summary                                data, tuning, model and report, in a few lines
+    dogctl resources                              what still runs or bills
 
-data, train, tune, stop, deploy, invoke, evaluate, transform and teardown take --sagemaker to do the same
-on SageMaker (after `dogctl data --sagemaker`); see README.
+Every verb but report and summary takes --sagemaker to do the same on SageMaker (after
+`dogctl init --sagemaker` and `dogctl data --sagemaker`); see README.
 
 Every command prints progress, and a one-line error instead of a traceback.
 """
@@ -22,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,62 +33,11 @@ from typing import Any
 from . import dataset
 from .local.runner import DEFAULT_IMAGE
 from .local.runner import KINDS as RUNNER_KINDS
+from .option_types import above_zero, bounds, env_item, keep_alive, model_group, percent, tag_item
+from .packages import DEFAULT_GROUP
 from .sagemaker.training import DEBUGGER_MODES
 
 DEFAULT_WORKDIR = Path("work")
-
-def env_item(item: str) -> tuple[str, str]:
-    """--env NAME=VALUE, NAME a valid environment variable name."""
-    name, sep, value = item.partition("=")
-    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE with a variable name, got {item!r}")
-    return name, value
-
-
-def whole_number(low: int, high: int, what: str) -> Callable[[str], int]:
-    """An argparse type: a whole number from ``low`` to ``high``, else one line naming ``what``."""
-
-    def parse(text: str) -> int:
-        value = int(text) if text.strip().isdigit() else None
-        if value is None or not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return value
-
-    return parse
-
-
-def tag_item(item: str) -> tuple[str, str]:
-    """``--tag KEY=VALUE``: one tag (checked with the rest when the settings are read)."""
-    key, sep, value = item.partition("=")
-    if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {item!r}")
-    return key.strip(), value.strip()
-
-
-def bounds(text: str) -> tuple[int, int]:
-    """``--autoscale MIN:MAX``: 0 <= MIN <= MAX, 1 <= MAX <= 100 instances."""
-    low, sep, high = text.partition(":")
-    if sep and low.strip().isdigit() and high.strip().isdigit():
-        found = int(low), int(high)
-        if found[0] <= found[1] and 1 <= found[1] <= 100:
-            return found
-    raise argparse.ArgumentTypeError(f"expected MIN:MAX instances, 0 <= MIN <= MAX <= 100, e.g. 1:4, "
-                                     f"got {text!r}")
-
-
-def above_zero(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
-    return value
-
-
-percent = whole_number(1, 100, "a whole percentage from 1 to 100")
-keep_alive = whole_number(1, 3600, "seconds from 1 to 3600 (SageMaker's limit)")
-
 
 def _data(sub: Any) -> None:
     p = sub.add_parser("data", help="fetch, extract and check the dataset")
@@ -192,6 +144,9 @@ def _deploy(sub: Any) -> None:
     p.add_argument("--capture", dest="capture_percent", type=percent, metavar="PERCENT",
                    help="with --sagemaker: capture this share of requests and answers (1-100) to "
                    "s3://BUCKET/PREFIX/capture/NAME/ (not on serverless endpoints)")
+    p.add_argument("--package", metavar="REF", help="an approved model package instead: latest-approved, a "
+                   "version of --group, GROUP/VERSION or (with --sagemaker) an ARN")
+    group_option(p)
     p.add_argument("--autoscale", type=bounds, metavar="MIN:MAX",
                    help="with --sagemaker: scale between MIN and MAX instances (Application Auto Scaling, "
                    "target tracking; MIN 0 only with --async); teardown removes it first")
@@ -271,6 +226,37 @@ def _init(sub: Any) -> None:
     aws_options(p)
 
 
+def group_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--group", type=model_group, default=DEFAULT_GROUP,
+                   help="the model group in the registry (default: %(default)s)")
+
+
+def _register(sub: Any) -> None:
+    p = sub.add_parser("register", help="a trained model as a new version in the model registry, pending "
+                       "approval (locally: WORKDIR/registry/GROUP.json; SageMaker: Model Registry)")
+    p.add_argument("--model", type=Path, help="locally: model folder, /opt/ml tree or run folder "
+                   "(default: the newest model under WORKDIR/runs)")
+    p.add_argument("--description", help="what this version is")
+    group_option(p)
+    p.add_argument("--sagemaker", action="store_true", help="in SageMaker's Model Registry, with the "
+                   "job's metrics and rule verdicts")
+    sagemaker_model_options(p)
+    aws_options(p)
+
+
+def _review(verb: str, what: str) -> Callable[[Any], None]:
+    def add(sub: Any) -> None:
+        p = sub.add_parser(verb, help=f"{what} a model package in the registry")
+        p.add_argument("package", metavar="PACKAGE", help="latest, a version of --group, GROUP/VERSION or "
+                       "(with --sagemaker) an ARN")
+        p.add_argument("--note", help="why (SageMaker's ApprovalDescription)")
+        group_option(p)
+        p.add_argument("--sagemaker", action="store_true", help="in SageMaker's Model Registry")
+        aws_options(p)
+
+    return add
+
+
 def _resources(sub: Any) -> None:
     p = sub.add_parser("resources", help="what dogctl started that still runs or bills (SageMaker: "
                        "endpoints, jobs in progress and warm pools it tagged; locally: endpoints, runs, "
@@ -346,8 +332,9 @@ def endpoint_options(p: argparse.ArgumentParser) -> None:
     aws_options(p)
 
 
-VERBS = (_init, _data, _train, _tune, _report, _deploy, _invoke, _evaluate, _transform, _summary, _stop,
-         _teardown, _resources)
+VERBS = (_init, _data, _train, _tune, _report, _register, _review("approve", "approve"),
+         _review("reject", "reject"), _deploy, _invoke, _evaluate, _transform, _summary, _stop, _teardown,
+         _resources)
 
 
 def build_parser() -> argparse.ArgumentParser:

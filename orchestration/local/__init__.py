@@ -31,10 +31,13 @@ from ..backend import (
     DeployRequest,
     DeployResult,
     EndpointRequest,
+    Package,
+    RegisterRequest,
     Reporter,
     Resource,
     ResourcesRequest,
     ResourcesResult,
+    ReviewRequest,
     Sender,
     StopRequest,
     StopResult,
@@ -46,7 +49,8 @@ from ..backend import (
     TuneRequest,
     TuneResult,
 )
-from . import hosting, runner, training, tuning
+from ..packages import must_be_approved
+from . import hosting, packages, runner, training, tuning
 
 PID_FILE = "dogctl.pid"  # in a run or study folder while dogctl works on it: `dogctl stop` reads it
 FEATURE_CACHE = "feature-cache"  # under the workdir: the backbone features runs share (finetune=head)
@@ -182,11 +186,23 @@ class LocalBackend(Backend):
     def _model(self, model: Path | None) -> Path:
         return hosting.model_folder(model) if model else hosting.newest_model(self.workdir)
 
+    def register(self, request: RegisterRequest) -> Package:
+        """The model folder as the next version of its group in WORKDIR/registry/GROUP.json."""
+        return packages.register(self.workdir, self._model(request.model), request)
+
+    def review(self, request: ReviewRequest) -> Package:
+        return packages.review(self.workdir, request)
+
     def deploy(self, request: DeployRequest) -> DeployResult:
         if request.autoscale:
             raise UserError("--autoscale scales SageMaker endpoints (--sagemaker); a local endpoint's "
                             "size is --workers")
-        model = self._model(request.model)
+        if request.package:
+            package, _ = packages.find(self.workdir, request.package, request.group)
+            must_be_approved(package.id, package.status)
+            model = Path(package.model)
+        else:
+            model = self._model(request.model)
         name = request.name or hosting.DEFAULT_NAME
         self.report.line(f"deploy: starting serve on {model} (port {request.port})")
         ep = hosting.deploy(self.workdir, model, name=name, port=request.port, workers=request.workers,

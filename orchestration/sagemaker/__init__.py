@@ -22,9 +22,12 @@ from ..backend import (
     DeployRequest,
     DeployResult,
     EndpointRequest,
+    Package,
+    RegisterRequest,
     Reporter,
     ResourcesRequest,
     ResourcesResult,
+    ReviewRequest,
     Sender,
     StopRequest,
     StopResult,
@@ -130,12 +133,13 @@ class SageMakerBackend(Backend):
                               self.workdir / "tuning" / name, self.report)
 
     def deploy(self, request: DeployRequest) -> DeployResult:
-        from . import hosting, scaling
+        from . import hosting, packages, scaling
 
         autoscale = scaling.requested(request)  # refused before anything is created
         name = request.name or hosting.DEFAULT_NAME
-        data = request.model_data or hosting.model_data(self.client,
-                                                        self._deployed_job(request.job))
+        package = request.package and packages.approved_arn(self.client, request.package, request.group)
+        data = package or request.model_data or hosting.model_data(self.client,
+                                                                   self._deployed_job(request.job))
         answers = self.settings.s3_uri("async", name) if request.use_async else None
         capture = (hosting.Capture(request.capture_percent, self.settings.s3_uri("capture", name))
                    if request.capture_percent else None)
@@ -144,7 +148,8 @@ class SageMakerBackend(Backend):
                                environment=dict(request.environment), ami_version=request.ami_version,
                                async_output=answers, capture=capture)
         self.report.line(f"deploy: {data} to endpoint {name!r} ({spec.describe()})")
-        hosting.deploy(self.settings, self.client, data, name, spec, status_changes(self.report, "deploy"))
+        hosting.deploy(self.settings, self.client, data, name, spec, status_changes(self.report, "deploy"),
+                       package=package)
         if autoscale:
             self._autoscale(name, autoscale)
         return DeployResult(name, data)
@@ -227,6 +232,23 @@ class SageMakerBackend(Backend):
         found = Finder(self.client, prefix, self.session.client("application-autoscaling")).all()
         scope = "any prefix" if prefix is None else f"prefix {prefix!r}"
         return ResourcesResult(f"SageMaker in {self.client.meta.region_name}, {scope}", found)
+
+    def register(self, request: RegisterRequest) -> Package:
+        """CreateModelPackage in ``request.group`` (created when missing), with the job's metrics
+        and rule verdicts (the job's own, from its downloaded outputs, when `train` fetched them)."""
+        from . import hosting, packages
+        from .training import describe_training, job_verdicts
+
+        job = None if request.model_data else self._deployed_job(request.job)
+        described = describe_training(self.client, job) if job else None
+        data = request.model_data or hosting.model_data(self.client, job)
+        verdicts = job_verdicts(self.workdir / "runs" / job) if job else ()
+        return packages.register(self.settings, self.session, self.client, request, data, described, verdicts)
+
+    def review(self, request: ReviewRequest) -> Package:
+        from . import packages
+
+        return packages.review(self.client, request)
 
     def stop(self, request: StopRequest) -> StopResult:
         """StopTrainingJob, or StopHyperParameterTuningJob, for the job named ``request.job``."""

@@ -179,19 +179,23 @@ def model_data(client: Any, job_name: str) -> str:
     return job["ModelArtifacts"]["S3ModelArtifacts"]
 
 
-def model_request(settings: Settings, name: str, data: str, environment: dict[str, str]) -> api.Request:
-    """CreateModel: the project image serving ``data`` (a model.tar.gz in S3)."""
+def model_request(settings: Settings, name: str, data: str, environment: dict[str, str], *,
+                  package: str | None = None) -> api.Request:
+    """CreateModel: the project image serving ``data`` (a model.tar.gz in S3), or the model
+    package ``package`` (its image and model data)."""
     from sagemaker.core import shapes
 
+    source = ({"model_package_name": package} if package else
+              {"image": settings.need("image"), "model_data_url": data})
     return {"model_name": name, "execution_role_arn": settings.need("role"),
-            "primary_container": shapes.ContainerDefinition(image=settings.need("image"), model_data_url=data,
-                                                            environment=environment or None)}
+            "primary_container": shapes.ContainerDefinition(**source, environment=environment or None)}
 
 
 def deploy(settings: Settings, client: Any, data: str, name: str, hosting: Hosting,
            progress: Callable[[str, float], None], poll_every: float | None = None,
-           timeout: float = 3600) -> dict:
-    """Create the model, endpoint config and endpoint; wait until InService (or fail clearly)."""
+           timeout: float = 3600, package: str | None = None) -> dict:
+    """Create the model (of ``data``, or of the model package ``package``), endpoint config and
+    endpoint; wait until InService (or fail clearly)."""
     from botocore.exceptions import ClientError
 
     try:
@@ -206,7 +210,8 @@ def deploy(settings: Settings, client: Any, data: str, name: str, hosting: Hosti
     hosting.inference_ami()  # a host that cannot run the image is refused before anything is created
     try:
         tags = settings.resource_tags()
-        api.create(client, "Model", model_request(settings, model, data, hosting.container_env()), tags=tags)
+        api.create(client, "Model", model_request(settings, model, data, hosting.container_env(),
+                                                  package=package), tags=tags)
         api.create(client, "EndpointConfig", {
             "endpoint_config_name": name, "production_variants": [hosting.variant(model)],
             "async_inference_config": hosting.async_config(),

@@ -23,10 +23,12 @@ SAGEMAKER_ACTIONS = (
     "CreateEndpoint", "DescribeEndpoint", "DeleteEndpoint", "InvokeEndpoint", "InvokeEndpointAsync",
     "UpdateEndpointWeightsAndCapacities",  # Application Auto Scaling resizes the variant as the caller
     "CreateTransformJob", "DescribeTransformJob",
+    "CreateModelPackageGroup", "DescribeModelPackageGroup", "CreateModelPackage", "DescribeModelPackage",
+    "UpdateModelPackage",
     "AddTags", "ListTags",  # every create carries tags: SageMaker asks for AddTags too
 )
 SAGEMAKER_LISTS = ("ListModels", "ListEndpoints", "ListTrainingJobs", "ListHyperParameterTuningJobs",
-                   "ListTransformJobs")
+                   "ListTransformJobs", "ListModelPackages")
 AUTOSCALING_ACTIONS = tuple(f"application-autoscaling:{a}" for a in (
     "RegisterScalableTarget", "DeregisterScalableTarget", "DescribeScalableTargets", "PutScalingPolicy",
     "DeleteScalingPolicy", "DescribeScalingPolicies", "TagResource"))

@@ -54,6 +54,8 @@ class SageMakerProxy(http.server.BaseHTTPRequestHandler):
             job = json.loads(body)
             if status == 200 and job["TrainingJobName"] in self.server.running:
                 job["TrainingJobStatus"] = "InProgress"
+            if status == 200:
+                job.update(self.server.finished.get(job["TrainingJobName"], {}))
             return self._answer(job, status)
         if target.endswith(".ListTrainingJobsForHyperParameterTuningJob"):
             return self._answer({"TrainingJobSummaries": [
@@ -137,6 +139,7 @@ def sagemaker(recording, aws, tmp_path):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SageMakerProxy)
     server.upstream, server.describes, server.stops, server.running = recording, 0, [], set()
     server.warm = set()
+    server.finished = {}  # job name -> fields its DescribeTrainingJob answer gets (metrics, rules)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     proxy = f"http://127.0.0.1:{server.server_address[1]}"
     work = tmp_path / "work"

@@ -40,6 +40,8 @@ JSON_TYPE = "application/json"
 JSONLINES_TYPE = "application/jsonlines"
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 ACCEPTED = "image/jpeg, image/png (any image/*), application/x-image, application/json, application/jsonlines"
+# What a model package declares it takes (SupportedContentTypes): the usual of the above.
+CONTENT_TYPES = ("image/jpeg", "image/png", *RAW_TYPES, JSON_TYPE, JSONLINES_TYPE)
 
 
 class RequestError(Exception):

@@ -11,8 +11,8 @@ import typing
 import pytest
 
 from dogbreed.errors import UserError
-from orchestration import account_verbs, cli, interrupts
 from orchestration import backend as B
+from orchestration import cli, interrupts, operations
 from orchestration.local import LocalBackend
 from orchestration.sagemaker import SageMakerBackend, Settings
 
@@ -131,7 +131,7 @@ def test_local_resources_are_the_runs_and_studies_a_live_dogctl_works_on(tmp_pat
 @pytest.mark.parametrize("seconds,shown", [(-3, "0s"), (45, "45s"), (720, "12m"), (11100, "3h05m"),
                                            (187200, "2d04h")])
 def test_resources_show_a_short_age(seconds, shown):
-    assert account_verbs.age(seconds) == shown
+    assert operations.age(seconds) == shown
 
 
 def test_a_local_endpoint_refuses_autoscale(tmp_path):

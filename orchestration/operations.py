@@ -1,6 +1,6 @@
-"""The verbs of running dogctl on an account, beyond the workflow: ``init`` (what an AWS account
-needs, created once) and ``resources`` (what still runs or bills). :mod:`orchestration.cli`
-dispatches them."""
+"""The verbs of operating dogctl beyond the workflow: ``init`` (what an AWS account needs,
+created once), ``resources`` (what still runs or bills), and the model registry's ``register``,
+``approve`` and ``reject``. :mod:`orchestration.cli` dispatches them."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dogbreed.errors import UserError
 
-from .backend import ResourcesRequest, ResourcesResult
+from .backend import Package, RegisterRequest, ResourcesRequest, ResourcesResult, ReviewRequest
 
 
 def _backend(args: argparse.Namespace):  # the cli's one chooser (imported late: it imports this module)
@@ -86,4 +86,31 @@ def cmd_init(args: argparse.Namespace) -> int:
           f"your user or role); all four policies in {folder}")
     print("init: next: `make build push`, then `dogctl data --sagemaker` (a new role can take a few "
           "seconds before SageMaker accepts it)")
+    return 0
+
+
+def print_package(verb: str, package: Package) -> None:
+    status = f"{package.previous} -> {package.status}" if package.previous else package.status
+    print(f"{verb}: {package.id} (version {package.version} of {package.group}): {status}")
+    if package.metrics:
+        print(f"{verb}: metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(package.metrics.items())))
+    if package.rules:
+        print(f"{verb}: rules: " + ", ".join(f"{k} {v}" for k, v in sorted(package.rules.items())))
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    request = RegisterRequest(args.group, model=args.model, job=args.job, model_data=args.model_data,
+                              description=args.description)
+    package = _backend(args).register(request)
+    print_package("register", package)
+    where = " --sagemaker" if args.sagemaker else ""
+    print(f"register: model {package.model}; `dogctl approve{where} {package.version} --group "
+          f"{package.group}` approves it for `dogctl deploy{where} --package latest-approved`")
+    return 0
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    """approve or reject (``args.command``)."""
+    request = ReviewRequest(args.package, args.command == "approve", args.group, args.note)
+    print_package(args.command, _backend(args).review(request))
     return 0
