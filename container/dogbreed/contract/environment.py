@@ -32,6 +32,10 @@ DEFAULT_BASE_DIR = "/opt/ml"
 # A folder outside /opt/ml where `train` keeps the frozen backbone's features, the decoded photos and
 # the header scans for later runs (dogbreed.data); unset: a run keeps them for itself only.
 FEATURE_CACHE = "DOGBREED_FEATURE_CACHE"
+# Set by SageMaker in a job kept warm (KeepAlivePeriodInSeconds): a folder that the next job on the same
+# instances finds as this one left it. Unless FEATURE_CACHE is set, `train` keeps its caches there, keyed
+# by the files' contents: each job downloads its channels again, with new modification times.
+WARMPOOL_CACHE = "SAGEMAKER_MANAGED_WARMPOOL_CACHE_DIRECTORY"
 WEIGHTS = "DOGBREED_WEIGHTS"  # the ImageNet weights file (dogbreed.model.weights)
 WEIGHTS_SHA256 = "DOGBREED_WEIGHTS_SHA256"  # accept that file by this hash instead of torchvision's
 MASTER_ADDR = "DOGBREED_MASTER_ADDR"  # the rendezvous host (a cluster without SageMaker's DNS)
@@ -120,8 +124,17 @@ def base_dir(env: Mapping[str, str] | None = None) -> Path:
 
 
 def feature_cache(env: Mapping[str, str] | None = None) -> Path | None:
+    """``DOGBREED_FEATURE_CACHE``, else the warm pool's folder (its ``dogbreed`` sub-folder), else None."""
     env = os.environ if env is None else env
-    return _get(env, FEATURE_CACHE, Path, "a folder", None)
+    warm = _get(env, WARMPOOL_CACHE, Path, "a folder", None)
+    return _get(env, FEATURE_CACHE, Path, "a folder", warm and warm / "dogbreed")
+
+
+def cache_by_content(env: Mapping[str, str] | None = None) -> bool:
+    """Whether cache keys hash the files' contents: when the caches live in the warm pool's folder
+    (the channels are new copies in each job), not when ``DOGBREED_FEATURE_CACHE`` names one."""
+    env = os.environ if env is None else env
+    return not env.get(FEATURE_CACHE, "").strip() and bool(env.get(WARMPOOL_CACHE, "").strip())
 
 
 @dataclass(frozen=True)
@@ -130,6 +143,7 @@ class TrainingEnvironment:
 
     base_dir: Path = Path(DEFAULT_BASE_DIR)
     feature_cache: Path | None = None
+    cache_by_content: bool = False  # cache keys hash file contents (the warm pool's folder), not stats
     weights: Path | None = None
     weights_sha256: str | None = None
     master_addr: str | None = None
@@ -142,6 +156,7 @@ class TrainingEnvironment:
         return cls(
             base_dir=base_dir(env),
             feature_cache=feature_cache(env),
+            cache_by_content=cache_by_content(env),
             weights=_get(env, WEIGHTS, Path, "the path of a weights file", None),
             weights_sha256=_get(env, WEIGHTS_SHA256, _sha256, "a SHA-256 (64 hexadecimal digits)", None),
             master_addr=_get(env, MASTER_ADDR, str, "a host name or address", None),

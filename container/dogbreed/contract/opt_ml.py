@@ -28,7 +28,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from dogbreed.contract.environment import base_dir, feature_cache
+from dogbreed.contract.environment import base_dir, cache_by_content, feature_cache
 from dogbreed.errors import UserError
 from dogbreed.files import atomic_write_bytes
 
@@ -70,6 +70,8 @@ class OptML:
     root: Path = field(default_factory=base_dir)
     # A folder outside /opt/ml for caches later runs share (DOGBREED_FEATURE_CACHE); None: none.
     feature_cache_dir: Path | None = field(default_factory=feature_cache)
+    # Whether those caches key on the files' contents (a warm pool's folder), not their stats.
+    cache_by_content: bool = field(default_factory=cache_by_content)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)

@@ -4,7 +4,8 @@
 9,285 dogImages files); a tuning study runs it once per trial on the same files. With
 ``DOGBREED_FEATURE_CACHE`` set, the verdicts are kept in its ``scans`` folder, one JSON file per
 listing: its name and content hold the SHA-256 of every file's path relative to the split's root,
-label, size and modification time (a ``stat``, no read: the feature cache's convention), of the
+label, size and modification time (a ``stat``, no read: the feature cache's convention; in a warm
+pool's folder, size and SHA-256 of the contents instead: :func:`fingerprint`), of the
 checking code (``images.py``, ``data.py``) and of the Pillow version. Any change to the files
 gives another key, so the split is checked again. A file is written to a temporary name and
 renamed; one that does not parse or holds another key is ignored (and replaced).
@@ -12,6 +13,7 @@ renamed; one that does not parse or holds another key is ignored (and replaced).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -30,18 +32,31 @@ FOLDER = "scans"
 CODE_FILES = ("data/images.py", "data/splits.py")
 
 
-def listing_key(root: Path, candidates: Sequence[tuple[Path, int]]) -> str | None:
-    """SHA-256 of the checking code and of every candidate's relative path, label, size and
-    mtime; None if a file cannot be stat'ed (it is then checked, and reported, as usual)."""
+@functools.cache
+def _content(path: str, size: int, mtime_ns: int) -> str:
+    """SHA-256 of a file's bytes, once per run for a file as it stands (size and mtime)."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def fingerprint(path: str, by_content: bool = False) -> str:
+    """What a cache key holds of one file: its size and modification time (a ``stat``), or with
+    ``by_content`` its size and SHA-256 (files copied anew, as each warm-pool job's channels are)."""
+    st = os.stat(path)
+    return f"{st.st_size}\t{_content(path, st.st_size, st.st_mtime_ns) if by_content else st.st_mtime_ns}"
+
+
+def listing_key(root: Path, candidates: Sequence[tuple[Path, int]], by_content: bool = False) -> str | None:
+    """SHA-256 of the checking code and of every candidate's relative path, label and
+    :func:`fingerprint`; None if a file cannot be read (it is then checked, and reported, as usual)."""
     code = source_digest(*CODE_FILES)
     digest = hashlib.sha256(f"format {FORMAT}\npillow {PIL.__version__}\ncode {code}".encode())
     prefix = os.path.join(root, "")
     try:
         for path, label in candidates:
             name = str(path)
-            st = os.stat(name)
             rel = name[len(prefix):] if name.startswith(prefix) else os.path.relpath(name, root)
-            digest.update(f"\n{rel}\t{label}\t{st.st_size}\t{st.st_mtime_ns}".encode())
+            digest.update(f"\n{rel}\t{label}\t{fingerprint(name, by_content)}".encode())
     except OSError:
         return None
     return digest.hexdigest()

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dogbreed.data.images import check_header
-from dogbreed.data.scancache import ScanCache, listing_key
+from dogbreed.data.scancache import ScanCache, fingerprint, listing_key
 from dogbreed.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -39,18 +39,19 @@ class Split:
     classes: list[str]
     samples: list[tuple[str, int]]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+    by_content: bool = False  # cache keys hash the files' contents (see digest)
     _digest: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def digest(self) -> str:
-        """SHA-256 of the classes and of every image's path relative to the root, label, size and
-        modification time (a stat, no read): what the feature and decoded-photo caches key on.
-        Computed at the first call; the scan's files are taken to stay as they are for the run."""
+        """SHA-256 of the classes and of every image's path relative to the root, label and
+        :func:`~dogbreed.data.scancache.fingerprint` (size and mtime, or with ``by_content`` size and
+        contents): what the feature and decoded-photo caches key on. Computed at the first call;
+        the scan's files are taken to stay as they are for the run."""
         if self._digest is None:
             digest = hashlib.sha256(json.dumps(self.classes).encode())
             for path, label in self.samples:
-                st = os.stat(path)
                 rel = os.path.relpath(path, self.root)
-                digest.update(f"\n{rel}\t{label}\t{st.st_size}\t{st.st_mtime_ns}".encode())
+                digest.update(f"\n{rel}\t{label}\t{fingerprint(path, self.by_content)}".encode())
             self._digest = digest.hexdigest()
         return self._digest
 
@@ -92,15 +93,16 @@ def _files(class_dir: Path) -> list[Path]:
 
 
 def scan_split(name: str, root: Path, *, check: bool = True, threads: int = 8,
-               cache_dir: Path | None = None) -> Split:
+               cache_dir: Path | None = None, by_content: bool = False) -> Split:
     """List ``root``'s classes and images; with ``check``, read every header to skip bad files
-    (or, with ``cache_dir``, take the verdicts of an earlier scan of the very same files)."""
+    (or, with ``cache_dir``, take the verdicts of an earlier scan of the very same files: the same
+    stats, or with ``by_content`` the same contents)."""
     classes = find_classes(root)
     candidates = [(path, label) for label, c in enumerate(classes) for path in _files(root / c)]
     reasons: list[str | None] = [None] * len(candidates)
     if check and candidates:
-        reasons = _checked(name, root, candidates, threads, cache_dir)
-    split = Split(name=name, root=root, classes=classes, samples=[])
+        reasons = _checked(name, root, candidates, threads, cache_dir, by_content)
+    split = Split(name=name, root=root, classes=classes, samples=[], by_content=by_content)
     for (path, label), reason in zip(candidates, reasons, strict=True):
         if reason is None:
             split.samples.append((str(path), label))
@@ -114,10 +116,10 @@ def scan_split(name: str, root: Path, *, check: bool = True, threads: int = 8,
 
 
 def _checked(name: str, root: Path, candidates: list[tuple[Path, int]], threads: int,
-             cache_dir: Path | None) -> list[str | None]:
+             cache_dir: Path | None, by_content: bool) -> list[str | None]:
     """Each candidate's header verdict (None: usable), from the scan cache when it holds them."""
     cache = ScanCache(cache_dir) if cache_dir is not None else None
-    key = listing_key(root, candidates) if cache is not None else None
+    key = listing_key(root, candidates, by_content) if cache is not None else None
     if cache is not None and key is not None and (skipped := cache.load(key)) is not None:
         log.info("%s: header checks of %d files: cache hit (%s)", name, len(candidates), cache.path(key))
         if not skipped:

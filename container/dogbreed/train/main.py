@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(world)
     try:
         env = TrainingEnvironment.read()  # the one read of the environment; a bad value fails here
-        opt = OptML(env.base_dir, env.feature_cache)
+        opt = OptML(env.base_dir, env.feature_cache, env.cache_by_content)
         if world is None and (program := _user_program(opt, env)):
             hand_over(opt, program)  # the toolkit exits with the script's outcome
         with stop_on_sigterm():

@@ -58,7 +58,8 @@ class TrainingStopped(BaseException):
 def scan(opt: OptML, world: World) -> dict[str, Split]:
     """The channels' splits, checked to share the training split's classes, and logged."""
     cache = opt.feature_cache_dir  # unchanged files' header checks are not repeated
-    splits = {name: scan_split(name, path, cache_dir=cache) for name, path in opt.channels().items()}
+    splits = {name: scan_split(name, path, cache_dir=cache, by_content=opt.cache_by_content)
+              for name, path in opt.channels().items()}
     for name in ("valid", "test"):
         if name in splits:
             check_same_classes(splits["train"], splits[name])

@@ -82,3 +82,15 @@ def test_training_environment_reads_its_variables():
 def test_a_bad_training_value_is_refused(name, value):
     with pytest.raises(SettingError, match=name):
         TrainingEnvironment.read({name: value})
+
+
+def test_a_warm_pools_folder_holds_the_caches_keyed_by_content_unless_one_is_named():
+    from dogbreed.contract.environment import TrainingEnvironment
+
+    warm = {"SAGEMAKER_MANAGED_WARMPOOL_CACHE_DIRECTORY": "/opt/ml/sagemaker/warmpoolcache"}
+    env = TrainingEnvironment.read(warm)
+    assert env.feature_cache == Path("/opt/ml/sagemaker/warmpoolcache/dogbreed") and env.cache_by_content
+    named = TrainingEnvironment.read({**warm, "DOGBREED_FEATURE_CACHE": "/cache"})
+    assert named.feature_cache == Path("/cache") and not named.cache_by_content
+    assert TrainingEnvironment.read({}).feature_cache is None
+    assert not TrainingEnvironment.read({}).cache_by_content

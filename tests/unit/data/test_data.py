@@ -113,3 +113,19 @@ def test_a_damaged_scan_cache_file_is_checked_again(data, tmp_path, caplog):
         assert [p for p, _ in split.skipped] == [str(victim.relative_to(data / "train"))]  # read again
         caplog.clear()
     assert json.loads(entry.read_text())["skipped"] == dict(split.skipped)  # replaced
+
+
+def test_a_files_fingerprint_by_content_survives_a_new_copy_and_by_stat_does_not(tmp_path):
+    import os
+
+    from dogbreed.data.scancache import fingerprint
+
+    first, second, other = tmp_path / "a.jpg", tmp_path / "b.jpg", tmp_path / "c.jpg"
+    first.write_bytes(b"photo" * 100)
+    second.write_bytes(b"photo" * 100)
+    other.write_bytes(b"phot0" * 100)
+    os.utime(second, ns=(10**18, 10**18))
+    assert fingerprint(str(first), by_content=True) == fingerprint(str(second), by_content=True)
+    assert fingerprint(str(first), by_content=True) != fingerprint(str(other), by_content=True)
+    assert fingerprint(str(first)) != fingerprint(str(second))  # the stat: the mtime differs
+    assert fingerprint(str(first)).split("\t")[0] == "500"

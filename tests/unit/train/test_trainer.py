@@ -151,3 +151,36 @@ def test_early_stopping_ends_the_run_after_patience_stale_epochs(tmp_path, datas
     run.run()
     assert run.state.stopped_early
     assert len(run.state.history) < 6
+
+
+def test_a_second_job_in_a_warm_pool_finds_the_first_jobs_caches(tmp_path, dataset, standin, monkeypatch,
+                                                                 caplog):
+    """SageMaker downloads each job's channels again (new files, new mtimes) onto the warm pool's
+    instances: the caches in its folder key on contents, so the second job hits them; keyed on
+    stats, as DOGBREED_FEATURE_CACHE's are, it would miss."""
+    import logging
+    import shutil
+
+    monkeypatch.setenv("DOGBREED_WEIGHTS", str(standin[0]))
+    monkeypatch.setenv("DOGBREED_WEIGHTS_SHA256", standin[1])
+    warm = tmp_path / "warmpool" / "dogbreed"
+    hp = {**HP, "finetune": "head", "pretrained": "true", "augment": "false", "epochs": "1"}
+
+    def job(n: int, by_content: bool) -> str:
+        download = tmp_path / f"download-{n}"
+        shutil.copytree(dataset, download)
+        for path in download.rglob("*.png"):
+            os.utime(path, ns=(n * 10**18, n * 10**18))  # what a fresh download gives: other mtimes
+        opt = OptML(write_opt_ml(tmp_path / f"job-{n}" / "opt_ml", download, hp), warm, by_content)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="dogbreed"):
+            trainer(opt).run()
+        return caplog.text
+
+    first = job(1, by_content=True)
+    assert "features: train" in first and "cache miss" in first
+    second = job(2, by_content=True)
+    assert "header checks of" in second and "cache hit" in second
+    assert "cache miss" not in second
+    by_stats = job(3, by_content=False)
+    assert "cache miss" in by_stats
