@@ -197,6 +197,8 @@ class LocalBackend(Backend):
         if request.autoscale:
             raise UserError("--autoscale scales SageMaker endpoints (--sagemaker); a local endpoint's "
                             "size is --workers")
+        if request.package and request.model:
+            raise UserError("deploy a model package (--package) or a model (--model), not both")
         if request.package:
             package, _ = packages.find(self.workdir, request.package, request.group)
             must_be_approved(package.id, package.status)

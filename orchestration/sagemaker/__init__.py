@@ -136,6 +136,8 @@ class SageMakerBackend(Backend):
         from . import hosting, packages, scaling
 
         autoscale = scaling.requested(request)  # refused before anything is created
+        if request.package and (request.job or request.model_data):
+            raise AwsError("deploy a model package (--package) or a model (--job, --model-data), not both")
         name = request.name or hosting.DEFAULT_NAME
         package = request.package and packages.approved_arn(self.client, request.package, request.group)
         data = package or request.model_data or hosting.model_data(self.client,

@@ -101,6 +101,9 @@ def ensure_bucket(s3: Any, names: Names, tags: Mapping[str, str], dry_run: bool)
         if _code(exc) in ("403", "AccessDenied"):
             raise AwsError(f"bucket {names.bucket!r} exists but is not yours (or you may not read it): "
                            "pass another --bucket") from exc
+        if _code(exc) in ("301", "PermanentRedirect"):
+            raise AwsError(f"bucket {names.bucket!r} exists in another region than {names.region}: "
+                           "SageMaker reads channels from its own region; pass another --bucket") from exc
         if _code(exc) not in ("404", "NoSuchBucket", "NotFound"):
             raise
         if dry_run:

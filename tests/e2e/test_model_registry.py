@@ -55,6 +55,8 @@ def test_register_approve_and_deploy_a_package_on_sagemaker(sagemaker, recording
     assert refused.returncode == 2 and "model package group 'dogs' has no approved version" in refused.stderr
     pending = dogctl("deploy", "--sagemaker", "--package", "dogs/1")
     assert pending.returncode == 2 and "is PendingManualApproval, not Approved" in pending.stderr
+    both = dogctl("deploy", "--sagemaker", "--package", "dogs/1", "--model-data", model_data)
+    assert both.returncode == 2 and "(--package) or a model (--job, --model-data), not both" in both.stderr
     assert recorded(recording, "CreateModel") == []
 
     approved = dogctl("approve", "--sagemaker", "1", "--group", "dogs", "--note", "beats v0")

@@ -137,3 +137,8 @@ def test_resources_show_a_short_age(seconds, shown):
 def test_a_local_endpoint_refuses_autoscale(tmp_path):
     with pytest.raises(UserError, match="--autoscale scales SageMaker endpoints"):
         LocalBackend(tmp_path).deploy(B.DeployRequest(autoscale=(1, 2)))
+
+
+def test_a_local_deploy_takes_a_package_or_a_model_not_both(tmp_path):
+    with pytest.raises(UserError, match=r"\(--package\) or a model \(--model\), not both"):
+        LocalBackend(tmp_path).deploy(B.DeployRequest(package="latest-approved", model=tmp_path))
