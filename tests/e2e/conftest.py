@@ -26,6 +26,10 @@ TRIALS = [  # (name, status, valid_acc, tuned hyperparameters) as SageMaker list
 
 
 class SageMakerProxy(http.server.BaseHTTPRequestHandler):
+    # HTTP/1.1, so that an upload's "Expect: 100-continue" is answered at once (HTTP/1.0 left
+    # botocore waiting a second for each PutObject).
+    protocol_version = "HTTP/1.1"
+
     def log_message(self, *args):
         pass
 

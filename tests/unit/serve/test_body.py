@@ -26,3 +26,20 @@ def test_a_json_lines_line_is_bounded_like_a_whole_json_body(trained_model):
     assert answer.json["error"].startswith(f"line 2: over {payloads.WHOLE_BODY_BYTES:,} bytes")
     assert client.post("/invocations", data=good * 2,
                        content_type=payloads.JSONLINES_TYPE).status_code == 200
+
+
+def test_lines_are_read_in_blocks_with_the_same_bounds():
+    """werkzeug's LimitedStream reads a line one byte a call: line_reader puts a buffer in front,
+    and a line is cut where the size says, as before; other streams pass through."""
+    from werkzeug.wsgi import LimitedStream
+
+    from dogbreed.serve.body import line_reader
+
+    data = b"first\n" + b"x" * 100_000 + b"\nlast"
+    plain = LimitedStream(io.BytesIO(data), len(data))
+    buffered = line_reader(LimitedStream(io.BytesIO(data), len(data)))
+    assert isinstance(buffered, io.BufferedReader)
+    for size in (6, 50_000, 50_001, 200_000):
+        assert buffered.readline(size) == plain.readline(size), size
+    other = io.BytesIO(data)
+    assert line_reader(other) is other
