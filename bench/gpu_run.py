@@ -7,7 +7,7 @@ Needs the checkout and a CUDA machine only: the photos are generated (the sample
 ../shared are used for serving when they are there), the models are written in seconds
 (random weights: speed does not depend on them). Without CUDA it says so, measures nothing and
 exits 0 (``--smoke`` runs every step on the CPU at 64 px for a second each instead: what
-tests/unit/test_gpu_run.py runs). Rows:
+tests/e2e/test_gpu_run.py runs). Rows:
 
 - AMP training at 224 px (ResNet18, AdamW, autocast with the dtype `train` picks, GradScaler for
   float16), full fine-tuning and head only: on tensors already on the GPU (the device's limit),

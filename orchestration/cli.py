@@ -351,6 +351,11 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"dogctl {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # an AWS refusal no verb put in words: one line, not a traceback
+        if type(exc).__module__.split(".")[0] != "botocore":
+            raise
+        print(f"dogctl {args.command}: error: AWS refused: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"dogctl {args.command}: interrupted", file=sys.stderr)
         return 130

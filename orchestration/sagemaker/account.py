@@ -45,12 +45,17 @@ def names_for(settings: Settings, session: Any, *, bucket: str | None, role: str
     wrote), then the defaults (bucket ``dogbreed-ACCOUNT-REGION``, unique to the account)."""
     identity = session.client("sts").get_caller_identity()
     account, region = identity["Account"], session.region_name
-    role = role or (settings.role.rsplit("/", 1)[-1] if settings.role else DEFAULT_ROLE)
-    if settings.image and not repository:
-        repository = settings.image.split("/", 1)[-1].split("@")[0].split(":")[0]
+    path = "/"
+    if not role and settings.role:  # arn:aws:iam::ACCOUNT:role[/PATH/]NAME
+        found = settings.role.split(":role", 1)[-1]
+        path, role = found.rsplit("/", 1)[0] + "/", found.rsplit("/", 1)[-1]
+    pinned = settings.image and settings.image.split("/", 1)[-1].split("@")[0].split(":")[0]
+    if pinned and repository and repository != pinned:
+        raise AwsError(f"--repository {repository} but the settings' image is in {pinned}: pass the same, "
+                       "or change image in the settings file")
     return Names(account, region, bucket or settings.bucket or f"dogbreed-{account}-{region}",
-                 settings.prefix, repository or DEFAULT_REPOSITORY, role,
-                 identity["Arn"].split(":")[1])
+                 settings.prefix, repository or pinned or DEFAULT_REPOSITORY, role or DEFAULT_ROLE,
+                 identity["Arn"].split(":")[1], path)
 
 
 def settings_document(names: Names, settings: Settings) -> dict[str, Any]:
@@ -99,8 +104,8 @@ def ensure_bucket(s3: Any, names: Names, tags: Mapping[str, str], dry_run: bool)
         s3.head_bucket(Bucket=names.bucket)
     except ClientError as exc:
         if _code(exc) in ("403", "AccessDenied"):
-            raise AwsError(f"bucket {names.bucket!r} exists but is not yours (or you may not read it): "
-                           "pass another --bucket") from exc
+            raise AwsError(f"bucket {names.bucket!r} exists but is not yours (or you lack s3:ListBucket "
+                           "on it): pass another --bucket") from exc
         if _code(exc) in ("301", "PermanentRedirect"):
             raise AwsError(f"bucket {names.bucket!r} exists in another region than {names.region}: "
                            "SageMaker reads channels from its own region; pass another --bucket") from exc
@@ -116,6 +121,7 @@ def ensure_bucket(s3: Any, names: Names, tags: Mapping[str, str], dry_run: bool)
         _secure_bucket(s3, names.bucket)
         return Step("bucket", names.bucket, "created (public access blocked, encrypted)")
     region = s3.get_bucket_location(Bucket=names.bucket).get("LocationConstraint") or "us-east-1"
+    region = "eu-west-1" if region == "EU" else region  # the old name of eu-west-1
     if region != names.region:
         raise AwsError(f"bucket {names.bucket!r} is in {region}, not {names.region}: SageMaker reads "
                        f"channels from its own region; pass --region {region} or another --bucket")
@@ -181,17 +187,18 @@ def ensure_role(iam: Any, names: Names, tags: Mapping[str, str], dry_run: bool) 
     except iam.exceptions.NoSuchEntityException:
         if dry_run:
             return Step("role", names.role_arn, "would create (trusted by SageMaker, least privilege)")
-        iam.create_role(RoleName=names.role, AssumeRolePolicyDocument=json.dumps(policies.trust()),
+        iam.create_role(RoleName=names.role, Path=names.role_path,
+                        AssumeRolePolicyDocument=json.dumps(policies.trust()),
                         Description="SageMaker execution role for dogctl (dogctl init)",
                         Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
-        iam.put_role_policy(RoleName=names.role, PolicyName=policies.EXECUTION_POLICY,
+        iam.put_role_policy(RoleName=names.role, PolicyName=names.policy_name,
                             PolicyDocument=json.dumps(wanted))
         return Step("role", names.role_arn, "created (trusted by SageMaker, least privilege)")
     if not _trusts_sagemaker(role.get("AssumeRolePolicyDocument")):
         raise AwsError(f"role {names.role!r} exists but SageMaker may not assume it: pass another "
                        f"--role-name, or let {policies.SAGEMAKER} assume it")
     try:
-        current = iam.get_role_policy(RoleName=names.role, PolicyName=policies.EXECUTION_POLICY)
+        current = iam.get_role_policy(RoleName=names.role, PolicyName=names.policy_name)
         document = current["PolicyDocument"]
         current_policy = json.loads(document) if isinstance(document, str) else document
     except iam.exceptions.NoSuchEntityException:
@@ -199,10 +206,10 @@ def ensure_role(iam: Any, names: Names, tags: Mapping[str, str], dry_run: bool) 
     if current_policy == wanted:
         return Step("role", names.role_arn, "exists (trusted by SageMaker, least privilege)")
     if not dry_run:
-        iam.put_role_policy(RoleName=names.role, PolicyName=policies.EXECUTION_POLICY,
+        iam.put_role_policy(RoleName=names.role, PolicyName=names.policy_name,
                             PolicyDocument=json.dumps(wanted))
     return Step("role", names.role_arn, ("would update" if dry_run else "updated")
-                + f": its {policies.EXECUTION_POLICY} policy")
+                + f": its {names.policy_name} policy")
 
 
 def _trusts_sagemaker(document: Any) -> bool:
@@ -211,7 +218,8 @@ def _trusts_sagemaker(document: Any) -> bool:
 
         document = json.loads(urllib.parse.unquote(document))
     for statement in (document or {}).get("Statement", []):
-        services = statement.get("Principal", {}).get("Service", [])
+        principal = statement.get("Principal", {})
+        services = principal.get("Service", []) if isinstance(principal, dict) else []
         services = [services] if isinstance(services, str) else services
         if statement.get("Effect") == "Allow" and policies.SAGEMAKER in services:
             return True

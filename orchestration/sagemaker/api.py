@@ -65,11 +65,13 @@ def tagged(request: Request, tags: Mapping[str, str]) -> Request:
     return {**request, "tags": [shapes.Tag(key=key, value=value) for key, value in tags.items()]}
 
 
-def create(client: Any, resource: str, request: Request, *, tags: Mapping[str, str]) -> dict[str, Any]:
+def create(client: Any, resource: str, request: Request, *, tags: Mapping[str, str] | None) -> dict[str, Any]:
     """``Create<resource>`` (e.g. ``TrainingJob``) with the boto3 SageMaker ``client``, tagged with
-    ``tags`` (every resource dogctl creates is: `dogctl resources` lists them by their tags);
-    SageMaker's answer. Raises botocore's ClientError when SageMaker refuses it."""
+    ``tags`` (every resource dogctl creates is: `dogctl resources` lists them by their tags; None
+    only where SageMaker refuses tags, a model package version); SageMaker's answer. Raises
+    botocore's ClientError when SageMaker refuses it."""
     from botocore import xform_name
 
     operation = f"Create{resource}"
-    return getattr(client, xform_name(operation))(**as_api(operation, tagged(request, tags)))
+    sent = request if tags is None else tagged(request, tags)
+    return getattr(client, xform_name(operation))(**as_api(operation, sent))

@@ -93,9 +93,10 @@ def register(settings: Settings, session: Any, client: Any, request: RegisterReq
     bucket, key = s3_parts(uri)
     session.client("s3").put_object(Bucket=bucket, Key=key, Body=json.dumps(found, indent=1).encode(),
                                     ContentType=JSON_TYPE)
+    # A version takes no tags (SageMaker refuses them with a group name): its group carries them.
     arn = api.create(client, "ModelPackage",
                      package_request(settings, group, data, uri, found, request.description),
-                     tags=tags)["ModelPackageArn"]
+                     tags=None)["ModelPackageArn"]
     return described(client, arn)
 
 

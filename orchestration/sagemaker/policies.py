@@ -6,11 +6,12 @@ checked against every SageMaker call in orchestration/ by tests/unit/dogctl/test
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 VERSION = "2012-10-17"
-EXECUTION_POLICY = "dogctl-execution"  # the role's inline policy
+EXECUTION_POLICY = "dogctl-execution"  # the role's inline policies: one per bucket and prefix
 SAGEMAKER = "sagemaker.amazonaws.com"
 
 # SageMaker actions dogctl's verbs call, by resource; the List* ones take no resource ARN.
@@ -40,7 +41,7 @@ PUSH_ACTIONS = ("ecr:DescribeRepositories", "ecr:CreateRepository", "ecr:Describ
                 "ecr:BatchCheckLayerAvailability", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart",
                 "ecr:CompleteLayerUpload", "ecr:PutImage", "ecr:BatchGetImage")
 INIT_ACTIONS = {  # what `dogctl init` itself calls, on what it creates
-    "bucket": ("s3:CreateBucket", "s3:GetBucketLocation", "s3:GetBucketPublicAccessBlock",
+    "bucket": ("s3:ListBucket", "s3:CreateBucket", "s3:GetBucketLocation", "s3:GetBucketPublicAccessBlock",
                "s3:PutBucketPublicAccessBlock", "s3:GetEncryptionConfiguration",
                "s3:PutEncryptionConfiguration", "s3:PutBucketTagging"),
     "repository": ("ecr:DescribeRepositories", "ecr:CreateRepository", "ecr:PutImageScanningConfiguration",
@@ -61,9 +62,17 @@ class Names:
     role: str  # the role's name
     partition: str = "aws"
 
+    role_path: str = "/"  # the role's IAM path (console-made roles: /service-role/)
+
     @property
     def role_arn(self) -> str:
-        return f"arn:{self.partition}:iam::{self.account}:role/{self.role}"
+        return f"arn:{self.partition}:iam::{self.account}:role{self.role_path}{self.role}"
+
+    @property
+    def policy_name(self) -> str:
+        """The role's inline policy for this bucket and prefix (one role may serve several)."""
+        name = re.sub(r"[^\w+=,.@-]", "-", f"{EXECUTION_POLICY}-{self.bucket}-{self.prefix.strip('/')}")
+        return name[:128]
 
     @property
     def repository_arn(self) -> str:

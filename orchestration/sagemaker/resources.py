@@ -15,17 +15,16 @@ from ..backend import Resource
 from .scaling import describe as describe_scaling
 from .settings import MANAGED_BY, PREFIX_TAG
 
-# (kind, list operation, its list key, the summary's name, ARN and status keys, filter)
+# (kind, list operation, its list key, the summary's name, ARN and status keys)
 LISTS = (
     ("training job", "list_training_jobs", "TrainingJobSummaries", "TrainingJobName", "TrainingJobArn",
-     "TrainingJobStatus", {"StatusEquals": "InProgress"}),
+     "TrainingJobStatus"),
     ("tuning job", "list_hyper_parameter_tuning_jobs", "HyperParameterTuningJobSummaries",
-     "HyperParameterTuningJobName", "HyperParameterTuningJobArn", "HyperParameterTuningJobStatus",
-     {"StatusEquals": "InProgress"}),
+     "HyperParameterTuningJobName", "HyperParameterTuningJobArn", "HyperParameterTuningJobStatus"),
     ("transform job", "list_transform_jobs", "TransformJobSummaries", "TransformJobName", "TransformJobArn",
-     "TransformJobStatus", {"StatusEquals": "InProgress"}),
+     "TransformJobStatus"),
 )
-RUNNING = ("InProgress", "Stopping")
+RUNNING = ("InProgress", "Stopping")  # still billed (each listed with StatusEquals: no job of the past)
 
 
 def _epoch(value: Any) -> float | None:
@@ -62,9 +61,15 @@ class Finder:
                            self._hosts(summary["EndpointName"]), _epoch(summary.get("CreationTime")))
 
     def _hosts(self, name: str) -> str:
-        """Each variant's instances now (after any scaling), or its serverless memory."""
-        endpoint = self.client.describe_endpoint(EndpointName=name)
-        config = self.client.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+        """Each variant's instances now (after any scaling), or its serverless memory ("" when its
+        config is gone, as a failed deployment's may be)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            endpoint = self.client.describe_endpoint(EndpointName=name)
+            config = self.client.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+        except ClientError:
+            return ""
         now = {v["VariantName"]: v for v in endpoint.get("ProductionVariants", [])}
         parts = []
         for variant in config["ProductionVariants"]:
@@ -79,8 +84,9 @@ class Finder:
             f", {scaling}" if scaling else "")
 
     def jobs(self) -> Iterator[Resource]:
-        for kind, operation, key, name, arn, status, filters in LISTS:
-            for summary in _pages(self.client, operation, key, **filters):
+        for kind, operation, key, name, arn, status in LISTS:
+            for summary in (s for running in RUNNING
+                            for s in _pages(self.client, operation, key, StatusEquals=running)):
                 if summary[status] in RUNNING and self.ours(summary[arn]):
                     yield Resource(kind, summary[name], summary[status], self._instances(kind, summary[name]),
                                    _epoch(summary.get("CreationTime")))

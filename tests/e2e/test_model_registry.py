@@ -41,7 +41,8 @@ def test_register_approve_and_deploy_a_package_on_sagemaker(sagemaker, recording
                                              "application/jsonlines"]
     assert spec["SupportedResponseMIMETypes"] == ["application/json"]
     assert "ml.g4dn.xlarge" in spec["SupportedRealtimeInferenceInstanceTypes"]
-    assert package["ModelApprovalStatus"] == "PendingManualApproval" and package["Tags"] == OWN
+    # SageMaker refuses tags on a version of a group ("add them to the Model Package Group").
+    assert package["ModelApprovalStatus"] == "PendingManualApproval" and "Tags" not in package
     assert package["CustomerMetadataProperties"] == {"training_job": "job-1", "valid_acc": "0.875",
                                                      "valid_loss": "0.41", "rule:Overfit": "NoIssuesFound"}
     uri = package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]
@@ -75,6 +76,10 @@ def test_register_approve_and_deploy_a_package_on_sagemaker(sagemaker, recording
     assert "Approved -> Rejected" in rejected.stdout, rejected.stdout + rejected.stderr
     again = dogctl("deploy", "--sagemaker", "--package", arn)
     assert again.returncode == 2 and "is Rejected, not Approved" in again.stderr
+    # What AWS refuses and no verb words itself is one line, not a traceback.
+    missing = dogctl("approve", "--sagemaker", arn.rsplit("/", 2)[0] + "/nothing/7")
+    assert missing.returncode == 2 and missing.stderr.startswith("dogctl approve: error: AWS refused: ")
+    assert "Traceback" not in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
 
 
 def test_the_local_registry_keeps_versions_and_deploys_only_approved_ones(tmp_path, trained_model, train_env):

@@ -18,6 +18,7 @@ from tests.helpers import BIN, BUCKET, ROLE, recorded, use_credentials
 pytestmark = pytest.mark.e2e
 MODEL_DATA = f"s3://{BUCKET}/dogbreed/jobs/x/output/model.tar.gz"
 OWN = [{"Key": "managed-by", "Value": "dogctl"}, {"Key": "dogctl:prefix", "Value": "dogbreed"}]
+POLICY = "dogctl-execution-dogbreed-123456789012-eu-west-1-dogbreed"  # the role's, for this bucket and prefix
 
 
 def test_everything_dogctl_creates_is_tagged_and_resources_lists_what_bills(sagemaker, recording):
@@ -116,7 +117,7 @@ def test_init_creates_what_is_missing_once_and_writes_the_settings(aws, tmp_path
     assert made["AssumeRolePolicyDocument"] == policies.trust()
     assert {t["Key"]: t["Value"] for t in made["Tags"]} == tags
     names = policies.Names("123456789012", "eu-west-1", bucket, "dogbreed", "dogbreed", role)
-    inline = iam.get_role_policy(RoleName=role, PolicyName="dogctl-execution")["PolicyDocument"]
+    inline = iam.get_role_policy(RoleName=role, PolicyName=POLICY)["PolicyDocument"]
     assert inline == policies.execution(names)
     settings = Settings.load({}, tmp_path / "dogctl.toml")  # what every --sagemaker verb reads
     assert (settings.region, settings.role, settings.bucket, settings.image, dict(settings.tags)) == (
@@ -136,11 +137,18 @@ def test_init_creates_what_is_missing_once_and_writes_the_settings(aws, tmp_path
     s3.delete_public_access_block(Bucket=bucket)
     ecr.put_image_scanning_configuration(repositoryName="dogbreed",
                                          imageScanningConfiguration={"scanOnPush": False})
-    iam.delete_role_policy(RoleName=role, PolicyName="dogctl-execution")
+    iam.delete_role_policy(RoleName=role, PolicyName=POLICY)
     healed = _init(tmp_path)
     assert [line.split(": ", 2)[-1] for line in healed.stdout.splitlines()[1:4]] == [
-        "updated: public access blocked", "updated: scan on push", "updated: its dogctl-execution policy"]
-    assert iam.get_role_policy(RoleName=role, PolicyName="dogctl-execution")["PolicyDocument"] == inline
+        "updated: public access blocked", "updated: scan on push", f"updated: its {POLICY} policy"]
+    assert iam.get_role_policy(RoleName=role, PolicyName=POLICY)["PolicyDocument"] == inline
+
+    # A second prefix on the same role and bucket gets a policy of its own; the first one's stays.
+    team2 = _init(tmp_path, "--config", "team2.toml", "--prefix", "team2")
+    assert team2.returncode == 0, team2.stderr
+    assert set(iam.list_role_policies(RoleName=role)["PolicyNames"]) == {
+        POLICY, "dogctl-execution-dogbreed-123456789012-eu-west-1-team2"}
+    assert iam.get_role_policy(RoleName=role, PolicyName=POLICY)["PolicyDocument"] == inline
 
 
 def test_init_refuses_what_it_must_not_change(aws, tmp_path):
@@ -161,6 +169,15 @@ def test_init_refuses_what_it_must_not_change(aws, tmp_path):
     far = _init(tmp_path, "--config", "c.toml", "--bucket", "far-away")
     assert far.returncode == 2 and "bucket 'far-away' is in us-west-2, not eu-west-1" in far.stderr
     assert not (tmp_path / "b.toml").exists() and not (tmp_path / "c.toml").exists()
+    # A console-made role lives under a path: its ARN is kept whole.
+    trust = json.dumps(policies.trust())
+    made = boto3.client("iam").create_role(RoleName="Console", Path="/service-role/",
+                                           AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    (tmp_path / "d.toml").write_text(f'role = "{made}"\n')
+    pathed = _init(tmp_path, "--config", "d.toml", "--force")
+    assert pathed.returncode == 0, pathed.stderr
+    assert f"init: role       {made}: updated" in pathed.stdout
+    assert Settings.load({}, tmp_path / "d.toml").role == made
     local = subprocess.run([str(BIN / "dogctl"), "init"], capture_output=True, text=True, timeout=60,
                            cwd=tmp_path)
     assert local.returncode == 2 and "the local backend needs nothing set up" in local.stderr
