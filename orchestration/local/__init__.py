@@ -73,10 +73,23 @@ def _refuse_if_running(folder: Path, what: str) -> None:
     """Two dogctl processes must not drive one study (or run) at once."""
     pid_file = folder / PID_FILE
     if pid_file.is_file():
-        pid = int(pid_file.read_text().split()[0])
+        pid = _pid(pid_file)
         if pid != os.getpid() and _alive(pid):
             raise UserError(f"{what} is running already (dogctl pid {pid}): wait, or "
                             f"`dogctl stop {folder.name}`")
+
+
+CLAIMED = (("runs", "training run"), ("tuning", "study"))  # the folders dogctl marks, and what each holds
+
+
+def _pid(pid_file: Path) -> int:
+    return int(pid_file.read_text().split()[0])
+
+
+def _claims(workdir: Path) -> list[tuple[str, Path]]:
+    """(kind, pid file) of every run and study folder a dogctl marked under ``workdir``."""
+    return [(kind, pid_file) for folder, kind in CLAIMED
+            for pid_file in sorted((workdir / folder).glob(f"*/{PID_FILE}"))]
 
 
 def _alive(pid: int) -> bool:
@@ -248,26 +261,23 @@ class LocalBackend(Backend):
         working on, under this workdir."""
         found = [Resource("endpoint", ep.name, "running", ep.url, ep.started)
                  for ep in hosting.endpoints(self.workdir) if ep.alive()]
-        for folder, kind in (("runs", "training run"), ("tuning", "study")):
-            for pid_file in sorted((self.workdir / folder).glob(f"*/{PID_FILE}")):
-                pid = int(pid_file.read_text().split()[0])
-                if _alive(pid):
-                    found.append(Resource(kind, pid_file.parent.name, "running", f"dogctl pid {pid}",
-                                          pid_file.stat().st_mtime))
+        for kind, pid_file in _claims(self.workdir):
+            if _alive(pid := _pid(pid_file)):
+                found.append(Resource(kind, pid_file.parent.name, "running", f"dogctl pid {pid}",
+                                      pid_file.stat().st_mtime))
         return ResourcesResult(f"this machine, {self.workdir}", tuple(found))
 
     def stop(self, request: StopRequest) -> StopResult:
         """SIGTERM to the dogctl that runs training run or study ``request.job``: it stops its
         `train` runs (checkpoints kept) and exits; wait for that."""
         job = request.job
-        folders = [self.workdir / "runs" / job, self.workdir / "tuning" / job]
+        folders = [self.workdir / folder / job for folder, _ in CLAIMED]
         claimed = [f / PID_FILE for f in folders if (f / PID_FILE).is_file()]
         if not claimed:
-            known = sorted(p.parent.name for f in ("runs", "tuning")
-                           for p in (self.workdir / f).glob(f"*/{PID_FILE}"))
+            known = sorted(pid_file.parent.name for _, pid_file in _claims(self.workdir))
             raise UserError(f"nothing named {job!r} is running under {self.workdir}"
                             + (f"; running: {', '.join(known)}" if known else ""))
-        pid = int(claimed[0].read_text().split()[0])
+        pid = _pid(claimed[0])
         if not _alive(pid):
             claimed[0].unlink(missing_ok=True)
             return StopResult(job, "gone", pid=pid)

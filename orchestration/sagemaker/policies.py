@@ -61,7 +61,6 @@ class Names:
     repository: str
     role: str  # the role's name
     partition: str = "aws"
-
     role_path: str = "/"  # the role's IAM path (console-made roles: /service-role/)
 
     @property

@@ -100,9 +100,10 @@ class Settings:
         tags = dict(values.get("tags", {}))
         for f in fields(cls):
             env = os.environ.get(f"DOGCTL_{f.name.upper()}")
-            if env:
+            if env and f.name == "tags":
+                tags.update(parse_tags(env))  # DOGCTL_TAGS=K=V,K=V adds to the file's
+            elif env:
                 values[f.name] = env
-        tags.update(parse_tags(os.environ.get("DOGCTL_TAGS", "")))
         options = dict(options or {})
         tags.update(options.pop("tags", None) or {})
         values.update({k: v for k, v in options.items() if v is not None})
