@@ -169,6 +169,10 @@ def test_init_refuses_what_it_must_not_change(aws, tmp_path):
     far = _init(tmp_path, "--config", "c.toml", "--bucket", "far-away")
     assert far.returncode == 2 and "bucket 'far-away' is in us-west-2, not eu-west-1" in far.stderr
     assert not (tmp_path / "b.toml").exists() and not (tmp_path / "c.toml").exists()
+    (tmp_path / "e.toml").write_text('image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/dogbreed:v1"\n')
+    moved = _init(tmp_path, "--config", "e.toml", "--repository", "other")
+    assert moved.returncode == 2
+    assert "--repository other but the settings' image is in dogbreed" in moved.stderr
     # A console-made role lives under a path: its ARN is kept whole.
     trust = json.dumps(policies.trust())
     made = boto3.client("iam").create_role(RoleName="Console", Path="/service-role/",

@@ -55,3 +55,17 @@ def test_the_execution_role_reaches_only_its_prefix_repository_and_logs():
     wildcard = {s["Sid"] for s in statements if s["Resource"] == "*"}
     assert wildcard == {"RegistryToken", "Metrics"}  # actions that take no resource ARN
     assert not any(a.endswith(":*") for s in statements for a in s["Action"])
+
+
+def test_init_may_check_an_existing_bucket():
+    """HeadBucket needs s3:ListBucket: without it an existing bucket reads as someone else's."""
+    (bucket,) = [s for s in policies.setup(NAMES)["Statement"] if s["Sid"] == "Bucket"]
+    assert "s3:ListBucket" in bucket["Action"] and bucket["Resource"] == "arn:aws:s3:::b"
+
+
+def test_a_trust_policy_with_a_principal_of_star_is_read_not_a_crash():
+    from orchestration.sagemaker.account import _trusts_sagemaker
+
+    anyone = {"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "sts:AssumeRole"}]}
+    assert _trusts_sagemaker(anyone) is False
+    assert _trusts_sagemaker(policies.trust()) is True
