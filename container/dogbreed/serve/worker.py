@@ -185,8 +185,9 @@ class Worker(gthread.ThreadWorker):
                 unreader.append(data)
                 if arrival.since is None:
                     arrival.since = now
-                if not head_only and time.monotonic() > until:
-                    break  # slow but steady: back to the event loop
+                if not head_only and time.monotonic() > until and _missing(unreader, arrival):
+                    break  # slow but steady: back to the event loop for the rest (with all of
+                    # it in, nothing more would arrive to wake the loop: the client would wait on)
             else:
                 return True
             conn.sock.setblocking(False)

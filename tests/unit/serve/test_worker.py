@@ -1,9 +1,26 @@
-"""serve's worker: when a request's head (and a small declared body) has wholly arrived."""
+"""serve's worker: when a request's head (and a small declared body) has wholly arrived, and what a
+thread does once it has."""
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
+
+from gunicorn.config import Config
+from gunicorn.workers.gthread import TConn
+
+from dogbreed.serve import worker as worker_module
 from dogbreed.serve.unreader import ArrivedUnreader
-from dogbreed.serve.worker import BUFFERED_BODY_BYTES, MAX_HEAD_BYTES, Arrival, _missing, buffered_body
+from dogbreed.serve.worker import (
+    BUFFERED_BODY_BYTES,
+    MAX_HEAD_BYTES,
+    THREAD_WAIT_SECONDS,
+    Arrival,
+    Worker,
+    _missing,
+    buffered_body,
+)
 
 HEAD = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
 
@@ -52,3 +69,35 @@ def test_the_app_is_told_a_body_is_buffered_exactly_when_the_worker_waited_for_i
     assert not buffered_body(expect)  # the worker left it on the socket: a drain must bound it
     assert not buffered_body({"CONTENT_LENGTH": str(BUFFERED_BODY_BYTES + 1)})
     assert not buffered_body({})
+
+
+class SteppingClock:
+    """``time`` for the worker's module: each reading is ``step`` seconds after the last."""
+
+    def __init__(self, step: float):
+        self.now, self.step = 0.0, step
+
+    def monotonic(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_a_request_whose_last_bytes_arrive_past_the_threads_wait_is_served_not_deferred(monkeypatch):
+    # A thread that read the whole request after its THREAD_WAIT_SECONDS gave the connection back to
+    # the event loop, where nothing more would arrive to wake it: gunicorn then closed it unanswered
+    # (CI, serve saturated: "Remote end closed connection without response").
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    served, peer = listener.accept()
+    worker = Worker(age=1, ppid=os.getpid(), sockets=[], app=None, timeout=30, cfg=Config(),
+                    log=logging.getLogger("test-worker"))
+    try:
+        client.sendall(HEAD + b"Content-Length: 5\r\n\r\nabcde")
+        conn = TConn(worker.cfg, served, peer, listener.getsockname())
+        monkeypatch.setattr(worker_module, "time", SteppingClock(step=THREAD_WAIT_SECONDS + 0.1))
+        assert worker.collect(conn) is True
+        assert _missing(conn.parser.unreader, conn.dogbreed_arrival) == 0
+    finally:
+        worker.tmp.close()
+        for s in (client, served, listener):
+            s.close()
